@@ -1,0 +1,25 @@
+# The two commands: `make demo` runs a 30 s jam, `make test` runs the tests. Both set up a fresh machine first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SECONDS ?= 30
+
+.PHONY: setup demo test bench clean
+
+setup:
+	@./scripts/setup.sh
+
+demo: setup
+	$(PY) -m neurojam.cli demo --seconds $(SECONDS)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/wire.py
+	$(PY) bench/rig.py
+	$(PY) bench/brain.py
+	$(PY) bench/sessions.py
+	$(PY) bench/analysis.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,254 @@
+"""One node's end of the bridge: two one-way ZeroMQ pipes and their bookkeeping.
+
+Socket layout (the brain binds, the rig connects, so either may restart)::
+
+    rig  PUSH --connect--> tcp://brain:events_port   --bind-- PULL  brain
+    rig  PULL --connect--> tcp://brain:commands_port --bind-- PUSH  brain
+
+Sends never block: ``zmq.NOBLOCK`` with a bounded high-water mark and
+``IMMEDIATE`` (queue only to live peers). A send that cannot go is dropped and
+counted (``peer_absent`` when we have not heard the peer lately, else
+``queue_full``). ZeroMQ reconnects by itself; a ``hello`` after a restart
+resets sequence tracking. Incoming frames that fail :func:`decode` are
+counted by reason and logged at most once per reason per minute.
+
+Security: every socket passes through ``security.apply`` before it binds or
+connects, so CurveZMQ can be switched on there without touching message code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import zmq
+
+from bridge.clock import ClockOffsetEstimator
+from bridge.messages import (
+    FrameError,
+    Heartbeat,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    decode,
+    encode,
+)
+
+log = logging.getLogger("neurojam.bridge")
+
+Role = Literal["rig", "brain", "replay", "tool"]
+FrameTap = Callable[[str, bytes, float], None]
+"""Called with (direction 'in'|'out', raw frame, local monotonic time) for recording."""
+
+
+class Security:
+    """No security (plain TCP). Subclass and override ``apply`` for CurveZMQ."""
+
+    def apply(self, sock: zmq.Socket, *, server: bool) -> None:  # noqa: ARG002
+        return None
+
+
+class CurveSecurity(Security):
+    """CurveZMQ: the brain is the server, the rig a client that knows its key."""
+
+    def __init__(self, server_public: bytes, secret: bytes, public: bytes) -> None:
+        self.server_public, self.secret, self.public = server_public, secret, public
+
+    def apply(self, sock: zmq.Socket, *, server: bool) -> None:
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        if server:
+            sock.curve_server = True
+        else:
+            sock.curve_serverkey = self.server_public
+
+
+@dataclass
+class LinkStats:
+    sent: int = 0
+    received: int = 0
+    dropped_out: Counter = field(default_factory=Counter)
+    dropped_in: Counter = field(default_factory=Counter)
+    gaps: int = 0
+    lost_in_gaps: int = 0
+    peer_restarts: int = 0
+    last_heard: float | None = None
+
+    def as_dict(self, now: float) -> dict:
+        return {
+            "sent": self.sent,
+            "received": self.received,
+            "dropped_out": dict(self.dropped_out),
+            "dropped_in": dict(self.dropped_in),
+            "gaps": self.gaps,
+            "lost_in_gaps": self.lost_in_gaps,
+            "peer_restarts": self.peer_restarts,
+            "last_heard_age_s": None if self.last_heard is None else round(now - self.last_heard, 3),
+        }
+
+
+class Link:
+    """A node's bridge endpoint. Not thread-safe: use it from one thread."""
+
+    def __init__(
+        self,
+        role: Role,
+        node_id: str,
+        *,
+        host: str = "127.0.0.1",
+        events_port: int = 5555,
+        commands_port: int = 5556,
+        bind_host: str = "127.0.0.1",
+        heartbeat_s: float = 0.5,
+        liveness_s: float = 2.0,
+        hwm: int = 1000,
+        security: Security | None = None,
+        tap: FrameTap | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.role, self.node_id, self.clock = role, node_id, clock
+        self.heartbeat_s, self.liveness_s = heartbeat_s, liveness_s
+        self.tap = tap
+        self.stats = LinkStats()
+        self.offset = ClockOffsetEstimator()
+        self._seq = 0
+        self._peer_seq: dict[str, int] = {}
+        self._last_beat_sent = float("-inf")
+        self._last_log: dict[str, float] = {}
+        self._ctx = zmq.Context.instance()
+        security = security or Security()
+        server = role == "brain"
+        self._out = self._ctx.socket(zmq.PUSH)
+        self._in = self._ctx.socket(zmq.PULL)
+        for sock in (self._out, self._in):
+            sock.linger = 0
+            sock.sndhwm = hwm
+            sock.rcvhwm = hwm
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            security.apply(sock, server=server)
+        self._out.setsockopt(zmq.IMMEDIATE, 1)
+        if server:
+            self._in.bind(f"tcp://{bind_host}:{events_port}")
+            self._out.bind(f"tcp://{bind_host}:{commands_port}")
+        else:
+            self._out.connect(f"tcp://{host}:{events_port}")
+            self._in.connect(f"tcp://{host}:{commands_port}")
+        self._poller = zmq.Poller()
+        self._poller.register(self._in, zmq.POLLIN)
+
+    # -- sending -------------------------------------------------------------
+    def stamp(self, msg: Message) -> Message:
+        msg.node, msg.seq, msg.t = self.node_id, self._seq, self.clock()
+        self._seq += 1
+        return msg
+
+    def send(self, msg: Message) -> bool:
+        """Stamp, encode and send without blocking; False (and counted) if dropped."""
+        frame = encode(self.stamp(msg))
+        if self.tap:  # record before sending: what the peer never got is still kept
+            self.tap("out", frame, msg.t)
+        try:
+            self._out.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            self.stats.dropped_out["queue_full" if self.peer_alive() else "peer_absent"] += 1
+            return False
+        except zmq.ZMQError as exc:  # closed socket, interrupted syscall
+            self.stats.dropped_out["socket_error"] += 1
+            self._log_once("socket_error", f"send failed: {exc}")
+            return False
+        self.stats.sent += 1
+        return True
+
+    def hello(self, session: str = "", software: str = "") -> bool:
+        return self.send(Hello(role=self.role, software=software, session=session))
+
+    def tick(self) -> None:
+        """Send a heartbeat (and a clock ping from the brain) when one is due."""
+        now = self.clock()
+        if now - self._last_beat_sent >= self.heartbeat_s:
+            self._last_beat_sent = now
+            self.send(Ping() if self.role == "brain" else Heartbeat())
+
+    # -- receiving -----------------------------------------------------------
+    def poll(self, timeout_ms: float = 0) -> bool:
+        return bool(self._poller.poll(max(0, int(timeout_ms))))
+
+    def receive(self, timeout_ms: float = 0, max_frames: int = 1000) -> list[Message]:
+        """Decoded, validated messages waiting (up to ``max_frames``); bad frames counted."""
+        out: list[Message] = []
+        if not self.poll(timeout_ms):
+            return out
+        for _ in range(max_frames):
+            try:
+                frame = self._in.recv(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            msg = self.accept(frame)
+            if msg is not None:
+                out.append(msg)
+        return out
+
+    def accept(self, frame: bytes) -> Message | None:
+        """Decode one raw frame and do the bookkeeping; None if it was dropped."""
+        now = self.clock()
+        if self.tap:
+            self.tap("in", frame, now)
+        try:
+            msg = decode(frame)
+        except FrameError as exc:
+            self.stats.dropped_in[exc.reason] += 1
+            self._log_once(exc.reason, f"dropped a frame ({exc.detail[:200]})")
+            return None
+        self.stats.received += 1
+        self.stats.last_heard = now
+        self._track_seq(msg)
+        if isinstance(msg, Ping):
+            self.send(Pong(ping_seq=msg.seq, ping_t=msg.t))
+        elif isinstance(msg, Pong):
+            self.offset.add(msg.ping_t, msg.t, now)
+        return msg
+
+    def _track_seq(self, msg: Message) -> None:
+        last = self._peer_seq.get(msg.node)
+        if last is not None and (isinstance(msg, Hello) or msg.seq <= last):
+            self.stats.peer_restarts += 1
+        elif last is not None and msg.seq > last + 1:
+            self.stats.gaps += 1
+            self.stats.lost_in_gaps += msg.seq - last - 1
+        self._peer_seq[msg.node] = msg.seq
+
+    # -- state ---------------------------------------------------------------
+    def peer_alive(self) -> bool:
+        last = self.stats.last_heard
+        return last is not None and self.clock() - last < self.liveness_s
+
+    def stats_dict(self) -> dict:
+        d = self.stats.as_dict(self.clock())
+        d["peer_alive"] = self.peer_alive()
+        if self.offset.ready:
+            d["clock_offset_s"] = round(self.offset.offset, 6)
+            d["rtt_ms"] = round(self.offset.rtt * 1000, 3)
+        return d
+
+    def _log_once(self, reason: str, text: str, every_s: float = 60.0) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(reason, float("-inf")) >= every_s:
+            self._last_log[reason] = now
+            log.warning("%s: %s (further '%s' drops counted, logged once a minute)", self.role, text, reason)
+
+    def close(self) -> None:
+        """Safe to call twice."""
+        for sock in (self._out, self._in):
+            if not sock.closed:
+                sock.close(linger=0)
+
+    def __enter__(self) -> "Link":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

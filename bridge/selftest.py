@@ -1,0 +1,95 @@
+"""Two real processes over loopback TCP: a sender (rig side) and a receiver (brain side).
+
+``python -m bridge.selftest --receive PORT N`` runs the receiver: it counts
+frames until N arrive or it has heard nothing for 2 s, then prints one JSON
+line (stats and one-way latencies, which are meaningful because both
+processes read the same CLOCK_MONOTONIC). ``run_selftest`` drives it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from bridge.link import Link
+from bridge.messages import Note
+
+
+def receive(port: int, expect: int, idle_s: float = 2.0) -> dict:
+    link = Link("brain", "selftest-brain", events_port=port, commands_port=port + 1, hwm=100_000)
+    latencies: list[float] = []
+    print("ready", flush=True)
+    last = time.monotonic()
+    got = 0
+    while got < expect and time.monotonic() - last < idle_s:
+        for msg in link.receive(timeout_ms=50):
+            if isinstance(msg, Note):
+                got += 1
+                latencies.append(time.monotonic() - msg.t)
+            last = time.monotonic()
+    out = link.stats_dict()
+    out["notes"] = got
+    out["latency_s"] = latencies
+    link.close()
+    return out
+
+
+def start_receiver(port: int, expect: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.selftest", "--receive", str(port), str(expect)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError("receiver did not start")
+    return proc
+
+
+def finish_receiver(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate(timeout=60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def send_paced(port: int, count: int, rate: float) -> Link:
+    link = Link("rig", "selftest-rig", events_port=port, commands_port=port + 1, hwm=100_000)
+    deadline = time.monotonic() + 5
+    while not link.send(Note(source="human", note=60)) and time.monotonic() < deadline:
+        time.sleep(0.01)  # wait for the connection
+    link.stats.dropped_out.clear()
+    start = time.monotonic()
+    for i in range(count - 1):
+        due = start + i / rate
+        while time.monotonic() < due:
+            pass
+        link.send(Note(source="human", note=i % 128))
+    return link
+
+
+def run_selftest(count: int = 5000, port: int = 15555, rate: float = 10_000) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    proc = start_receiver(port, count)
+    link = send_paced(port, count, rate)
+    result = finish_receiver(proc)
+    link.close()
+    lat = sorted(result.pop("latency_s"))
+    table = Table(title=f"bridge self-test: {count} notes at {rate:.0f}/s over tcp://127.0.0.1:{port}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("sent", str(link.stats.sent))
+    table.add_row("received", str(result["notes"]))
+    table.add_row("gaps / lost", f"{result['gaps']} / {result['lost_in_gaps']}")
+    table.add_row("dropped in", str(result["dropped_in"]))
+    if lat:
+        table.add_row("one-way p50", f"{lat[len(lat) // 2] * 1e6:.0f} µs")
+        table.add_row("one-way p99", f"{lat[int(len(lat) * 0.99)] * 1e6:.0f} µs")
+    Console().print(table)
+    return 0 if result["notes"] == count else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--receive":
+        print(json.dumps(receive(int(sys.argv[2]), int(sys.argv[3]))), flush=True)
+    else:
+        sys.exit(run_selftest())

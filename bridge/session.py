@@ -1,0 +1,244 @@
+"""Sessions on disk: an append-only, crash-safe log of every bridge frame.
+
+A session is a directory::
+
+    meta.json      config, model id, software versions, start/stop, source session
+    events.njlog   the log (below)
+    stats.json     the node's latest bridge/rig stats (rewritten each second)
+
+Log layout: the 8-byte magic ``NJLOG1\\n\\0``, then records, each
+``<u32 little-endian length><msgpack [direction, time, frame]>`` where
+direction is ``"in"`` or ``"out"`` (as seen by the recording node), time its
+monotonic clock, and frame the raw bridge frame (so nothing is re-encoded and
+nothing is lost). A writer thread drains a bounded queue and flushes every
+``flush_ms``; a ``kill -9`` loses at most that tail, and the reader tolerates a
+truncated last record and reports it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import queue
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import msgspec
+
+from bridge.messages import FrameError, Message, decode
+from neurojam.errors import SessionError
+
+MAGIC = b"NJLOG1\n\0"
+LOG_NAME = "events.njlog"
+META_NAME = "meta.json"
+STATS_NAME = "stats.json"
+_LEN = struct.Struct("<I")
+_MAX_RECORD = 1 << 20
+
+
+def new_session_dir(root: str | Path = "sessions") -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
+    path = Path(root) / stamp
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def software_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("neurojam", "pyzmq", "msgspec", "mido", "torch", "transformer-lens"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+class SessionRecorder:
+    """Records frames off the hot path. ``record`` never blocks: when the
+    bounded queue is full (disk too slow) the frame is dropped and counted."""
+
+    def __init__(self, path: str | Path, meta: dict | None = None, *, buffer: int = 100_000,
+                 flush_ms: float = 50.0) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.dropped = 0
+        self.recorded = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=buffer)
+        self._flush_s = flush_ms / 1000.0
+        self._meta = {
+            "format": "neurojam-session/1",
+            "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "started_monotonic": time.monotonic(),
+            "software": software_versions(),
+            **(meta or {}),
+        }
+        self._write_meta()
+        self._file = open(self.path / LOG_NAME, "ab", buffering=0)
+        if self._file.tell() == 0:
+            self._file.write(MAGIC)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="session-writer", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def record(self, direction: str, frame: bytes, t: float) -> None:
+        try:
+            self._queue.put_nowait((direction, t, frame))
+        except queue.Full:
+            self.dropped += 1
+
+    __call__ = record  # usable directly as a Link tap
+
+    def update_meta(self, **values) -> None:
+        self._meta.update(values)
+        self._write_meta()
+
+    def write_stats(self, stats: dict) -> None:
+        tmp = self.path / (STATS_NAME + ".tmp")
+        tmp.write_text(json.dumps(stats, indent=1, default=str))
+        os.replace(tmp, self.path / STATS_NAME)
+
+    def _write_meta(self) -> None:
+        tmp = self.path / (META_NAME + ".tmp")
+        tmp.write_text(json.dumps(self._meta, indent=1, default=str))
+        os.replace(tmp, self.path / META_NAME)
+
+    def _run(self) -> None:
+        pack = msgspec.msgpack.encode
+        while True:
+            try:
+                first = self._queue.get(timeout=self._flush_s)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            chunks = [first]
+            deadline = time.monotonic() + self._flush_s
+            while len(chunks) < 4096 and time.monotonic() < deadline:
+                try:
+                    chunks.append(self._queue.get_nowait())
+                except queue.Empty:
+                    if self._stop.is_set():
+                        break
+                    time.sleep(min(0.005, self._flush_s / 4))
+            buf = bytearray()
+            for direction, t, frame in chunks:
+                body = pack([direction, t, frame])
+                buf += _LEN.pack(len(body))
+                buf += body
+            self._file.write(buf)  # unbuffered: in the OS after this call, safe from kill -9
+            self.recorded += len(chunks)
+
+    def close(self, **meta) -> None:
+        """Drain, write the stop time and close. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._file.close()
+        self.update_meta(stopped_utc=dt.datetime.now(dt.timezone.utc).isoformat(),
+                         stopped_monotonic=time.monotonic(), recorded=self.recorded,
+                         dropped=self.dropped, **meta)
+
+
+@dataclass
+class Record:
+    direction: str
+    time: float
+    msg: Message
+
+
+@dataclass
+class SessionLog:
+    records: list[Record]
+    meta: dict
+    undecodable: int = 0
+    truncated_bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def iter_log(path: Path) -> Iterator[tuple[str, float, bytes] | tuple[str, int]]:
+    """Raw records; a final ('truncated', nbytes) or ('corrupt', offset) if the tail is bad."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(MAGIC):
+        raise SessionError(f"{path}: not a neurojam session log (it does not start with the "
+                           f"neurojam log header). Pass a session directory made by `neurojam rig`, "
+                           f"`demo` or `replay`.")
+    pos = len(MAGIC)
+    unpack = msgspec.msgpack.decode
+    while pos < len(data):
+        if pos + 4 > len(data):
+            yield ("truncated", len(data) - pos)
+            return
+        (n,) = _LEN.unpack_from(data, pos)
+        if n > _MAX_RECORD:
+            yield ("corrupt", pos)
+            return
+        if pos + 4 + n > len(data):
+            yield ("truncated", len(data) - pos)
+            return
+        try:
+            direction, t, frame = unpack(data[pos + 4: pos + 4 + n])
+        except (msgspec.DecodeError, ValueError, TypeError):
+            yield ("corrupt", pos)
+            return
+        yield (direction, t, frame)
+        pos += 4 + n
+
+
+def read_session(path: str | Path) -> SessionLog:
+    """Every decodable record of a session, with what was wrong with the rest."""
+    path = Path(path)
+    log_path = path / LOG_NAME if path.is_dir() else path
+    session_dir = log_path.parent
+    if not log_path.exists():
+        raise SessionError(f"{path}: no session here (expected {LOG_NAME} inside a session directory; "
+                           f"`neurojam sessions` lists the ones under ./sessions).")
+    meta = {}
+    if (session_dir / META_NAME).exists():
+        try:
+            meta = json.loads((session_dir / META_NAME).read_text())
+        except json.JSONDecodeError:
+            meta = {}
+    out = SessionLog(records=[], meta=meta)
+    for item in iter_log(log_path):
+        if item[0] == "truncated":
+            out.truncated_bytes = item[1]
+            out.problems.append(f"the last {item[1]} bytes are a truncated record (the recorder was "
+                                f"stopped mid-write); everything before them was read")
+            break
+        if item[0] == "corrupt":
+            out.problems.append(f"corrupt record at byte {item[1]}; reading stopped there")
+            break
+        direction, t, frame = item
+        try:
+            out.records.append(Record(direction, t, decode(frame)))
+        except FrameError:
+            out.undecodable += 1
+    if out.undecodable:
+        out.problems.append(f"{out.undecodable} frames could not be decoded (they were recorded as received)")
+    return out
+
+
+def latest_session(root: Path) -> Path:
+    candidates = sorted(p for p in Path(root).glob("*") if (p / META_NAME).exists())
+    if not candidates:
+        raise SessionError(f"no sessions under {root}/ yet: run `neurojam demo` or `neurojam rig` first.")
+    return candidates[-1]
+
+
+def read_stats(session: Path) -> dict:
+    path = Path(session) / STATS_NAME
+    if not path.exists():
+        raise SessionError(f"{session}: no {STATS_NAME} (the node writes it each second while running).")
+    return json.loads(path.read_text())

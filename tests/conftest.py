@@ -1,0 +1,65 @@
+"""Shared fixtures: free ports, the CLI as a subprocess, a JACK server for real MIDI ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 are free on loopback."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65000:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def ports() -> int:
+    return free_port_pair()
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "neurojam.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A real JACK server with the dummy driver, so rtmidi opens real MIDI ports."""
+    if not shutil.which("jackd"):
+        pytest.fail("jackd is not installed: run `make test` (it installs jackd2) or apt-get install jackd2")
+    name = f"neurojam-test-{os.getpid()}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
+    proc = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        pytest.fail(f"jackd did not start: {proc.stderr.read().decode()[-500:]}")
+    yield name
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -1,0 +1,125 @@
+"""The bridge over real ZeroMQ sockets between real processes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import msgspec
+import zmq
+
+from bridge.link import Link
+from bridge.messages import Heartbeat, Hello, Note, encode
+from tests.conftest import ROOT
+
+RECEIVER = ROOT / "bridge" / "selftest.py"
+
+
+def start_receiver(port: int, expect: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.selftest", "--receive", str(port), str(expect)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def result(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate(timeout=60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def raw_sender(port: int) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.linger = 1000
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    return sock
+
+
+def test_garbage_frames_are_counted_and_receiver_keeps_running(ports):
+    proc = start_receiver(ports, expect=5)
+    sock = raw_sender(ports)
+    garbage = [
+        os.urandom(64),  # random bytes
+        encode(Note(source="pet", note=60))[:-3],  # truncated
+        b"\x00" * (70 * 1024),  # huge
+        msgspec.msgpack.encode({"kind": "note", "source": "pet", "note": "loud"}),  # wrong types
+        msgspec.msgpack.encode({"kind": "note", "source": "pet", "note": 999}),  # out of range
+        msgspec.msgpack.encode({"kind": "hologram", "v": 2}),  # unknown kind
+    ]
+    for frame in garbage:
+        sock.send(frame)
+    for i in range(5):  # then real notes: the receiver must still be listening
+        sock.send(encode(Note(source="human", note=60 + i, node="raw", seq=i, t=time.monotonic())))
+    res = result(proc)
+    sock.close()
+    assert proc.returncode == 0
+    assert res["notes"] == 5
+    assert res["dropped_in"] == {"malformed": 2, "oversized": 1, "invalid": 2, "unknown_kind": 1}
+
+
+def test_gaps_are_detected(ports):
+    proc = start_receiver(ports, expect=4)
+    sock = raw_sender(ports)
+    for seq in (0, 1, 5, 6):  # 2, 3, 4 lost
+        sock.send(encode(Note(source="pet", note=60, node="r", seq=seq, t=time.monotonic())))
+    res = result(proc)
+    sock.close()
+    assert res["gaps"] == 1 and res["lost_in_gaps"] == 3
+
+
+def test_sender_never_blocks_without_receiver_and_reconnects(ports):
+    link = Link("rig", "rig-test", events_port=ports, commands_port=ports + 1, hwm=100)
+    # No brain at all: 2,000 sends return at once, each dropped and counted.
+    sent = sum(link.send(Note(source="pet", note=60)) for _ in range(2000))
+    assert sent == 0
+    assert link.stats.dropped_out["peer_absent"] == 2000
+
+    first = start_receiver(ports, expect=10)
+    deadline = time.monotonic() + 10
+    delivered = 0
+    while delivered < 10 and time.monotonic() < deadline:
+        delivered += link.send(Note(source="pet", note=61))
+        time.sleep(0.01)
+    assert result(first)["notes"] == 10
+
+    # The receiver is gone (restart): sends keep returning immediately.
+    for _ in range(500):
+        link.send(Note(source="pet", note=62))
+    second = start_receiver(ports, expect=10)
+    delivered = 0
+    deadline = time.monotonic() + 10
+    while delivered < 10 and time.monotonic() < deadline:
+        delivered += link.send(Note(source="pet", note=63))
+        time.sleep(0.01)
+    assert result(second)["notes"] == 10
+    link.close()
+    link.close()  # safe twice
+
+
+def test_commands_flow_back_and_clock_offset(ports):
+    brain = Link("brain", "b", events_port=ports, commands_port=ports + 1, heartbeat_s=0.05)
+    rig = Link("rig", "r", events_port=ports, commands_port=ports + 1, heartbeat_s=0.05)
+    got_rig, got_brain = [], []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (brain.offset.ready and got_rig):
+        rig.tick()
+        brain.tick()
+        got_brain += rig.receive(10)
+        got_rig += brain.receive(10)
+    assert any(isinstance(m, Heartbeat) for m in got_rig)
+    assert brain.offset.ready
+    assert abs(brain.offset.offset) < 0.01  # same machine, same clock
+    assert brain.offset.rtt < 0.05
+    stats = brain.stats_dict()
+    assert "rtt_ms" in stats and stats["peer_alive"]
+    rig.close()
+    brain.close()
+
+
+def test_hello_resets_sequence_tracking(ports):
+    brain = Link("brain", "b", events_port=ports, commands_port=ports + 1)
+    brain.accept(encode(Note(source="pet", note=60, node="r", seq=50)))
+    brain.accept(encode(Hello(role="rig", node="r", seq=0)))
+    brain.accept(encode(Note(source="pet", note=60, node="r", seq=1)))
+    assert brain.stats.gaps == 0 and brain.stats.peer_restarts == 1
+    brain.close()
