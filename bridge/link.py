@@ -19,6 +19,7 @@ connects, so CurveZMQ can be switched on there without touching message code.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ class LinkStats:
 
 
 class Link:
-    """A node's bridge endpoint. Not thread-safe: use it from one thread."""
+    """A node's bridge endpoint. ``send`` may be called from any thread (pads fire
+    from GPIO and timeline threads); ``receive`` from one thread only."""
 
     def __init__(
         self,
@@ -116,6 +118,7 @@ class Link:
         self.stats = LinkStats()
         self.offset = ClockOffsetEstimator()
         self._seq = 0
+        self._send_lock = threading.Lock()
         self._peer_seq: dict[str, int] = {}
         self._last_beat_sent = float("-inf")
         self._last_log: dict[str, float] = {}
@@ -149,20 +152,21 @@ class Link:
 
     def send(self, msg: Message) -> bool:
         """Stamp, encode and send without blocking; False (and counted) if dropped."""
-        frame = encode(self.stamp(msg))
-        if self.tap:  # record before sending: what the peer never got is still kept
-            self.tap("out", frame, msg.t)
-        try:
-            self._out.send(frame, zmq.NOBLOCK)
-        except zmq.Again:
-            self.stats.dropped_out["queue_full" if self.peer_alive() else "peer_absent"] += 1
-            return False
-        except zmq.ZMQError as exc:  # closed socket, interrupted syscall
-            self.stats.dropped_out["socket_error"] += 1
-            self._log_once("socket_error", f"send failed: {exc}")
-            return False
-        self.stats.sent += 1
-        return True
+        with self._send_lock:
+            frame = encode(self.stamp(msg))
+            if self.tap:  # record before sending: what the peer never got is still kept
+                self.tap("out", frame, msg.t)
+            try:
+                self._out.send(frame, zmq.NOBLOCK)
+            except zmq.Again:
+                self.stats.dropped_out["queue_full" if self.peer_alive() else "peer_absent"] += 1
+                return False
+            except zmq.ZMQError as exc:  # closed socket, interrupted syscall
+                self.stats.dropped_out["socket_error"] += 1
+                self._log_once("socket_error", f"send failed: {exc}")
+                return False
+            self.stats.sent += 1
+            return True
 
     def hello(self, session: str = "", software: str = "") -> bool:
         return self.send(Hello(role=self.role, software=software, session=session))
@@ -243,9 +247,10 @@ class Link:
 
     def close(self) -> None:
         """Safe to call twice."""
-        for sock in (self._out, self._in):
-            if not sock.closed:
-                sock.close(linger=0)
+        with self._send_lock:
+            for sock in (self._out, self._in):
+                if not sock.closed:
+                    sock.close(linger=0)
 
     def __enter__(self) -> "Link":
         return self

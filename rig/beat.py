@@ -1,0 +1,134 @@
+"""The rig's beat grid: internal tempo, or following an external MIDI clock.
+
+Beats are counted from 0 since the clock started; beat ``b`` (fractional
+allowed) sits at ``anchor_time + (b - anchor_index) * 60 / tempo``. Times
+are computed from the anchor, never accumulated, so the grid does not drift.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rig.timeline import Timeline
+
+BeatListener = Callable[[int, int, int, float, float], None]
+"""Called with (index, bar, beat_in_bar, tempo_bpm, time)."""
+
+TICKS_PER_BEAT = 24
+
+
+class BeatClock:
+    def __init__(self, timeline: Timeline, tempo_bpm: float = 120.0, beats_per_bar: int = 4,
+                 external: bool = False) -> None:
+        self.timeline = timeline
+        self.tempo_bpm = tempo_bpm
+        self.beats_per_bar = beats_per_bar
+        self.external = external
+        self.listeners: list[BeatListener] = []
+        self.anchor_index = 0
+        self.anchor_time: float | None = None
+        self.last_index = -1
+        self._handle: int | None = None
+
+    @property
+    def period(self) -> float:
+        return 60.0 / self.tempo_bpm
+
+    @property
+    def running(self) -> bool:
+        return self.anchor_time is not None
+
+    def start(self, t0: float | None = None) -> None:
+        self.anchor_time = self.timeline.clock() if t0 is None else t0
+        self.anchor_index = 0
+        self.last_index = -1
+        if not self.external:
+            self._schedule(0)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self.timeline.cancel(self._handle)
+            self._handle = None
+        self.anchor_time = None
+
+    def set_tempo(self, bpm: float) -> None:
+        """Change tempo from the next beat on (re-anchored at the last beat)."""
+        if self.anchor_time is not None and self.last_index >= 0:
+            self.anchor_time = self.time_of_beat(self.last_index)
+            self.anchor_index = self.last_index
+        self.tempo_bpm = bpm
+        if not self.external and self.anchor_time is not None:
+            if self._handle is not None:
+                self.timeline.cancel(self._handle)
+            self._schedule(self.last_index + 1)
+
+    def time_of_beat(self, index: float) -> float:
+        if self.anchor_time is None:
+            raise RuntimeError("the beat clock has not started")
+        return self.anchor_time + (index - self.anchor_index) * self.period
+
+    def beat_at(self, t: float) -> float:
+        """Fractional beat index at time t."""
+        if self.anchor_time is None:
+            raise RuntimeError("the beat clock has not started")
+        return self.anchor_index + (t - self.anchor_time) / self.period
+
+    def next_beat(self, after: float, downbeat: bool = False) -> int:
+        """The first beat index strictly after time ``after`` (a bar's first beat if ``downbeat``)."""
+        index = int(self.beat_at(after)) + 1
+        index = max(index, self.last_index + 1)
+        if downbeat:
+            index += (-index) % self.beats_per_bar
+        return index
+
+    def offset_from_nearest(self, t: float) -> float:
+        """Seconds from t to the nearest beat (signed: negative = early)."""
+        b = self.beat_at(t)
+        return (b - round(b)) * self.period
+
+    def _schedule(self, index: int) -> None:
+        self._handle = self.timeline.at(self.time_of_beat(index), self._tick, index)
+
+    def _tick(self, index: int) -> None:
+        self._emit(index, self.time_of_beat(index))
+        self._schedule(index + 1)
+
+    def _emit(self, index: int, t: float) -> None:
+        self.last_index = index
+        bar, beat = divmod(index, self.beats_per_bar)
+        for listener in self.listeners:
+            listener(index, bar, beat, self.tempo_bpm, t)
+
+
+class MidiClockFollower:
+    """Turns external MIDI clock (0xF8, 24 per quarter; 0xFA start, 0xFC stop) into beats."""
+
+    def __init__(self, clock: BeatClock, smoothing: int = 24) -> None:
+        self.clock = clock
+        self.ticks = 0
+        self.running = False
+        self._tick_times: list[float] = []
+        self.smoothing = smoothing
+
+    def handle(self, msg_type: str, t: float) -> None:
+        if msg_type == "start":
+            self.running, self.ticks, self._tick_times = True, 0, []
+            self.clock.start(t)
+            self.clock._emit(0, t)
+        elif msg_type == "stop":
+            self.running = False
+            self.clock.stop()
+        elif msg_type == "continue":
+            self.running = True
+        elif msg_type == "clock" and self.running:
+            self.ticks += 1
+            self._tick_times.append(t)
+            self._tick_times = self._tick_times[-(self.smoothing + 1):]
+            if len(self._tick_times) >= 2:
+                per_tick = (self._tick_times[-1] - self._tick_times[0]) / (len(self._tick_times) - 1)
+                if per_tick > 0:
+                    self.clock.tempo_bpm = min(300.0, max(20.0, 60.0 / (per_tick * TICKS_PER_BEAT)))
+            if self.ticks % TICKS_PER_BEAT == 0:
+                index = self.ticks // TICKS_PER_BEAT
+                self.clock.anchor_index, self.clock.anchor_time = index, t
+                self.clock._emit(index, t)

@@ -1,0 +1,51 @@
+"""The computer keyboard as pads, for people without a Pi: keys 1-9 press pads, t asks for a treat, q quits."""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import termios
+import threading
+import tty
+
+from rig.gpio import SimInputPin
+
+
+class KeyboardPads:
+    def __init__(self, node, hold_s: float = 0.12) -> None:
+        self.node, self.hold_s = node, hold_s
+        self._stop = threading.Event()
+        self._fd = sys.stdin.fileno() if sys.stdin.isatty() else None
+        self._saved = termios.tcgetattr(self._fd) if self._fd is not None else None
+        if self._fd is None:
+            print("rig: stdin is not a terminal; keyboard pads are off", flush=True)
+            return
+        tty.setcbreak(self._fd)
+        self._thread = threading.Thread(target=self._run, name="keyboard-pads", daemon=True)
+        self._thread.start()
+        print("rig: keys 1-%d press pads, t = treat, q = quit" % len(node.pads), flush=True)
+
+    def press(self, key: str) -> None:
+        node = self.node
+        if key == "q":
+            node.stop_event.set()
+        elif key == "t":
+            node.dispenser.request(source="manual")
+        elif key.isdigit() and 1 <= int(key) <= len(node.pads):
+            pad = node.pads[int(key) - 1]
+            if isinstance(pad.pin, SimInputPin):
+                pressed = not pad.active_low
+                pad.pin.drive(pressed)
+                node.timeline.after(self.hold_s, pad.pin.drive, not pressed)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.1)
+            if ready:
+                self.press(os.read(self._fd, 1).decode(errors="ignore"))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._fd is not None and self._saved is not None:
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)

@@ -1,0 +1,90 @@
+"""Plays the brain's accompaniment at the rig time or beat it is due.
+
+A note whose slot has passed (by more than the tolerance) is dropped and
+counted, or played at once if ``late: play``. Every note-on schedules its
+note-off; a polyphony cap refuses extra voices; :meth:`all_notes_off`
+cancels what is pending and silences what sounds. No stuck notes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from bridge.messages import Accomp, AccompNote
+from rig.beat import BeatClock
+from rig.midi_io import NoteOutput
+from rig.timeline import Timeline
+
+
+class AccompScheduler:
+    def __init__(self, timeline: Timeline, beats: BeatClock, output: NoteOutput, *, late: str = "drop",
+                 late_tolerance_s: float = 0.005, max_voices: int = 16) -> None:
+        self.timeline, self.beats, self.output = timeline, beats, output
+        self.late, self.tolerance, self.max_voices = late, late_tolerance_s, max_voices
+        self.counts: Counter = Counter()
+        self._pending: set[int] = set()
+        self._voices: dict[tuple[int, int], int] = {}  # (channel, note) -> note-off handle
+        self._lock = threading.Lock()
+        self.on_played = None  # optional callback(note: AccompNote, due: float)
+
+    def due_time(self, note: AccompNote) -> float | None:
+        if note.due_time is not None:
+            return note.due_time
+        if note.due_beat is not None and self.beats.running:
+            return self.beats.time_of_beat(note.due_beat)
+        return None
+
+    def schedule(self, accomp: Accomp, now: float | None = None) -> None:
+        now = self.timeline.clock() if now is None else now
+        for note in accomp.notes:
+            due = self.due_time(note)
+            if due is None:
+                self.counts["no_clock"] += 1
+                continue
+            if due < now - self.tolerance:
+                if self.late == "drop":
+                    self.counts["late_dropped"] += 1
+                    continue
+                self.counts["late_played"] += 1
+                due = now
+            with self._lock:
+                handle = self.timeline.at(due, self._note_on, note, due)
+                self._pending.add(handle)
+            self.counts["scheduled"] += 1
+
+    def _note_on(self, note: AccompNote, due: float) -> None:
+        key = (note.channel, note.note)
+        with self._lock:
+            if key in self._voices:  # same note again: restart it cleanly
+                self.timeline.cancel(self._voices.pop(key))
+                self.output.note_off(*key)
+            elif len(self._voices) >= self.max_voices:
+                self.counts["voice_cap"] += 1
+                return
+            self._voices[key] = self.timeline.at(due + note.duration, self._note_off, key)
+        self.output.note_on(note.channel, note.note, note.velocity)
+        self.counts["played"] += 1
+        if self.on_played:
+            self.on_played(note, due)
+
+    def _note_off(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            self._voices.pop(key, None)
+        self.output.note_off(*key)
+
+    @property
+    def voices(self) -> int:
+        return len(self._voices)
+
+    def all_notes_off(self) -> None:
+        """Cancel pending notes and silence sounding ones (stop, Ctrl-C, brain gone)."""
+        with self._lock:
+            for handle in list(self._pending) + list(self._voices.values()):
+                self.timeline.cancel(handle)
+            self._pending.clear()
+            keys = list(self._voices)
+            self._voices.clear()
+        for key in keys:
+            self.output.note_off(*key)
+        self.counts["all_notes_off"] += 1

@@ -1,0 +1,89 @@
+"""A simulated pet and a simulated human, driving the same code paths as the real ones.
+
+The pet presses sim pads (through :class:`SimInputPin.drive`, so debouncing
+and the pad → sound path run as on a Pi); the human plays a MIDI file into
+the rig's keyboard handler (the same function the keyboard's port calls).
+Both are seeded and scheduled on the rig's timeline.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Callable
+
+import mido
+
+from neurojam.errors import DeviceError
+from rig.beat import BeatClock
+from rig.gpio import SimInputPin
+from rig.timeline import Timeline
+
+
+class SimulatedPet:
+    """On each beat, presses a random pad with probability ``presses_per_beat``;
+    it lands on the beat with probability ``on_beat_probability``, else somewhere
+    off it. Each press holds 80-200 ms and bounces a little, like foil does."""
+
+    def __init__(self, pins: list[SimInputPin], timeline: Timeline, beats: BeatClock, *,
+                 presses_per_beat: float = 0.5, on_beat_probability: float = 0.6, seed: int = 1,
+                 active_low: bool = True) -> None:
+        self.pins, self.timeline, self.beats = pins, timeline, beats
+        self.rate, self.on_beat = presses_per_beat, on_beat_probability
+        self.rng = random.Random(seed)
+        self.active_low = active_low
+        self.presses = 0
+        beats.listeners.append(self._on_beat)
+
+    def _on_beat(self, index: int, bar: int, beat: int, tempo: float, t: float) -> None:
+        if not self.pins or self.rng.random() >= self.rate:
+            return
+        pin = self.rng.choice(self.pins)
+        period = 60.0 / tempo
+        # Aim at the next beat: on it, or off by 20-45% of a beat.
+        offset = 0.0 if self.rng.random() < self.on_beat else self.rng.choice([-1, 1]) * self.rng.uniform(0.2, 0.45) * period
+        press_at = t + period + offset
+        hold = self.rng.uniform(0.08, 0.2)
+        pressed, released = (not self.active_low), self.active_low
+        self.timeline.at(press_at, pin.drive, pressed)
+        self.timeline.at(press_at + 0.002, pin.drive, released)  # a bounce
+        self.timeline.at(press_at + 0.004, pin.drive, pressed)
+        self.timeline.at(press_at + hold, pin.drive, released)
+        self.presses += 1
+
+
+def load_midi(path: str | Path) -> mido.MidiFile:
+    try:
+        return mido.MidiFile(str(path))
+    except FileNotFoundError as exc:
+        raise DeviceError(f"{path}: MIDI file not found.") from exc
+    except Exception as exc:
+        raise DeviceError(f"{path}: not a readable Standard MIDI File ({exc}).") from exc
+
+
+class SimulatedHuman:
+    """Plays a MIDI file's notes into ``handler`` as if from the keyboard."""
+
+    def __init__(self, midi: mido.MidiFile, timeline: Timeline, handler: Callable[[mido.Message, float], None],
+                 *, loop: bool = True, tempo_scale: float = 1.0) -> None:
+        self.timeline, self.handler, self.loop = timeline, handler, loop
+        self.events: list[tuple[float, mido.Message]] = []
+        t = 0.0
+        for msg in midi:  # iterating a MidiFile yields seconds-based delta times
+            t += msg.time * tempo_scale
+            if msg.type in ("note_on", "note_off"):
+                self.events.append((t, msg.copy(time=0)))
+        self.length = max(t, self.events[-1][0] + 0.5) if self.events else 0.0
+        self.played = 0
+
+    def start(self, t0: float) -> None:
+        if not self.events:
+            return
+        for t, msg in self.events:
+            self.timeline.at(t0 + t, self._play, msg, t0 + t)
+        if self.loop:
+            self.timeline.at(t0 + self.length, self.start, t0 + self.length)
+
+    def _play(self, msg: mido.Message, t: float) -> None:
+        self.played += 1
+        self.handler(msg, t)

@@ -1,0 +1,239 @@
+"""Rig logic in logical time (ManualClock + Timeline.advance_to): exact, no sleeping."""
+
+import sys
+
+import pytest
+
+from bridge.messages import Accomp, AccompNote
+from rig.beat import BeatClock, MidiClockFollower
+from rig.dispenser import OnBeatRewardRule, TreatCaps, TreatDispenser
+from rig.gpio import RPiPinFactory, SimPinFactory
+from rig.midi_io import RecordingOutput
+from rig.pads import Debouncer, Pad
+from rig.scheduler import AccompScheduler
+from rig.timeline import ManualClock, Timeline
+from tests import fake_rpi_gpio
+
+
+@pytest.fixture
+def world():
+    clock = ManualClock(100.0)
+    tl = Timeline(clock)
+    beats = BeatClock(tl, tempo_bpm=120, beats_per_bar=4)
+    return clock, tl, beats
+
+
+def notes_on(out):
+    return [(t, m.note) for t, m in out.log if m.type == "note_on"]
+
+
+def test_debouncer_bouncing_edges_make_one_press():
+    d = Debouncer(0.03)
+    edges = [(True, 0.000), (False, 0.001), (True, 0.002), (False, 0.004), (True, 0.006)]
+    changes = [d.feed(level, t) for level, t in edges]
+    assert [c for c in changes if c is not None] == [True]
+    assert d.feed(False, 0.2) is False  # the real release later counts
+
+
+def test_pad_short_press_inside_window_still_releases(world):
+    clock, tl, _ = world
+    f = SimPinFactory(clock)
+    pad = Pad(0, f.input_pin(17, "up"), debounce_ms=30, timeline=tl)
+    events = []
+    pad.when_pressed = lambda p, t: events.append(("down", t))
+    pad.when_released = lambda p, t: events.append(("up", t))
+    pin = f.inputs[17]
+    pin.drive(False, 100.0)          # press (active low)
+    pin.drive(True, 100.002)         # bounce
+    pin.drive(False, 100.004)
+    pin.drive(True, 100.010)         # released inside the 30 ms window
+    tl.advance_to(100.1)
+    assert [e[0] for e in events] == ["down", "up"]
+    assert pad.presses == 1 and not pad.is_pressed
+
+
+def test_rpi_backend_against_stand_in_module(monkeypatch):
+    fake_rpi_gpio.reset()
+    monkeypatch.setitem(sys.modules, "RPi", type(sys)("RPi"))
+    monkeypatch.setitem(sys.modules, "RPi.GPIO", fake_rpi_gpio)
+    sys.modules["RPi"].GPIO = fake_rpi_gpio
+    factory = RPiPinFactory()  # imports RPi.GPIO like on a Pi
+    pin = factory.input_pin(17, "up")
+    out = factory.output_pin(27, initial=False)
+    pad = Pad(0, pin, debounce_ms=0)
+    presses = []
+    pad.when_pressed = lambda p, t: presses.append(t)
+    fake_rpi_gpio.drive(17, fake_rpi_gpio.LOW)   # foil closes: pulled-up pin reads low
+    fake_rpi_gpio.drive(17, fake_rpi_gpio.HIGH)
+    out.write(True)
+    out.write(False)
+    factory.close()
+    calls = fake_rpi_gpio.calls
+    assert ("setmode", fake_rpi_gpio.BCM) in calls
+    assert ("setup", 17, fake_rpi_gpio.IN, fake_rpi_gpio.PUD_UP, None) in calls
+    assert ("add_event_detect", 17, fake_rpi_gpio.BOTH, None) in calls
+    assert ("setup", 27, fake_rpi_gpio.OUT, fake_rpi_gpio.PUD_OFF, fake_rpi_gpio.LOW) in calls
+    assert [c for c in calls if c[0] == "output"] == [("output", 27, 1), ("output", 27, 0)]
+    assert calls[-1] == ("cleanup", [17, 27])
+    assert len(presses) == 1
+
+
+def test_rpi_backend_off_a_pi_says_use_sim(monkeypatch):
+    monkeypatch.setitem(sys.modules, "RPi", None)
+    from neurojam.errors import DeviceError
+    with pytest.raises(DeviceError, match="RPi.GPIO is not available here; use gpio.backend: sim"):
+        RPiPinFactory()
+
+
+def test_beat_clock_no_drift_and_positions(world):
+    clock, tl, beats = world
+    seen = []
+    beats.listeners.append(lambda i, bar, b, tempo, t: seen.append((i, bar, b, t)))
+    beats.start(100.0)
+    assert beats.next_beat(100.6) == 2 and beats.next_beat(100.6, downbeat=True) == 4
+    assert beats.offset_from_nearest(101.04) == pytest.approx(0.04)
+    tl.advance_to(100.0 + 1000 * 0.5)
+    assert len(seen) == 1001
+    assert seen[-1] == (1000, 250, 0, pytest.approx(600.0, abs=1e-9))
+    assert beats.next_beat(100.6) == 1001  # never a beat that has already passed
+
+
+def test_tempo_change_reanchors(world):
+    clock, tl, beats = world
+    times = []
+    beats.listeners.append(lambda i, bar, b, tempo, t: times.append(t))
+    beats.start(100.0)
+    tl.advance_to(101.0)          # beats 0,1,2 at 100, 100.5, 101
+    beats.set_tempo(60)
+    tl.advance_to(104.0)
+    assert times == pytest.approx([100.0, 100.5, 101.0, 102.0, 103.0, 104.0])
+
+
+def test_external_midi_clock_drives_beats():
+    clock = ManualClock(0.0)
+    tl = Timeline(clock)
+    beats = BeatClock(tl, external=True)
+    seen = []
+    beats.listeners.append(lambda i, bar, b, tempo, t: seen.append((i, round(tempo, 3))))
+    follower = MidiClockFollower(beats)
+    follower.handle("start", 0.0)
+    tick = 0.5 / 24  # 120 BPM
+    for n in range(1, 24 * 4 + 1):
+        follower.handle("clock", n * tick)
+    assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
+    assert seen[-1][1] == pytest.approx(120.0)
+
+
+def make_scheduler(world, **kw):
+    clock, tl, beats = world
+    out = RecordingOutput(clock)
+    beats.start(100.0)
+    return out, AccompScheduler(tl, beats, out, **kw)
+
+
+def test_accomp_plays_at_due_beat_and_note_off_follows(world):
+    clock, tl, beats = world
+    out, sched = make_scheduler(world)
+    sched.schedule(Accomp(notes=[AccompNote(note=64, due_beat=2.5, duration=0.25, channel=1)]), now=100.1)
+    tl.advance_to(103.0)
+    assert [(round(t, 6), m.type, m.note) for t, m in out.log] == [(101.25, "note_on", 64), (101.5, "note_off", 64)]
+
+
+def test_late_note_dropped_and_counted(world):
+    clock, tl, beats = world
+    out, sched = make_scheduler(world)
+    tl.advance_to(102.0)
+    sched.schedule(Accomp(notes=[AccompNote(note=60, due_time=101.0), AccompNote(note=62, due_time=102.5)]))
+    tl.advance_to(104.0)
+    assert [m.note for _, m in out.log if m.type == "note_on"] == [62]
+    assert sched.counts["late_dropped"] == 1
+
+
+def test_late_note_play_now_policy(world):
+    clock, tl, beats = world
+    out, sched = make_scheduler(world, late="play")
+    tl.advance_to(102.0)
+    sched.schedule(Accomp(notes=[AccompNote(note=60, due_time=101.0)]))
+    tl.advance_to(103.0)
+    assert notes_on(out) == [(102.0, 60)] and sched.counts["late_played"] == 1
+
+
+def test_polyphony_cap(world):
+    clock, tl, beats = world
+    out, sched = make_scheduler(world, max_voices=2)
+    sched.schedule(Accomp(notes=[AccompNote(note=60 + i, due_time=101.0, duration=1.0) for i in range(5)]))
+    tl.advance_to(101.5)
+    assert len(notes_on(out)) == 2 and sched.counts["voice_cap"] == 3
+
+
+def test_stop_mid_note_leaves_nothing_stuck(world):
+    clock, tl, beats = world
+    out, sched = make_scheduler(world)
+    sched.schedule(Accomp(notes=[AccompNote(note=60, due_time=101.0, duration=4.0),
+                                 AccompNote(note=67, due_time=110.0)]))
+    tl.advance_to(102.0)
+    assert out.sounding == {(1, 60)}
+    sched.all_notes_off()
+    tl.advance_to(120.0)
+    assert out.sounding == set()
+    assert 67 not in [m.note for _, m in out.log if m.type == "note_on"]  # the pending one was cancelled
+
+
+def make_dispenser(world, caps=TreatCaps(min_interval_s=8, max_per_minute=3, max_per_session=5), downbeat=True):
+    clock, tl, beats = world
+    f = SimPinFactory(clock)
+    pin = f.output_pin(27)
+    results = []
+    d = TreatDispenser(pin, tl, beats, caps, pulse_s=0.15, downbeat_only=downbeat,
+                       on_result=lambda *a: results.append(a))
+    beats.start(100.0)
+    return pin, d, results
+
+
+def test_treat_caps_hold_under_a_flood(world):
+    clock, tl, beats = world
+    caps = TreatCaps(min_interval_s=8, max_per_minute=3, max_per_session=5)
+    pin, d, results = make_dispenser(world, caps)
+    # 1,000 requests spread over 10 minutes (one every 0.6 s), from every source.
+    for i in range(1000):
+        t = 100.0 + i * 0.6
+        tl.advance_to(t)
+        d.request(source=("brain", "rig", "manual")[i % 3], request_id=i, now=t)
+    tl.advance_to(800.0)
+    pulses = pin.pulses()
+    assert 0 < len(pulses) <= caps.max_per_session
+    assert all(b - a >= caps.min_interval_s - 1e-9 for a, b in zip(pulses, pulses[1:]))
+    assert all(sum(1 for q in pulses if 0 <= p - q < 60) <= caps.max_per_minute for p in pulses)
+    assert sum(1 for r in results if r[0] == "dispensed") == len(pulses)
+    assert sum(1 for r in results if r[0] == "refused") == 1000 - len(pulses)
+    assert any("max_per_session" in r[3] for r in results)
+    assert pin.level is False
+
+
+def test_treats_only_on_downbeats(world):
+    clock, tl, beats = world
+    pin, d, results = make_dispenser(world, TreatCaps(min_interval_s=1, max_per_minute=30, max_per_session=100))
+    for t in (100.3, 103.1, 105.77, 110.2):
+        tl.advance_to(t)
+        d.request(now=t)
+    tl.advance_to(120)
+    pulses = pin.pulses()
+    assert len(pulses) == 4
+    for p in pulses:
+        b = beats.beat_at(p)
+        assert b == pytest.approx(round(b)) and round(b) % 4 == 0
+    # each pulse lasts pulse_s
+    highs = [t for t, lvl in pin.history if lvl]
+    lows = [t for t, lvl in pin.history[1:] if not lvl]
+    assert [round(lo - hi, 6) for hi, lo in zip(highs, lows)] == [0.15] * 4
+
+
+def test_on_beat_press_earns_a_treat_off_beat_does_not(world):
+    clock, tl, beats = world
+    pin, d, results = make_dispenser(world, TreatCaps(min_interval_s=1, max_per_minute=30, max_per_session=100))
+    rule = OnBeatRewardRule(d, beats, tolerance_s=0.1)
+    tl.advance_to(101.0)
+    assert rule.pressed(101.26) is False   # half a beat off
+    assert rule.pressed(101.53) is True    # 30 ms after a beat
+    tl.advance_to(104.0)
+    assert len(pin.pulses()) == 1 and beats.beat_at(pin.pulses()[0]) == pytest.approx(4.0)
