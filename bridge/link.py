@@ -145,15 +145,18 @@ class Link:
         self._poller.register(self._in, zmq.POLLIN)
 
     # -- sending -------------------------------------------------------------
-    def stamp(self, msg: Message) -> Message:
-        msg.node, msg.seq, msg.t = self.node_id, self._seq, self.clock()
+    def stamp(self, msg: Message, keep_time: bool = False) -> Message:
+        msg.node, msg.seq = self.node_id, self._seq
+        if not keep_time:
+            msg.t = self.clock()
         self._seq += 1
         return msg
 
-    def send(self, msg: Message) -> bool:
-        """Stamp, encode and send without blocking; False (and counted) if dropped."""
+    def send(self, msg: Message, keep_time: bool = False) -> bool:
+        """Stamp, encode and send without blocking; False (and counted) if dropped.
+        ``keep_time`` keeps the message's own ``t`` (replay re-sends recorded rig times)."""
         with self._send_lock:
-            frame = encode(self.stamp(msg))
+            frame = encode(self.stamp(msg, keep_time))
             if self.tap:  # record before sending: what the peer never got is still kept
                 self.tap("out", frame, msg.t)
             try:

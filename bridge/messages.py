@@ -141,9 +141,10 @@ class Neurons(Message, tag="neurons"):
 
 class Control(Message, tag="control"):
     """Live control. ``steer``: multiply neuron ``layer.neuron`` by ``factor``;
-    ``unsteer``: drop all steering; ``tempo``; ``mode``; ``treat`` (manual)."""
+    ``unsteer``: drop all steering; ``tempo``; ``mode``; ``treat`` (manual);
+    ``ack`` / ``refused`` (with ``reason``) answer a request."""
 
-    action: Literal["steer", "unsteer", "tempo", "mode", "treat", "stop"]
+    action: Literal["steer", "unsteer", "tempo", "mode", "treat", "stop", "ack", "refused"]
     layer: int = -1
     neuron: int = -1
     factor: float = 1.0

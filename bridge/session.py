@@ -196,6 +196,38 @@ def iter_log(path: Path) -> Iterator[tuple[str, float, bytes] | tuple[str, int]]
         pos += 4 + n
 
 
+class LogTail:
+    """Reads a log while it is being written (the demo's live view): only whole records."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.pos = 0
+
+    def read(self) -> list[tuple[str, float, Message]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.pos)
+            data = f.read()
+        out, i = [], 0
+        if self.pos == 0:
+            if len(data) < len(MAGIC):
+                return []
+            i = len(MAGIC)
+        while i + 4 <= len(data):
+            (n,) = _LEN.unpack_from(data, i)
+            if i + 4 + n > len(data):
+                break
+            try:
+                direction, t, frame = msgspec.msgpack.decode(data[i + 4:i + 4 + n])
+                out.append((direction, t, decode(frame)))
+            except (FrameError, msgspec.DecodeError, ValueError, TypeError):
+                pass
+            i += 4 + n
+        self.pos += i
+        return out
+
+
 def read_session(path: str | Path) -> SessionLog:
     """Every decodable record of a session, with what was wrong with the rest."""
     path = Path(path)

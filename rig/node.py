@@ -87,6 +87,7 @@ class RigNode:
         sc = rc.scheduler
         self.scheduler = AccompScheduler(self.timeline, self.beats, self.output, late=sc.late,
                                          late_tolerance_s=sc.late_tolerance_ms / 1000, max_voices=sc.max_voices)
+        self.scheduler.on_note = self._brain_note_played
         self.beats.listeners.append(self._on_beat)
         self.clock_follower = MidiClockFollower(self.beats) if self.beats.external else None
         self.keyboard = open_input(rc.midi.input, rc.midi.backend, self._keyboard_msg) if rc.midi.input else None
@@ -156,6 +157,10 @@ class RigNode:
                                 channel=msg.channel))
         elif self.clock_follower and msg.type in ("clock", "start", "stop", "continue"):
             self.clock_follower.handle(msg.type, t)
+
+    def _brain_note_played(self, on: bool, channel: int, note: int, velocity: int) -> None:
+        """Record what the rig really played for the brain (late notes dropped, caps applied)."""
+        self.link.send(Note(source="brain", note=note, velocity=velocity, on=on, channel=channel))
 
     # -- beat, metronome, treats -----------------------------------------------------
     def _on_beat(self, index: int, bar: int, beat: int, tempo: float, t: float) -> None:

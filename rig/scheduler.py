@@ -26,7 +26,7 @@ class AccompScheduler:
         self._pending: set[int] = set()
         self._voices: dict[tuple[int, int], int] = {}  # (channel, note) -> note-off handle
         self._lock = threading.Lock()
-        self.on_played = None  # optional callback(note: AccompNote, due: float)
+        self.on_note = None  # optional callback(on: bool, channel, note, velocity): what was really played
 
     def due_time(self, note: AccompNote) -> float | None:
         if note.due_time is not None:
@@ -65,13 +65,15 @@ class AccompScheduler:
             self._voices[key] = self.timeline.at(due + note.duration, self._note_off, key)
         self.output.note_on(note.channel, note.note, note.velocity)
         self.counts["played"] += 1
-        if self.on_played:
-            self.on_played(note, due)
+        if self.on_note:
+            self.on_note(True, note.channel, note.note, note.velocity)
 
     def _note_off(self, key: tuple[int, int]) -> None:
         with self._lock:
             self._voices.pop(key, None)
         self.output.note_off(*key)
+        if self.on_note:
+            self.on_note(False, key[0], key[1], 0)
 
     @property
     def voices(self) -> int:
@@ -87,4 +89,6 @@ class AccompScheduler:
             self._voices.clear()
         for key in keys:
             self.output.note_off(*key)
+            if self.on_note:
+                self.on_note(False, key[0], key[1], 0)
         self.counts["all_notes_off"] += 1

@@ -1,0 +1,70 @@
+"""Batched capture of MLP neuron activations (``blocks.{L}.mlp.hook_post``) over many texts.
+
+Texts are tokenized, cut into ``n_ctx`` chunks, sorted by length and run in
+padded batches (right padding: a causal model's real positions never see
+it). The result keeps, for every real token, its text index, its character
+span and its activations for each requested layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Capture:
+    layers: list[int]
+    acts: dict[int, torch.Tensor]  # layer -> [n_tokens, d_mlp] float32 on CPU
+    token_ids: torch.Tensor  # [n_tokens]
+    text_index: torch.Tensor  # [n_tokens]
+    offsets: torch.Tensor  # [n_tokens, 2] char span in its text
+    position: torch.Tensor  # [n_tokens] position within its chunk
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.token_ids.numel())
+
+
+@torch.inference_mode()
+def capture_activations(model, texts: list[str], layers: list[int] | None = None, batch_size: int = 32,
+                        progress: bool = False, dtype: torch.dtype = torch.float32) -> Capture:
+    layers = list(range(model.n_layers)) if layers is None else layers
+    for layer in layers:
+        model.check_neuron(layer)
+    tok = model.tokenizer
+    pieces = []  # (text index, ids, offsets)
+    step = model.n_ctx - (1 if tok.bos_id is not None else 0)
+    for ti, text in enumerate(texts):
+        ids, offs = tok.encode(text)
+        for i in range(0, len(ids), step):
+            pieces.append((ti, ids[i:i + step], offs[i:i + step]))
+    pieces.sort(key=lambda p: len(p[1]))
+    names = {model.hook_name(layer) for layer in layers}
+    acts: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    tids, tidx, toffs, tpos = [], [], [], []
+    batches = range(0, len(pieces), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="capturing activations", unit="batch")
+    prefix = [tok.bos_id] if tok.bos_id is not None else []
+    for start in batches:
+        group = pieces[start:start + batch_size]
+        width = len(prefix) + max(len(p[1]) for p in group)
+        x = torch.zeros(len(group), width, dtype=torch.long)
+        for j, (_, ids, _) in enumerate(group):
+            x[j, :len(prefix) + len(ids)] = torch.tensor(prefix + ids)
+        _, cache = model.bridge.run_with_cache(x.to(model.device), names_filter=lambda n: n in names)
+        for j, (ti, ids, offs) in enumerate(group):
+            sl = slice(len(prefix), len(prefix) + len(ids))
+            for layer in layers:
+                acts[layer].append(cache[model.hook_name(layer)][j, sl].to(dtype).cpu())
+            tids.append(torch.tensor(ids))
+            tidx.append(torch.full((len(ids),), ti))
+            toffs.append(torch.tensor(offs, dtype=torch.long).reshape(-1, 2))
+            tpos.append(torch.arange(len(ids)))
+    return Capture(layers=layers, acts={layer: torch.cat(v) for layer, v in acts.items()},
+                   token_ids=torch.cat(tids), text_index=torch.cat(tidx), offsets=torch.cat(toffs),
+                   position=torch.cat(tpos))

@@ -1,0 +1,108 @@
+"""Next-note quality on held-out tunes: the model against unigram and bigram baselines.
+
+Every tune is cut into chunks of at most ``n_ctx`` tokens, each starting with
+``<bos>``; the score is over positions whose *target* is a note word (bar
+lines and rests are context, not predictions). The baselines are fitted on
+the training split's tokens with add-k smoothing and scored on the same
+positions, so the three numbers are comparable. Top-1 is the argmax over note
+tokens ("given that a note comes next, which one?"); perplexity uses the full
+distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import torch
+
+
+def tune_ids(tokenizer, text: str) -> list[int]:
+    ids, _ = tokenizer.encode(text)
+    return [tokenizer.bos_id, *ids]
+
+
+def chunks(ids: list[int], n_ctx: int, bos: int) -> list[list[int]]:
+    out, body = [], ids[1:]
+    step = n_ctx - 1
+    for i in range(0, max(1, len(body)), step):
+        piece = body[i:i + step]
+        if len(piece) >= 2:
+            out.append([bos, *piece])
+    return out
+
+
+@torch.inference_mode()
+def model_scores(model, texts: list[str], note_ids: set[int], batch: int = 32) -> dict:
+    """Top-1 accuracy and perplexity on note targets, batched over padded chunks."""
+    tok = model.tokenizer
+    pieces = [c for t in texts for c in chunks(tune_ids(tok, t), model.n_ctx, tok.bos_id)]
+    pieces.sort(key=len)
+    inner = model.bridge.original_model
+    note_mask = torch.zeros(model.bridge.cfg.d_vocab, dtype=torch.bool)
+    note_mask[list(note_ids)] = True
+    correct = total = 0
+    nll = 0.0
+    for i in range(0, len(pieces), batch):
+        group = pieces[i:i + batch]
+        width = max(len(p) for p in group)
+        x = torch.zeros(len(group), width, dtype=torch.long)
+        for j, p in enumerate(group):
+            x[j, :len(p)] = torch.tensor(p)
+        logits = inner(x.to(model.device)).float().cpu()
+        for j, p in enumerate(group):
+            target = torch.tensor(p[1:])
+            keep = torch.tensor([t in note_ids for t in p[1:]])
+            if not keep.any():
+                continue
+            lg = logits[j, :len(p) - 1][keep]
+            tg = target[keep]
+            correct += int((lg.masked_fill(~note_mask, float("-inf")).argmax(-1) == tg).sum())
+            nll += float(torch.nn.functional.cross_entropy(lg, tg, reduction="sum"))
+            total += int(keep.sum())
+    return {"accuracy": correct / max(1, total), "perplexity": math.exp(nll / max(1, total)), "targets": total}
+
+
+def fit_ngrams(train_ids: list[list[int]], vocab_size: int, k: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Unigram and bigram log-probabilities (add-k smoothed)."""
+    uni = np.full(vocab_size, k)
+    bi = np.full((vocab_size, vocab_size), k)
+    for ids in train_ids:
+        for a, b in zip(ids, ids[1:]):
+            uni[b] += 1
+            bi[a, b] += 1
+    return np.log(uni / uni.sum()), np.log(bi / bi.sum(1, keepdims=True))
+
+
+def ngram_scores(texts_ids: list[list[int]], uni: np.ndarray, bi: np.ndarray, note_ids: set[int], n_ctx: int,
+                 bos: int) -> dict:
+    out = {}
+    notes = np.array(sorted(note_ids))
+    for name, table in (("unigram", None), ("bigram", bi)):
+        correct = total = 0
+        nll = 0.0
+        for ids in texts_ids:
+            for piece in chunks(ids, n_ctx, bos):
+                for a, b in zip(piece, piece[1:]):
+                    if b not in note_ids:
+                        continue
+                    row = uni if table is None else table[a]
+                    correct += int(notes[row[notes].argmax()] == b)
+                    nll -= row[b]
+                    total += 1
+        out[name] = {"accuracy": correct / max(1, total), "perplexity": math.exp(nll / max(1, total)), "targets": total}
+    return out
+
+
+def note_id_set(model) -> set[int]:
+    return set(model.note_token_ids())
+
+
+def evaluate_split(model, tunes: list[dict], split: str, limit: int | None = None) -> dict:
+    texts = [t["text"] for t in tunes if t["split"] == split][:limit]
+    return model_scores(model, texts, note_id_set(model))
+
+
+def counts_by(tunes: list[dict]) -> Counter:
+    return Counter(t["split"] for t in tunes)

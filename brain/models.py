@@ -1,0 +1,237 @@
+"""Load a model by name through transformer_lens 4.x's TransformerBridge.
+
+Three kinds of name:
+
+- embedded (``notes-default``): a directory under ``brain/models/`` with a
+  TL-native config, safetensors weights and a word-level tokenizer; booted
+  with ``TransformerBridge.boot_native``; no network.
+- TransformerLens legacy names and aliases (``solu-1l``, ``gelu-2l``):
+  ``boot_tl_legacy``, weights from the local Hugging Face cache.
+- Hugging Face names (``gpt2``, ``EleutherAI/pythia-70m``):
+  ``boot_transformers``, weights from the local Hugging Face cache.
+
+Every mistake is a :class:`ModelError` with the fix: unknown names get "did
+you mean", missing weights get the download command and the cache path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neurojam.errors import ModelError, did_you_mean
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "notes-default"
+
+
+class TextTokenizer:
+    """Text → token ids with character offsets, whatever the tokenizer library."""
+
+    def __init__(self, backend: Any, bos_id: int | None) -> None:
+        self.backend = backend
+        self.bos_id = bos_id
+        self._fast = hasattr(backend, "encode") and not hasattr(backend, "convert_ids_to_tokens")
+
+    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        if self._fast:  # tokenizers.Tokenizer
+            enc = self.backend.encode(text, add_special_tokens=False)
+            return list(enc.ids), [tuple(o) for o in enc.offsets]
+        enc = self.backend(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+    def token_str(self, token_id: int) -> str:
+        if self._fast:
+            return self.backend.id_to_token(token_id) or f"<{token_id}>"
+        return self.backend.convert_ids_to_tokens(int(token_id))
+
+    def vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab()
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    kind: str  # embedded | tl_legacy | huggingface
+    bridge: Any  # TransformerBridge
+    tokenizer: TextTokenizer
+    n_layers: int
+    d_mlp: int
+    n_ctx: int
+    device: str
+    directory: Path | None = None
+    card: dict = field(default_factory=dict)
+
+    def hook_name(self, layer: int) -> str:
+        return f"blocks.{layer}.mlp.hook_post"
+
+    def check_neuron(self, layer: int, neuron: int | None = None) -> None:
+        """A clear error for an index that does not exist in this model."""
+        if not 0 <= layer < self.n_layers:
+            raise ModelError(f"layer {layer} is out of range for {self.name}: it has {self.n_layers} layers "
+                             f"(valid: 0..{self.n_layers - 1}).")
+        if neuron is not None and not 0 <= neuron < self.d_mlp:
+            raise ModelError(f"neuron {neuron} is out of range for {self.name}: layer {layer} has {self.d_mlp} "
+                             f"MLP neurons (valid: 0..{self.d_mlp - 1}).")
+
+    def parse_neuron(self, text: str) -> tuple[int, int]:
+        """'L.N' → (layer, neuron), checked."""
+        try:
+            layer_s, neuron_s = text.split(".")
+            layer, neuron = int(layer_s), int(neuron_s)
+        except ValueError as exc:
+            raise ModelError(f"{text!r} is not a neuron id: write LAYER.NEURON, e.g. 1.42.") from exc
+        self.check_neuron(layer, neuron)
+        return layer, neuron
+
+    def note_token_ids(self) -> dict[int, int]:
+        """token id → MIDI note, for tokens that are note words (empty for text models)."""
+        from brain.encoder import word_note
+
+        out = {}
+        for tok, idx in self.tokenizer.vocab().items():
+            note = word_note(tok.strip().lstrip("Ġ▁"))
+            if note is not None and tok.strip().lstrip("Ġ▁") == tok.lstrip("Ġ▁"):
+                out[idx] = note
+        return out
+
+
+def embedded_names() -> list[str]:
+    return sorted(p.name for p in MODELS_DIR.glob("*") if (p / "config.json").exists())
+
+
+def legacy_aliases() -> dict[str, str]:
+    from transformer_lens.supported_models import _model_alias_map
+
+    return _model_alias_map()
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for, but torch sees no CUDA GPU here. Use --set brain.device=cpu "
+                         f"(or auto).")
+    return device
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    import transformer_lens.model_bridge.sources.native  # noqa: F401  (attaches boot_native)
+
+    dev = resolve_device(device)
+    torch_dtype = DTYPES[dtype]
+    if (MODELS_DIR / name / "config.json").exists():
+        return load_embedded(MODELS_DIR / name, dev, torch_dtype)
+    if Path(name).is_dir() and (Path(name) / "config.json").exists() and (Path(name) / "model.safetensors").exists():
+        return load_embedded(Path(name), dev, torch_dtype)
+    aliases = legacy_aliases()
+    official = aliases.get(name.lower())
+    if official is None and "/" not in name:
+        known = embedded_names() + sorted(aliases)
+        hint = did_you_mean(name, known)
+        raise ModelError(f"unknown model name {name!r}.{hint} Embedded: {', '.join(embedded_names())}; "
+                         f"TransformerLens names such as solu-1l, gelu-2l, gpt2, pythia-70m; or a Hugging Face "
+                         f"repo id like EleutherAI/pythia-70m.")
+    return _load_from_hub(name, official or name, dev, torch_dtype)
+
+
+def load_embedded(directory: Path, device: str, dtype: torch.dtype) -> LoadedModel:
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = json.loads((directory / "config.json").read_text())
+    tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    bridge = TransformerBridge.boot_native(cfg, device=device, dtype=dtype, model_name=directory.name)
+    weights = directory / "model.safetensors"
+    if weights.exists():
+        state = load_file(str(weights), device=device)
+        bridge.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
+    bridge.eval()
+    card = json.loads((directory / "card.json").read_text()) if (directory / "card.json").exists() else {}
+    return LoadedModel(name=directory.name, kind="embedded", bridge=bridge,
+                       tokenizer=TextTokenizer(tok, tok.token_to_id("<bos>")), n_layers=cfg["n_layers"],
+                       d_mlp=cfg["d_mlp"], n_ctx=cfg["n_ctx"], device=device, directory=directory, card=card)
+
+
+def hf_cache_dir() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return str(HF_HUB_CACHE)
+    except ImportError:
+        return os.path.expanduser("~/.cache/huggingface/hub")
+
+
+def _load_from_hub(name: str, repo: str, device: str, dtype: torch.dtype) -> LoadedModel:
+    from transformer_lens.model_bridge import TransformerBridge
+    import transformer_lens.model_bridge.sources.tl_legacy  # noqa: F401
+    import transformer_lens.model_bridge.sources.transformers  # noqa: F401
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the lab never downloads during a jam
+    legacy = repo.startswith(("NeelNanda/", "ArthurConmy/", "Baidicoot/"))
+    try:
+        if legacy:
+            bridge = TransformerBridge.boot_tl_legacy(repo, device=device, dtype=dtype)
+        else:
+            bridge = TransformerBridge.boot_transformers(repo, device=device, dtype=dtype)
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if any(s in text for s in ("offline", "Offline", "LocalEntryNotFound", "not found in the cache",
+                                   "couldn't connect", "Cannot find", "does not appear to have", "OSError")):
+            raise ModelError(
+                f"the weights of {name!r} ({repo}) are not in the local Hugging Face cache ({hf_cache_dir()}), "
+                f"and neurojam does not download during a jam. On a machine with internet run "
+                f"`huggingface-cli download {repo}` (or python -c \"from huggingface_hub import snapshot_download; "
+                f"snapshot_download('{repo}')\"), then copy that cache here or set HF_HOME to it.") from exc
+        raise ModelError(f"could not load {name!r} ({repo}): {text[:300]}") from exc
+    bridge.eval()
+    cfg = bridge.cfg
+    backend = getattr(bridge, "tokenizer", None)
+    if backend is None:
+        raise ModelError(f"{name!r} has no tokenizer; neurojam needs one to turn notes into tokens.")
+    return LoadedModel(name=name, kind="tl_legacy" if legacy else "huggingface", bridge=bridge,
+                       tokenizer=TextTokenizer(backend, getattr(backend, "bos_token_id", None)),
+                       n_layers=cfg.n_layers, d_mlp=cfg.d_mlp, n_ctx=cfg.n_ctx, device=device)
+
+
+def build_tiny(tokenizer_vocab: list[str], *, n_layers: int = 2, d_model: int = 32, d_mlp: int = 64,
+               n_ctx: int = 128, seed: int = 0, act_fn: str = "gelu", device: str = "cpu") -> LoadedModel:
+    """A tiny random TL-native model over a word-level tokenizer (tests and benchmarks)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformer_lens.model_bridge import TransformerBridge
+    import transformer_lens.model_bridge.sources.native  # noqa: F401
+
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(tokenizer_vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = WhitespaceSplit()
+    cfg = native_config(len(tokenizer_vocab), n_layers=n_layers, d_model=d_model, d_mlp=d_mlp, n_ctx=n_ctx,
+                        seed=seed, act_fn=act_fn)
+    bridge = TransformerBridge.boot_native(cfg, device=device, model_name="tiny")
+    bridge.eval()
+    return LoadedModel(name="tiny", kind="embedded", bridge=bridge, tokenizer=TextTokenizer(tok, tok.token_to_id("<bos>")),
+                       n_layers=n_layers, d_mlp=d_mlp, n_ctx=n_ctx, device=device)
+
+
+def native_config(d_vocab: int, *, n_layers: int, d_model: int, d_mlp: int, n_ctx: int, seed: int = 0,
+                  act_fn: str = "gelu", n_heads: int | None = None) -> dict:
+    n_heads = n_heads or max(1, d_model // 32)
+    return dict(n_layers=n_layers, d_model=d_model, d_head=d_model // n_heads, n_heads=n_heads, d_mlp=d_mlp,
+                n_ctx=n_ctx, d_vocab=d_vocab, act_fn=act_fn, normalization_type="LN",
+                positional_embedding_type="standard", seed=seed)
+
+
+def timed_load(name: str, device: str = "cpu") -> tuple[LoadedModel, float]:
+    start = time.perf_counter()
+    model = load_model(name, device)
+    return model, time.perf_counter() - start

@@ -1,0 +1,207 @@
+"""The brain node: listens to the rig, answers with accompaniment, neurons and treat requests.
+
+It binds its sockets and waits; rigs come and go (a ``hello`` resets what it
+knows of their beat). Bad requests (unknown neuron, factor out of range) are
+answered with ``control: refused`` and a reason; bad frames are counted by
+the bridge. Nothing a peer sends can stop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from bridge.link import Link
+from bridge.messages import Accomp, Beat, Control, Hello, NeuronHit, Neurons, Note, Reward
+from bridge.session import SessionRecorder, new_session_dir
+from brain.models import LoadedModel, load_model
+from brain.neuron_stats import NeuronStats, promoted_notes
+from brain.reward_rule import BrainRewardRule
+from brain.sonify import Sonifier
+from brain.stream import NeuronStream, StepResult, StreamEvent
+from neurojam.config import Config, to_dict
+from neurojam.errors import NeurojamError
+
+log = logging.getLogger("neurojam.brain")
+SOFTWARE = "neurojam-brain/0.1"
+
+
+def stats_dir_for(model: LoadedModel, stats_dir: str) -> Path:
+    if model.directory is not None:
+        return model.directory
+    return Path(stats_dir).expanduser() / model.name.replace("/", "__")
+
+
+def load_stats(model: LoadedModel, stats_dir: str) -> NeuronStats | None:
+    stats = NeuronStats.load(stats_dir_for(model, stats_dir))
+    if stats is None:
+        log.warning("no neuron statistics for %s: using raw activations (run `neurojam model stats --model %s` "
+                    "to compute them once)", model.name, model.name)
+    elif stats.quantiles.shape[:2] != (model.n_layers, model.d_mlp):
+        log.warning("neuron statistics for %s do not match the model's shape; using raw activations", model.name)
+        return None
+    return stats
+
+
+class BrainNode:
+    def __init__(self, config: Config, model: LoadedModel | None = None, *, session_dir: str | Path | None = None,
+                 meta: dict | None = None) -> None:
+        self.config = config
+        bc = config.brain
+        self.model = model or load_model(bc.model, bc.device, bc.dtype)
+        stats = load_stats(self.model, bc.stats_dir)
+        layers = None if bc.layers == "all" else list(bc.layers)
+        self.stream = NeuronStream(self.model, layers=layers, top_k=bc.top_k, context_tokens=bc.context_tokens,
+                                   stats=stats)
+        for s in bc.steering:
+            self.stream.steering.set(s.layer, s.neuron, s.factor)
+        self.labels = stats.labels if stats else {}
+        promoted = {}
+        if self.model.note_token_ids():
+            table = promoted_notes(self.model)
+            promoted = {(lay, n): int(table[lay, n]) for lay in range(self.model.n_layers)
+                        for n in range(self.model.d_mlp)}
+        self.sonifier = Sonifier(bc.sonify, promoted)
+        self.reward = BrainRewardRule(bc.reward, self.sonifier.grid)
+        self.recorder = None
+        if session_dir is not None:
+            self.recorder = SessionRecorder(session_dir, {"node": "brain", "config": to_dict(config),
+                                                          "model": self.model.name, **(meta or {})})
+        b = config.bridge
+        self.link = Link("brain", bc.node_id, bind_host=b.bind_host, events_port=b.events_port,
+                         commands_port=b.commands_port, heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s,
+                         hwm=b.hwm, tap=self.recorder)
+        self.stop_event = threading.Event()
+        self.step_ms: deque[float] = deque(maxlen=5000)
+        self.counts = {"events": 0, "accomp_notes": 0, "reward_requests": 0, "refused_controls": 0}
+        self._closed = False
+
+    # -- messages in ----------------------------------------------------------------------
+    def handle(self, msgs: list) -> list[StepResult]:
+        """Messages in arrival order → events → one forward → answers.
+
+        What an event changes (the beat grid, the human's recent notes) is applied
+        just before that event's answer, so the answers do not depend on how the
+        events were batched (replays reproduce live sessions)."""
+        events: list[StreamEvent] = []
+        effects: list[tuple[int, object]] = []  # (index of the event it precedes, thunk)
+        for msg in msgs:
+            if isinstance(msg, Beat):
+                effects.append((len(events), lambda m=msg: self.sonifier.grid.update(m)))
+                events.append(StreamEvent("beat", msg.time, downbeat=msg.beat == 0, seq=msg.seq, node=msg.node))
+            elif isinstance(msg, Note) and msg.on and msg.source in ("pet", "human"):
+                if msg.source == "human":
+                    effects.append((len(events), lambda m=msg: (self.sonifier.observe_human(m.note),
+                                                                self.reward.observe_human(m.t))))
+                events.append(StreamEvent("note", msg.t, source=msg.source, note=msg.note, seq=msg.seq,
+                                          node=msg.node))
+            elif isinstance(msg, Control):
+                self.control(msg)
+            elif isinstance(msg, Hello) and msg.role == "rig":
+                log.info("rig %s connected", msg.node)
+        if not events:
+            return []
+        self.counts["events"] += len(events)
+        results = self.stream.step(events)
+        index = {id(e): i for i, e in enumerate(events)}
+        applied = 0
+        for r in results:
+            upto = index[id(r.event)]
+            while applied < len(effects) and effects[applied][0] <= upto:
+                effects[applied][1]()
+                applied += 1
+            self.respond(r)
+        for _, thunk in effects[applied:]:
+            thunk()
+        return results
+
+    def respond(self, r: StepResult) -> None:
+        self.step_ms.append(r.step_ms)
+        hits = [NeuronHit(layer=h.layer, index=h.index, activation=h.activation, normalized=h.normalized,
+                          label=self.labels.get(h.id, "")) for h in r.hits]
+        self.link.send(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
+                               step_ms=round(r.step_ms, 3)))
+        notes = self.sonifier.notes_for(r.hits, r.event.time, r.predicted_note)
+        if notes:
+            self.counts["accomp_notes"] += len(notes)
+            self.link.send(Accomp(notes=notes, event_seq=r.event.seq))
+        reason = self.reward.check(r)
+        if reason:
+            self.counts["reward_requests"] += 1
+            self.link.send(Reward(action="request", source="brain", request_id=self.reward.requests, reason=reason))
+
+    def control(self, msg: Control) -> None:
+        try:
+            if msg.action == "steer":
+                self.stream.steering.set(msg.layer, msg.neuron, msg.factor)
+            elif msg.action == "unsteer":
+                self.stream.steering.clear()
+            else:
+                return  # tempo/treat/stop are the rig's business
+        except NeurojamError as exc:
+            self.counts["refused_controls"] += 1
+            log.warning("refused %s: %s", msg.action, exc)
+            self.link.send(Control(action="refused", reason=str(exc), layer=msg.layer, neuron=msg.neuron))
+            return
+        self.link.send(Control(action="ack", reason=msg.action, layer=msg.layer, neuron=msg.neuron,
+                               factor=msg.factor))
+
+    # -- run -------------------------------------------------------------------------------
+    def step(self, timeout_ms: float = 5) -> list[StepResult]:
+        msgs = self.link.receive(timeout_ms=timeout_ms)
+        self.link.tick()
+        return self.handle(msgs) if msgs else []
+
+    def stats(self) -> dict:
+        ms = sorted(self.step_ms)
+        pick = (lambda q: round(ms[min(len(ms) - 1, int(len(ms) * q))], 3)) if ms else (lambda q: None)
+        return {"node": "brain", "model": self.model.name, "bridge": self.link.stats_dict(), "counts": dict(self.counts),
+                "sonifier": dict(self.sonifier.counts), "step_ms_p50": pick(0.5), "step_ms_p99": pick(0.99),
+                "steering": {f"{k[0]}.{k[1]}": v for k, v in self.stream.steering.factors.items()}}
+
+    def run(self, seconds: float | None = None) -> None:
+        self.link.hello(software=SOFTWARE)
+        end = None if seconds is None else time.monotonic() + seconds
+        next_stats = time.monotonic() + 1
+        while not self.stop_event.is_set() and (end is None or time.monotonic() < end):
+            self.step()
+            if self.recorder and time.monotonic() >= next_stats:
+                next_stats += 1
+                self.recorder.write_stats(self.stats())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.stream.close()
+        self.link.close()
+        if self.recorder:
+            self.recorder.write_stats(self.stats())
+            self.recorder.close()
+
+
+def run_brain(config: Config, seconds: float | None = None, session_dir: str | None = None) -> int:
+    import torch
+
+    if config.brain.device in ("auto", "cpu") and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    print(f"brain: loading {config.brain.model} ...", flush=True)
+    node = BrainNode(config, session_dir=session_dir)
+    previous = {sig: signal.signal(sig, lambda *_: node.stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    b = config.bridge
+    print(f"brain: {node.model.name} on {node.model.device} ({node.model.n_layers} layers × {node.model.d_mlp} "
+          f"neurons), listening on tcp://{b.bind_host}:{b.events_port}/{b.commands_port}; Ctrl-C to stop", flush=True)
+    try:
+        node.run(seconds)
+    finally:
+        node.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    s = node.stats()
+    print(f"brain: stopped. {s['counts']['events']} events, {s['counts']['accomp_notes']} accompaniment notes, "
+          f"step p50 {s['step_ms_p50']} ms, p99 {s['step_ms_p99']} ms", flush=True)
+    return 0

@@ -1,0 +1,206 @@
+"""The listening loop's core: events in, top-firing MLP neurons out.
+
+Each note (and each silent beat or bar line) is appended to a rolling note
+text (:class:`NoteText`). The model reads the window; hooks on
+``blocks.{L}.mlp.hook_post`` apply steering (multiply chosen neurons) and
+keep the activations; each new event's tokens — found by character offsets,
+never by index — give that event's top-k neurons.
+
+Several pending events share one forward pass (the model is causal, so an
+earlier event's activations do not depend on later text). The window is cut
+by a rule that depends only on the event sequence (when it outgrows
+``context_tokens``, drop the oldest half), so replaying a session gives the
+same contexts whatever the batching.
+
+The TL-native models have no key/value cache, so each step recomputes the
+window; at the default model's size that is a few milliseconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from brain.encoder import EventSpan, NoteText, align_tokens
+from brain.models import LoadedModel
+from brain.neuron_stats import NeuronStats
+
+
+@dataclass
+class StreamEvent:
+    """What the brain reads: a note-on or a beat, with the rig's time."""
+
+    kind: str  # note | beat
+    time: float
+    source: str = ""
+    note: int = -1
+    downbeat: bool = False
+    seq: int = -1
+    node: str = ""
+
+
+@dataclass
+class Hit:
+    layer: int
+    index: int
+    activation: float
+    normalized: float
+
+    @property
+    def id(self) -> str:
+        return f"{self.layer}.{self.index}"
+
+
+@dataclass
+class StepResult:
+    event: StreamEvent
+    spans: list[EventSpan]
+    hits: list[Hit]
+    text: str
+    predicted_note: int | None = None
+    step_ms: float = 0.0
+    tokens: int = 0
+
+
+class Steering:
+    """Neuron multipliers applied inside the forward pass: 0 silences, 2 doubles."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.factors: dict[tuple[int, int], float] = {}
+
+    def set(self, layer: int, neuron: int, factor: float) -> None:
+        self.model.check_neuron(layer, neuron)
+        if not -10.0 <= factor <= 10.0:
+            from neurojam.errors import ModelError
+
+            raise ModelError(f"steering factor {factor} is out of range: allowed -10..10 (0 silences a neuron, "
+                             f"1 leaves it alone, 2 doubles it).")
+        if factor == 1.0:
+            self.factors.pop((layer, neuron), None)
+        else:
+            self.factors[(layer, neuron)] = factor
+
+    def clear(self) -> None:
+        self.factors.clear()
+
+    def for_layer(self, layer: int) -> list[tuple[int, float]]:
+        return [(n, f) for (lay, n), f in self.factors.items() if lay == layer]
+
+
+class NeuronStream:
+    def __init__(self, model: LoadedModel, *, layers: list[int] | None = None, top_k: int = 4,
+                 context_tokens: int = 192, stats: NeuronStats | None = None) -> None:
+        self.model = model
+        self.layers = list(range(model.n_layers)) if layers is None else list(layers)
+        for layer in self.layers:
+            model.check_neuron(layer)
+        self.top_k = top_k
+        self.context_tokens = min(context_tokens, model.n_ctx)
+        self.stats = stats
+        self.scale = stats.scale.to(model.device) if stats is not None else None
+        self.steering = Steering(model)
+        self.text = NoteText()
+        self.note_ids = model.note_token_ids()
+        self._note_index = torch.tensor(sorted(self.note_ids), dtype=torch.long)
+        self._captured: dict[int, torch.Tensor] = {}
+        self._handles = [self._hook_point(layer).add_hook(self._make_hook(layer), is_permanent=True) for layer in range(model.n_layers)]
+        self.last_logits: torch.Tensor | None = None
+
+    # -- hooks -------------------------------------------------------------------------
+    def _hook_point(self, layer: int):
+        return self.model.bridge.hook_dict[self.model.hook_name(layer)]
+
+    def _make_hook(self, layer: int):
+        def hook(act: torch.Tensor, hook=None):
+            steer = self.steering.for_layer(layer)
+            if steer:
+                act = act.clone()
+                for neuron, factor in steer:
+                    act[..., neuron] *= factor
+            if layer in self.layers:
+                self._captured[layer] = act.detach()
+            return act if steer else None
+        return hook
+
+    def close(self) -> None:
+        """Take our hooks off the model (it may be shared with analysis code)."""
+        for layer in range(self.model.n_layers):
+            self._hook_point(layer).remove_hooks(including_permanent=True)
+
+    # -- text ------------------------------------------------------------------------------
+    def _append(self, event: StreamEvent) -> list[EventSpan]:
+        if event.kind == "note":
+            return [self.text.add_note(event.note, event.source, event.seq, event.time)]
+        return self.text.add_beat(event.downbeat, event.seq, event.time)
+
+    # -- stepping ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, events: list[StreamEvent]) -> list[StepResult]:
+        """Read new events; one result per event that added words to the text."""
+        results: list[StepResult] = []
+        pending: list[tuple[StreamEvent, list[EventSpan]]] = []
+        for event in events:
+            if len(self.text.spans) + 2 > self.context_tokens - 1:  # an event adds at most 2 words
+                if pending:
+                    results += self._run(pending)
+                    pending = []
+                self.text.trim((self.context_tokens - 1) // 2)
+            spans = self._append(event)
+            if spans:
+                pending.append((event, spans))
+        if pending:
+            results += self._run(pending)
+        return results
+
+    def _run(self, pending: list[tuple[StreamEvent, list[EventSpan]]]) -> list[StepResult]:
+        start = time.perf_counter()
+        tok = self.model.tokenizer
+        ids, offsets = tok.encode(self.text.text)
+        budget = self.context_tokens - (1 if tok.bos_id is not None else 0)
+        if len(ids) > budget:  # subword tokenizers: keep the newest tokens
+            ids, offsets = ids[-budget:], offsets[-budget:]
+        prefix = [tok.bos_id] if tok.bos_id is not None else []
+        x = torch.tensor([prefix + ids], device=self.model.device)
+        logits = self.model.bridge(x)
+        self.last_logits = logits[0, -1].float()
+        owner = align_tokens(offsets, self.text.spans)
+        elapsed = (time.perf_counter() - start) * 1000
+        span_index = {id(s): i for i, s in enumerate(self.text.spans)}
+        results = []
+        for event, spans in pending:
+            wanted = {span_index[id(s)] for s in spans if id(s) in span_index}
+            positions = [len(prefix) + i for i, o in enumerate(owner) if o in wanted]
+            hits = self._top_k(positions)
+            results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
+                self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=len(prefix) + len(ids)))
+        if results:
+            results[-1].predicted_note = self.predicted_note()
+        return results
+
+    def _top_k(self, positions: list[int]) -> list[Hit]:
+        if not positions:
+            return []
+        raw_rows, norm_rows = [], []
+        for layer in self.layers:
+            act = self._captured[layer][0, positions].float().max(dim=0).values  # [d_mlp]
+            raw_rows.append(act)
+            norm_rows.append(act / self.scale[layer] if self.scale is not None else act)
+        raw = torch.stack(raw_rows)  # [n_layers, d_mlp]
+        norm = torch.stack(norm_rows)
+        flat = norm.flatten()
+        k = min(self.top_k, flat.numel())
+        vals, idx = flat.topk(k)
+        d_mlp = raw.shape[1]
+        return [Hit(layer=self.layers[int(i) // d_mlp], index=int(i) % d_mlp,
+                    activation=round(float(raw.flatten()[i]), 5), normalized=round(float(v), 5))
+                for v, i in zip(vals, idx)]
+
+    def predicted_note(self) -> int | None:
+        """The model's most likely next note (note-vocabulary models only)."""
+        if self.last_logits is None or not self.note_ids:
+            return None
+        logits = self.last_logits[self._note_index.to(self.last_logits.device)]
+        return self.note_ids[int(self._note_index[int(logits.argmax())])]

@@ -1,0 +1,140 @@
+"""A session's music on the rig's time line: notes per source, beats, treats, neuron frames.
+
+Export, the session list, the demo's summary and the neuron report all read
+a session through :func:`jam_from_log`, so they agree on what happened.
+Brain notes are the ones the rig reports it played (``note`` with source
+``brain``); a session without them (a replay, which has no rig) uses the
+brain's ``accomp`` requests at their due times instead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bridge.messages import Accomp, Beat, Neurons, Note, Pad, Reward
+from bridge.session import SessionLog
+
+SOURCES = ("pet", "human", "brain")
+
+
+@dataclass
+class PlayedNote:
+    source: str
+    start: float
+    end: float
+    note: int
+    velocity: int
+    channel: int
+
+
+@dataclass
+class Treat:
+    time: float
+    action: str  # dispensed | refused
+    source: str
+    reason: str = ""
+
+
+@dataclass
+class Jam:
+    start: float
+    end: float
+    notes: list[PlayedNote] = field(default_factory=list)
+    beats: list[Beat] = field(default_factory=list)
+    treats: list[Treat] = field(default_factory=list)
+    pad_presses: list[float] = field(default_factory=list)
+    neurons: list[Neurons] = field(default_factory=list)
+    accomps: list[Accomp] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    def count_by_source(self) -> Counter:
+        return Counter(n.source for n in self.notes)
+
+    def beat_at(self, t: float) -> float | None:
+        """Fractional beat index at rig time t (from the nearest earlier beat)."""
+        if not self.beats:
+            return None
+        prev = self.beats[0]
+        for b in self.beats:
+            if b.time > t:
+                break
+            prev = b
+        return prev.index + (t - prev.time) * prev.tempo_bpm / 60.0
+
+    def time_of_beat(self, beat: float) -> float | None:
+        if not self.beats:
+            return None
+        prev = self.beats[0]
+        for b in self.beats:
+            if b.index > beat:
+                break
+            prev = b
+        return prev.time + (beat - prev.index) * 60.0 / prev.tempo_bpm
+
+    def on_beat_rate(self, tolerance_s: float = 0.12) -> float | None:
+        """Share of pet presses within ±tolerance of a beat."""
+        if not self.pad_presses or not self.beats:
+            return None
+        hits = 0
+        for t in self.pad_presses:
+            b = self.beat_at(t)
+            tempo = self.beats[0].tempo_bpm
+            if b is not None and abs(b - round(b)) * 60.0 / tempo <= tolerance_s:
+                hits += 1
+        return hits / len(self.pad_presses)
+
+
+def jam_from_log(log: SessionLog) -> Jam:
+    records = log.records
+    times = [r.msg.t for r in records if r.direction == "out"] or [r.time for r in records] or [0.0]
+    jam = Jam(start=min(times), end=max(times))
+    open_notes: dict[tuple[str, int, int], tuple[float, int]] = {}
+    brain_played = False
+    for r in records:
+        m = r.msg
+        if isinstance(m, Note):
+            key = (m.source, m.channel, m.note)
+            if m.source == "brain":
+                brain_played = True
+            if m.on:
+                if key in open_notes:  # retrigger: close the previous one
+                    s, v = open_notes.pop(key)
+                    jam.notes.append(PlayedNote(m.source, s, m.t, m.note, v, m.channel))
+                open_notes[key] = (m.t, m.velocity)
+            elif key in open_notes:
+                s, v = open_notes.pop(key)
+                jam.notes.append(PlayedNote(m.source, s, m.t, m.note, v, m.channel))
+        elif isinstance(m, Beat) and r.direction == "out":
+            jam.beats.append(m)
+        elif isinstance(m, Pad) and m.down:
+            jam.pad_presses.append(m.t)
+        elif isinstance(m, Reward) and m.action in ("dispensed", "refused"):
+            t = m.t
+            jam.treats.append(Treat(t, m.action, m.source, m.reason))
+        elif isinstance(m, Neurons):
+            jam.neurons.append(m)
+        elif isinstance(m, Accomp):
+            jam.accomps.append(m)
+    for (source, channel, note), (s, v) in open_notes.items():  # still sounding at the end
+        jam.notes.append(PlayedNote(source, s, max(s, jam.end), note, v, channel))
+    if not brain_played:
+        for a in jam.accomps:
+            for n in a.notes:
+                start = n.due_time if n.due_time is not None else jam.time_of_beat(n.due_beat)
+                if start is not None:
+                    jam.notes.append(PlayedNote("brain", start, start + n.duration, n.note, n.velocity, n.channel))
+    jam.notes.sort(key=lambda n: (n.start, n.source, n.note))
+    if jam.notes:
+        jam.end = max(jam.end, max(n.end for n in jam.notes))
+    # a dispensed treat's time is its beat's time when known
+    for treat, reward in zip(jam.treats, [r.msg for r in records if isinstance(r.msg, Reward)
+                                          and r.msg.action in ("dispensed", "refused")]):
+        if reward.action == "dispensed" and reward.beat_index >= 0:
+            bt = jam.time_of_beat(reward.beat_index)
+            if bt is not None:
+                treat.time = bt
+    return jam

@@ -1,0 +1,252 @@
+"""``neurojam demo``: the whole lab on one laptop in about 30 seconds.
+
+Two processes on loopback ZeroMQ, exactly as deployed: ``neurojam rig``
+(simulated pet on the pads, a bundled public-domain fiddle tune as the human
+part through the rig's MIDI path, a simulated treat dispenser) and
+``neurojam brain`` (the embedded model, CPU or GPU). A live view tails the
+rig's session log. At the end: the session, a .mid, a .wav (FluidSynth) and
+the neuron report, with their paths. If the brain dies, the rig plays on and
+the demo says so; nothing recorded is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from neurojam.config import CONFIG_DIR
+
+MELODY = CONFIG_DIR / "melodies" / "soldiers-joy.mid"
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65000:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + 1))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free TCP port pair on loopback")
+
+
+class LiveView:
+    """What the room sees: beat, last notes per source, top neurons, treats, latency."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.beat = None
+        self.notes = {s: deque(maxlen=8) for s in ("pet", "human", "brain")}
+        self.neurons = None
+        self.treats = {"dispensed": 0, "refused": 0}
+        self.last_refusal = ""
+        self.sent_at: dict[int, float] = {}
+        self.latency_ms: deque[float] = deque(maxlen=200)
+        self.brain_seen = False
+        self.started = time.monotonic()
+
+    def feed(self, records) -> None:
+        from bridge.messages import Accomp, Beat, Neurons, Note, Reward
+        from brain.encoder import note_word as note_label
+
+        for direction, t, m in records:
+            if isinstance(m, Beat):
+                self.beat = m
+            elif isinstance(m, Note) and m.on:
+                self.notes[m.source if m.source in self.notes else "brain"].append(note_label(m.note))
+                if direction == "out" and m.source != "brain":
+                    self.sent_at[m.seq] = m.t
+            elif isinstance(m, Neurons):
+                self.neurons = m
+                self.brain_seen = True
+            elif isinstance(m, Accomp) and m.event_seq in self.sent_at:
+                self.latency_ms.append((t - self.sent_at.pop(m.event_seq)) * 1000)
+            elif isinstance(m, Reward) and m.action in self.treats:
+                self.treats[m.action] += 1
+                if m.action == "refused":
+                    self.last_refusal = m.reason
+
+    def render(self):
+        from rich.panel import Panel
+        from rich.table import Table
+
+        t = Table.grid(padding=(0, 2))
+        t.add_column(style="bold")
+        t.add_column()
+        elapsed = time.monotonic() - self.started
+        if self.beat:
+            dots = " ".join("●" if i == self.beat.beat else "○" for i in range(self.beat.beats_per_bar))
+            t.add_row("beat", f"{dots}   bar {self.beat.bar + 1}   {self.beat.tempo_bpm:.0f} BPM")
+        for source, colour in (("pet", "yellow"), ("human", "cyan"), ("brain", "magenta")):
+            t.add_row(source, f"[{colour}]{' '.join(self.notes[source]) or '–'}[/{colour}]")
+        if self.neurons and self.neurons.hits:
+            lines = [f"[bold]{h.layer}.{h.index}[/bold] {h.normalized:4.2f} {h.label}" for h in self.neurons.hits[:4]]
+            t.add_row("neurons", "\n".join(lines))
+        else:
+            t.add_row("neurons", "waiting for the brain…" if not self.brain_seen else "–")
+        treat = f"{self.treats['dispensed']} dispensed, {self.treats['refused']} refused"
+        if self.last_refusal:
+            treat += f" (last: {self.last_refusal})"
+        t.add_row("treats", treat)
+        if self.latency_ms:
+            lat = sorted(self.latency_ms)
+            t.add_row("latency", f"event → accompaniment p50 {lat[len(lat) // 2]:.1f} ms, "
+                                 f"step {self.neurons.step_ms if self.neurons else 0:.1f} ms")
+        return Panel(t, title=f"neurojam demo  {elapsed:4.0f} / {self.seconds:.0f} s", border_style="green")
+
+    def line(self) -> str:
+        beat = f"bar {self.beat.bar + 1}" if self.beat else "starting"
+        top = self.neurons.hits[0] if self.neurons and self.neurons.hits else None
+        neuron = f"top neuron {top.layer}.{top.index} ({top.label})" if top else "no neurons yet"
+        return (f"demo: {beat}; pet {len(self.notes['pet'])}+ human {len(self.notes['human'])}+ brain "
+                f"{len(self.notes['brain'])}+ notes; {neuron}; treats {self.treats['dispensed']}")
+
+
+def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | None = None, seed: int = 1,
+             view: bool = True, extra: list[str] | None = None) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from bridge.session import LOG_NAME, LogTail
+
+    console = Console()
+    out_dir = Path(out) if out else Path("demo-out") / time.strftime("%Y%m%dT%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    session = out_dir / "session"
+    port = free_port_pair()
+    common = ["--set", f"bridge.events_port={port}", "--set", f"bridge.commands_port={port + 1}", *(extra or [])]
+    py = [sys.executable, "-m", "neurojam.cli"]
+    brain_cmd = py + ["brain", "--config", "lab", *common, "--session", str(out_dir / "brain-session")]
+    if model:
+        brain_cmd += ["--model", model]
+    rig_cmd = py + ["rig", "--config", "lab", *common, "--session", str(session), "--seconds", str(seconds),
+                    "--human", str(MELODY), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true",
+                    "--set", "rig.tempo_bpm=112"]
+    logs = {name: open(out_dir / f"{name}.log", "w") for name in ("brain", "rig")}
+    console.print(f"[bold]neurojam demo[/bold]: {seconds:.0f} s jam; rig and brain as two processes on "
+                  f"tcp://127.0.0.1:{port}/{port + 1}; output in {out_dir}/")
+    brain = subprocess.Popen(brain_cmd, stdout=logs["brain"], stderr=subprocess.STDOUT)
+    _wait_brain_ready(out_dir / "brain.log", brain, console)
+    rig = subprocess.Popen(rig_cmd, stdout=logs["rig"], stderr=subprocess.STDOUT)
+    (out_dir / "pids.json").write_text(json.dumps({"brain": brain.pid, "rig": rig.pid}))
+    live_view = LiveView(seconds)
+    tail = LogTail(session / LOG_NAME)
+    brain_died_at = None
+    interactive = view and console.is_terminal
+    last_line = 0.0
+    try:
+        with Live(live_view.render(), console=console, refresh_per_second=8, transient=False) if interactive \
+                else _Null() as live:
+            while rig.poll() is None:
+                time.sleep(0.1)
+                live_view.feed(tail.read())
+                if brain_died_at is None and brain.poll() is not None:
+                    brain_died_at = time.monotonic() - live_view.started
+                    console.print(f"[red]the brain stopped (exit {brain.returncode}) after {brain_died_at:.1f} s; "
+                                  f"the rig plays on and keeps recording[/red]")
+                if interactive:
+                    live.update(live_view.render())
+                elif time.monotonic() - last_line > 5:
+                    last_line = time.monotonic()
+                    print(live_view.line(), flush=True)
+    except KeyboardInterrupt:
+        rig.send_signal(signal.SIGINT)
+        rig.wait(timeout=15)
+    finally:
+        if brain.poll() is None:
+            brain.send_signal(signal.SIGINT)
+            try:
+                brain.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                brain.kill()
+        for f in logs.values():
+            f.close()
+    live_view.feed(tail.read())
+    return _finish(console, out_dir, session, rig.returncode, brain_died_at)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _wait_brain_ready(log_path: Path, brain: subprocess.Popen, console, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    with console.status("loading the model…"):
+        while time.monotonic() < deadline:
+            if brain.poll() is not None:
+                text = log_path.read_text() if log_path.exists() else ""
+                raise SystemExit(f"neurojam: the brain did not start:\n{text[-2000:]}")
+            if log_path.exists() and "listening on" in log_path.read_text():
+                return
+            time.sleep(0.1)
+    console.print("[yellow]the brain is slow to start; the rig starts anyway[/yellow]")
+
+
+def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_died_at: float | None) -> int:
+    from bridge.export import render_wav, write_midi
+    from bridge.jam import jam_from_log
+    from bridge.session import read_session
+    from neurojam.errors import NeurojamError
+
+    log = read_session(session)
+    jam = jam_from_log(log)
+    counts = jam.count_by_source()
+    midi = write_midi(jam, out_dir / "jam.mid")
+    paths = {"session": session, "midi": midi}
+    try:
+        paths["wav"] = render_wav(midi, out_dir / "jam.wav")
+    except NeurojamError as exc:
+        console.print(f"[yellow]no audio: {exc}[/yellow]")
+    try:
+        from neurojam.report import build_report
+
+        paths["report"] = build_report(session, out_dir / "report.html", progress=False)
+    except ModuleNotFoundError:
+        pass
+    except NeurojamError as exc:
+        console.print(f"[yellow]no report: {exc}[/yellow]")
+    dispensed = [t for t in jam.treats if t.action == "dispensed"]
+    summary = {"pet_notes": counts.get("pet", 0), "human_notes": counts.get("human", 0),
+               "brain_notes": counts.get("brain", 0), "treats_dispensed": len(dispensed),
+               "treats_refused": sum(t.action == "refused" for t in jam.treats),
+               "brain_died_at_s": brain_died_at, "rig_exit": rig_code,
+               "paths": {k: str(v) for k, v in paths.items()}}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    console.print(f"\n[bold]jam over[/bold]: {summary['pet_notes']} pet notes, {summary['human_notes']} human notes, "
+                  f"{summary['brain_notes']} brain notes, {summary['treats_dispensed']} treats on the beat "
+                  f"({summary['treats_refused']} refused by the safety caps)")
+    for name, path in paths.items():
+        console.print(f"  {name:8s} {path}")
+    if brain_died_at is not None:
+        console.print(f"[yellow]the brain stopped after {brain_died_at:.1f} s; everything the rig played was kept[/yellow]")
+    return 0 if rig_code == 0 else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=args.overrides)
+
+
+def register(sub, add, config_args) -> None:
+    p = add("demo", cmd_demo, "a jam on this laptop: simulated pet + a folk tune + the model, as two processes")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--out", metavar="DIR", help="where to write the session, .mid, .wav and report (default demo-out/<time>)")
+    p.add_argument("--model", default=None, help="model name (default: the embedded notes-default)")
+    p.add_argument("--seed", type=int, default=1, help="the simulated pet's seed")
+    p.add_argument("--no-view", action="store_true", help="no live terminal view (a status line every 5 s instead)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

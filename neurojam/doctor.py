@@ -1,0 +1,160 @@
+"""``neurojam doctor``: check a node's set-up and say how to fix what is wrong.
+
+Each check is a small function returning a :class:`Check`; ``ok`` is True
+(pass), False (fail) or None (a warning: works, but maybe not as intended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+from neurojam.config import Config
+from neurojam.errors import NeurojamError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None
+    detail: str
+    fix: str = ""
+
+
+def check_config(profile: str | None, overrides: list[str]) -> tuple[Check, Config | None]:
+    from neurojam.config import load_config
+
+    try:
+        config = load_config(profile, overrides)
+    except NeurojamError as exc:
+        return Check("config", False, str(exc), "edit the file as the message says; `neurojam config schema` lists keys"), None
+    return Check("config", True, f"valid ({profile or 'defaults'})"), config
+
+
+def check_gpio(config: Config, gpio_module=None) -> Check:
+    from rig.gpio import RPiPinFactory
+
+    backend = config.rig.gpio.backend
+    if backend == "sim":
+        return Check("GPIO", None, "simulated pads (gpio.backend: sim)", "on a Pi set rig.gpio.backend: rpi")
+    try:
+        RPiPinFactory(gpio_module).close()
+    except NeurojamError as exc:
+        return Check("GPIO", False, str(exc), "pip install RPi.GPIO (Pi 5: rpi-lgpio), or use gpio.backend: sim")
+    return Check("GPIO", True, "RPi.GPIO available (BCM numbering)")
+
+
+def check_midi(config: Config) -> Check:
+    from rig.midi_io import find_port, list_ports
+
+    m = config.rig.midi
+    try:
+        inputs, outputs = list_ports(m.backend)
+    except Exception as exc:  # backend or MIDI system missing
+        return Check("MIDI", False, f"no MIDI system: {exc}",
+                     "install python-rtmidi; on Linux start ALSA's sequencer or JACK (jackd -d dummy works)")
+    problems = []
+    for wanted, ports, kind in ((m.input, inputs, "input"), (m.output, outputs, "output")):
+        if wanted:
+            try:
+                find_port(wanted, ports, kind)
+            except NeurojamError as exc:
+                problems.append(str(exc))
+    if problems:
+        return Check("MIDI", False, " ".join(problems), "plug the device in, or fix rig.midi.input/output")
+    return Check("MIDI", True, f"{len(inputs)} inputs, {len(outputs)} outputs"
+                 + ("" if m.output else "; a virtual output port will be created"))
+
+
+def check_dispenser(config: Config) -> Check:
+    d = config.rig.dispenser
+    pad_pins = {p.pin for p in config.rig.pads}
+    if not d.enabled:
+        return Check("dispenser", None, "disabled (rig.dispenser.enabled: false)", "enable it to reward the pet")
+    if d.pin in pad_pins:
+        return Check("dispenser", False, f"pin {d.pin} is also a pad's pin", "give the dispenser its own BCM pin")
+    return Check("dispenser", True, f"BCM {d.pin}, {d.pulse_ms:g} ms pulse; caps: ≥{d.min_interval_s:g} s apart, "
+                 f"≤{d.max_per_minute}/min, ≤{d.max_per_session}/session")
+
+
+def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
+    from bridge.link import Link
+    from bridge.messages import Ping, Pong
+
+    b = config.bridge
+    link = Link("tool", "doctor", host=b.host, events_port=b.events_port, commands_port=b.commands_port)
+    try:
+        deadline = time.monotonic() + timeout
+        last_ping = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() - last_ping > 0.1:
+                link.send(Ping())
+                last_ping = time.monotonic()
+            for m in link.receive(timeout_ms=20):
+                if isinstance(m, Pong) and m.node != "doctor":
+                    sample = link.offset.add(m.ping_t, m.t, time.monotonic())
+                    return Check("brain reachable", True, f"{b.host}:{b.events_port} answers; RTT "
+                                 f"{sample.rtt * 1000:.2f} ms, clock offset {sample.offset * 1000:+.1f} ms")
+    finally:
+        link.close()
+    return Check("brain reachable", False, f"nothing answered at {b.host}:{b.events_port}/{b.commands_port}",
+                 "start `neurojam brain` there, check bridge.host and the firewall (the rig still plays alone)")
+
+
+def check_model(config: Config) -> Check:
+    try:
+        from brain.models import load_model
+    except ImportError as exc:
+        return Check("model", False, f"brain packages missing ({exc.name})", "pip install 'neurojam[brain]'")
+    start = time.perf_counter()
+    try:
+        model = load_model(config.brain.model, "cpu")
+    except NeurojamError as exc:
+        return Check("model", False, str(exc), "fix brain.model")
+    return Check("model", True, f"{model.name}: {model.n_layers}×{model.d_mlp} neurons, loaded in "
+                 f"{time.perf_counter() - start:.2f} s")
+
+
+def check_cuda() -> Check:
+    try:
+        import torch
+    except ImportError:
+        return Check("CUDA", None, "torch not installed (rig-only machine?)", "pip install 'neurojam[brain]'")
+    if torch.cuda.is_available():
+        return Check("CUDA", True, torch.cuda.get_device_name(0))
+    return Check("CUDA", None, "no CUDA GPU visible; the brain runs on the CPU",
+                 "fine for the default model; for big models install a CUDA torch and the NVIDIA driver")
+
+
+def run_checks(node: str, profile: str | None, overrides: list[str]) -> list[Check]:
+    first, config = check_config(profile, overrides)
+    checks = [first]
+    if config is None:
+        return checks
+    if node in ("rig", "both"):
+        checks += [check_gpio(config), check_midi(config), check_dispenser(config), check_brain_reachable(config)]
+    if node in ("brain", "both"):
+        checks += [check_model(config), check_cuda()]
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    checks = run_checks(args.node, args.config, args.overrides)
+    table = Table(title=f"neurojam doctor ({args.node})")
+    for col in ("", "check", "result", "fix"):
+        table.add_column(col)
+    for c in checks:
+        mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[yellow]![/yellow]"}[c.ok]
+        table.add_row(mark, c.name, c.detail, c.fix if c.ok is not True else "")
+    Console().print(table)
+    return 1 if any(c.ok is False for c in checks) else 0
+
+
+def register(sub, add, config_args) -> None:
+    p = add("doctor", cmd_doctor, "check this machine's set-up (config, GPIO, MIDI, dispenser, network, model, CUDA)")
+    config_args(p)
+    p.add_argument("--node", choices=("rig", "brain", "both"), default="both")

@@ -1,0 +1,152 @@
+"""Replay a recorded jam through a brain again, over the real bridge, into a new session.
+
+The recorded rig-side events (pads, pet and human notes, beats) are sent by a
+``replay`` link with their original rig times to a brain node on loopback
+(its own thread, its own sockets: the same code a live brain runs). Brain
+output is recorded with them in a new session whose meta names the source.
+``--fast`` sends as fast as the brain keeps up (batches of 64, each closed by
+a ping whose pong must return before the batch after next goes), otherwise
+at the recorded pace divided by ``speed``.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from pathlib import Path
+
+from bridge.link import Link
+from bridge.messages import Beat, Note, Pad, Ping, Pong
+from bridge.session import SessionRecorder, new_session_dir, read_session
+from neurojam.config import Config, to_dict
+from neurojam.errors import SessionError
+
+
+def rig_side_events(log) -> list:
+    """What the rig said: pads, pet/human notes and beats, in recorded order."""
+    out = []
+    for r in log.records:
+        m = r.msg
+        if r.direction != "out":
+            continue
+        if isinstance(m, (Pad, Beat)) or (isinstance(m, Note) and m.source in ("pet", "human")):
+            out.append(m)
+    return out
+
+
+def human_from_midi(path: str, start: float) -> list[Note]:
+    from rig.sim import load_midi
+
+    notes, t = [], start
+    for msg in load_midi(path):
+        t += msg.time
+        if msg.type in ("note_on", "note_off"):
+            on = msg.type == "note_on" and msg.velocity > 0
+            notes.append(Note(source="human", note=msg.note, velocity=msg.velocity if on else 0, on=on,
+                              channel=msg.channel, t=t))
+    return notes
+
+
+def replay(source: str | Path, config: Config, *, speed: float | None = 1.0, out: str | Path | None = None,
+           human: str | None = None, progress: bool = True, model=None, port: int | None = None) -> Path:
+    from brain.node import BrainNode
+
+    log = read_session(source)
+    events = rig_side_events(log)
+    if not events:
+        raise SessionError(f"{source}: no rig events to replay (is it a session recorded by `neurojam rig` or "
+                           f"`demo`?).")
+    if human:
+        first = min(m.t for m in events)
+        events = [m for m in events if not (isinstance(m, Note) and m.source == "human")]
+        events = sorted(events + human_from_midi(human, first), key=lambda m: m.t)
+    config = copy.deepcopy(config)
+    config.bridge.hwm = max(config.bridge.hwm, 100_000)
+    if port:
+        config.bridge.events_port, config.bridge.commands_port = port, port + 1
+    out_dir = Path(out) if out else new_session_dir(config.session.dir)
+    brain = BrainNode(config, model=model)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            brain.step(timeout_ms=5)
+
+    thread = threading.Thread(target=serve, name="replay-brain", daemon=True)
+    thread.start()
+    meta = {"node": "replay", "source_session": str(Path(source).resolve()), "model": brain.model.name,
+            "config": to_dict(config), "speed": "fast" if speed is None else speed, "human_midi": human}
+    recorder = SessionRecorder(out_dir, meta)
+    b = config.bridge
+    link = Link("replay", "replay", host="127.0.0.1", events_port=b.events_port, commands_port=b.commands_port,
+                hwm=100_000, tap=recorder)
+    try:
+        _wait_connected(link)
+        _send_all(link, events, speed, progress)
+        _drain(link)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        link.close()
+        brain.close()
+        recorder.close(events_replayed=len(events))
+    return out_dir
+
+
+def _wait_connected(link: Link, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if link.send(Ping()):
+            return
+        time.sleep(0.02)
+    raise SessionError("replay: the brain did not come up on loopback (is the port in use? try --set "
+                       "bridge.events_port=...).")
+
+
+def _send_all(link: Link, events: list, speed: float | None, progress: bool) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(events), desc="replaying", unit="event", disable=not progress)
+    acked = -1
+    batch = 64
+    t_first = events[0].t
+    wall0 = time.monotonic()
+    pings: dict[int, int] = {}
+    for i in range(0, len(events), batch):
+        k = i // batch
+        if speed is None:  # fast: at most two batches in flight
+            while acked < k - 2:
+                for m in link.receive(timeout_ms=20):
+                    if isinstance(m, Pong) and m.ping_seq in pings:
+                        acked = max(acked, pings[m.ping_seq])
+        for m in events[i:i + batch]:
+            if speed is not None:
+                due = wall0 + (m.t - t_first) / speed
+                while time.monotonic() < due:
+                    link.receive(timeout_ms=min(20, max(0, (due - time.monotonic()) * 1000)))
+            msg = copy.copy(m)
+            while not link.send(msg, keep_time=True):
+                link.receive(timeout_ms=5)
+            bar.update(1)
+        ping = Ping()
+        link.send(ping)
+        pings[ping.seq] = k
+        link.receive(timeout_ms=0)
+    bar.close()
+
+
+def _drain(link: Link, quiet_s: float = 1.0, timeout: float = 120.0) -> None:
+    """Wait for the brain's last answers: a final ping's pong, then a quiet spell."""
+    final = Ping()
+    link.send(final)
+    deadline = time.monotonic() + timeout
+    got_pong = False
+    last = time.monotonic()
+    while time.monotonic() < deadline:
+        msgs = link.receive(timeout_ms=50)
+        if msgs:
+            last = time.monotonic()
+        got_pong = got_pong or any(isinstance(m, Pong) and m.ping_seq == final.seq for m in msgs)
+        if got_pong and time.monotonic() - last > quiet_s:
+            return

@@ -1,0 +1,155 @@
+"""The brain's core in-process on tiny TL-native models: alignment, top-k, pitch, steering, errors."""
+
+import pytest
+import torch
+
+from brain.encoder import NoteText, align_tokens, note_word, vocabulary
+from brain.models import ModelError, build_tiny, load_model
+from brain.neuron_stats import direct_logit_effect, promoted_notes
+from brain.sonify import Sonifier
+from brain.stream import Hit, NeuronStream, StreamEvent
+from neurojam.config import SonifyConfig
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_tiny(vocabulary(), seed=3, d_model=32, d_mlp=64, n_ctx=64)
+
+
+def sample_text():
+    t = NoteText()
+    t.add_beat(True)
+    for n, src in ((60, "human"), (64, "pet"), (67, "human")):
+        t.add_note(n, src)
+    t.add_beat(False)
+    t.add_beat(True)
+    t.add_note(72, "pet")
+    return t
+
+
+def bpe_tokenizer(texts):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"]))
+    return tok
+
+
+def test_alignment_by_offsets_with_two_tokenizers(tiny):
+    t = sample_text()
+    words_ids, words_offs = tiny.tokenizer.encode(t.text)
+    bpe = bpe_tokenizer(["C4 E4 G4 | r C5 D#3 F#7"])
+    enc = bpe.encode(t.text)
+    assert len(enc.ids) != len(words_ids)  # the two really cut the text differently
+    for offsets in (words_offs, [tuple(o) for o in enc.offsets]):
+        owner = align_tokens(offsets, t.spans)
+        for i, span in enumerate(t.spans):
+            pieces = [t.text[a:b] for (a, b), o in zip(offsets, owner) if o == i]
+            assert "".join(pieces).strip() == t.text[span.start:span.end]
+
+
+def direct_top_k(model, text, span, layers, k):
+    ids, offs = model.tokenizer.encode(text)
+    x = torch.tensor([[model.tokenizer.bos_id, *ids]])
+    _, cache = model.bridge.run_with_cache(x)
+    pos = [1 + i for i, (a, b) in enumerate(offs) if a < span.end and b > span.start]
+    acts = torch.stack([cache[f"blocks.{L}.mlp.hook_post"][0, pos].max(0).values for L in layers])
+    vals, idx = acts.flatten().topk(k)
+    return [(layers[int(i) // model.d_mlp], int(i) % model.d_mlp) for i in idx]
+
+
+def feed(stream, events):
+    return stream.step([StreamEvent(kind, float(i), source="pet", note=n, downbeat=d, seq=i)
+                        for i, (kind, n, d) in enumerate(events)])
+
+
+EVENTS = [("beat", -1, True), ("note", 60, False), ("note", 62, False), ("beat", -1, False), ("note", 67, False),
+          ("beat", -1, True), ("note", 65, False)]
+
+
+def test_top_k_matches_direct_run_with_cache(tiny):
+    stream = NeuronStream(tiny, top_k=5, context_tokens=64)
+    results = feed(stream, EVENTS)
+    assert results
+    for r in results:
+        expected = direct_top_k(tiny, stream.text.text, stream.text.spans[stream.text.spans.index(r.spans[-1])],
+                                [0, 1], 5)
+        if len(r.spans) == 1:
+            assert [(h.layer, h.index) for h in r.hits] == expected
+    stream.close()
+
+
+def test_batched_events_equal_one_at_a_time(tiny):
+    a = NeuronStream(tiny, top_k=4, context_tokens=16)
+    batched = feed(a, EVENTS * 4)  # long enough to cross window trims
+    a.close()
+    b = NeuronStream(tiny, top_k=4, context_tokens=16)
+    single = []
+    for i, e in enumerate(EVENTS * 4):
+        single += b.step([StreamEvent(e[0], float(i), source="pet", note=e[1], downbeat=e[2], seq=i)])
+    b.close()
+    assert [r.event.seq for r in batched] == [r.event.seq for r in single]
+    for x, y in zip(batched, single):
+        assert [(h.layer, h.index) for h in x.hits] == [(h.layer, h.index) for h in y.hits]
+        assert [h.activation for h in x.hits] == pytest.approx([h.activation for h in y.hits], abs=1e-4)
+
+
+def test_direct_logit_pitch_selection():
+    model = build_tiny(vocabulary(), seed=5, d_model=32, d_mlp=64)
+    g4 = model.tokenizer.vocab()[note_word(67)]
+    with torch.no_grad():
+        W_U = model.bridge.W_U
+        model.bridge.blocks[1].mlp.out.weight[:, 7] = W_U[:, g4] * 50  # plant: neuron 1.7 writes G4's unembedding
+    assert int(direct_logit_effect(model, 1, 7).argmax()) == g4
+    assert int(promoted_notes(model)[1, 7]) == 67
+    son = Sonifier(SonifyConfig(), {(1, 7): 67})
+    assert son.pitch(Hit(1, 7, 1.0, 1.0)) % 12 == 7
+    # without note words a stable hash into the scale decides
+    hashed = Sonifier(SonifyConfig(scale="major", key="D", follow_key=False))
+    p = hashed.pitch(Hit(0, 3, 1.0, 1.0))
+    assert (p - 2) % 12 in (0, 2, 4, 5, 7, 9, 11) and p == hashed.pitch(Hit(0, 3, 1.0, 1.0))
+
+
+def test_steering_changes_activations_and_predictions(tiny):
+    plain = NeuronStream(tiny, top_k=3, context_tokens=64)
+    r0 = feed(plain, EVENTS)[-1]
+    logits0 = plain.last_logits.clone()
+    top = r0.hits[0]
+    plain.close()
+    steered = NeuronStream(tiny, top_k=3, context_tokens=64)
+    steered.steering.set(top.layer, top.index, 0.0)
+    r1 = feed(steered, EVENTS)[-1]
+    assert (top.layer, top.index) not in [(h.layer, h.index) for h in r1.hits]
+    if top.layer == 0:
+        assert not torch.allclose(steered.last_logits, logits0)
+    steered.steering.set(top.layer, top.index, 3.0)
+    r2 = feed(steered, [("note", 60, False)])[-1]
+    assert r2.hits[0].activation != pytest.approx(r1.hits[0].activation)
+    steered.close()
+
+
+def test_out_of_range_neurons_and_factors_are_refused(tiny):
+    with pytest.raises(ModelError, match=r"layer 99 is out of range .*valid: 0\.\.1"):
+        NeuronStream(tiny, layers=[99])
+    s = NeuronStream(tiny)
+    with pytest.raises(ModelError, match=r"neuron 100000 is out of range .*valid: 0\.\.63"):
+        s.steering.set(0, 100000, 0.0)
+    with pytest.raises(ModelError, match="factor 99"):
+        s.steering.set(0, 1, 99.0)
+    s.close()
+
+
+def test_unknown_model_name_suggests():
+    with pytest.raises(ModelError, match="Did you mean 'solu-1l'"):
+        load_model("solu-11")
+    with pytest.raises(ModelError, match="notes-default"):
+        load_model("notes-defualt")
+
+
+def test_missing_hub_weights_say_how_to_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelError, match="huggingface-cli download"):
+        load_model("gpt2")

@@ -1,0 +1,58 @@
+"""docker-compose.yml, Dockerfiles and the systemd unit, checked without a Docker engine."""
+
+import re
+
+import yaml
+
+from neurojam.cli import build_parser
+from tests.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def subcommands() -> set[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return set(action.choices)
+
+
+def test_each_service_runs_a_real_subcommand_that_parses():
+    commands = subcommands()
+    parser = build_parser()
+    for name, svc in COMPOSE["services"].items():
+        cmd = svc["command"]
+        assert cmd[0] == "neurojam" and cmd[1] in commands, name
+        resolved = [re.sub(r"\$\{(\w+)(?::[-?][^}]*)?\}", lambda m: "5555" if "PORT" in m.group(1) else "x", c)
+                    for c in cmd[1:]]
+        parser.parse_args(resolved)  # exits on an unknown option
+
+
+def test_profiles_split_the_machines():
+    services = COMPOSE["services"]
+    assert services["brain"]["profiles"] == ["brain"] and services["rig"]["profiles"] == ["rig"]
+    gpu = services["brain"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+    rig = services["rig"]
+    assert not rig.get("privileged") and rig["network_mode"] == "host"
+    assert any("/dev/gpiomem" in d for d in rig["devices"]) and any("/dev/snd" in d for d in rig["devices"])
+
+
+def test_environment_variables_are_consistent():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{(\w+)", text))
+    assert {"NEUROJAM_BRAIN_HOST", "NEUROJAM_EVENTS_PORT", "NEUROJAM_COMMANDS_PORT"} <= used
+    ports = {v for s in COMPOSE["services"].values() for c in s["command"] for v in re.findall(r"\$\{(\w+_PORT)", c)}
+    assert ports == {"NEUROJAM_EVENTS_PORT", "NEUROJAM_COMMANDS_PORT"}  # both halves use the same two
+    assert "NEUROJAM_BRAIN_HOST" in " ".join(COMPOSE["services"]["rig"]["command"])
+
+
+def test_rig_image_installs_no_torch():
+    rig = (ROOT / "deploy" / "rig.Dockerfile").read_text()
+    assert "torch" not in rig.replace("no torch", "") and ".[rig" in rig
+    assert "torch==" in (ROOT / "deploy" / "brain.Dockerfile").read_text()
+
+
+def test_systemd_unit_runs_the_rig():
+    unit = (ROOT / "deploy" / "neurojam-rig.service").read_text()
+    exec_line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert " rig " in exec_line and "KillSignal=SIGINT" in unit

@@ -1,0 +1,87 @@
+"""Each doctor check, passing and failing."""
+
+import sys
+
+import pytest
+
+from bridge.link import Link
+from neurojam import doctor
+from neurojam.config import load_config
+from tests import fake_rpi_gpio
+
+
+def cfg(*sets):
+    return load_config(None, list(sets))
+
+
+def test_config_check(tmp_path):
+    good, config = doctor.check_config("lab", [])
+    assert good.ok is True and config is not None
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text("rig:\n  tempoo: 3\n")
+    bad, config = doctor.check_config(str(bad_file), [])
+    assert bad.ok is False and "tempo_bpm" in bad.detail and config is None
+
+
+def test_gpio_check(monkeypatch):
+    assert doctor.check_gpio(cfg()).ok is None  # sim: a warning, not a failure
+    monkeypatch.setitem(sys.modules, "RPi", None)
+    failed = doctor.check_gpio(cfg("rig.gpio.backend=rpi"))
+    assert failed.ok is False and "use gpio.backend: sim" in failed.detail
+    fake_rpi_gpio.reset()
+    assert doctor.check_gpio(cfg("rig.gpio.backend=rpi"), gpio_module=fake_rpi_gpio).ok is True
+
+
+def test_midi_check(jack_server):
+    import mido
+
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+    port = backend.open_output("doctor-keys", virtual=True)
+    try:
+        jack = "rig.midi.backend=mido.backends.rtmidi/UNIX_JACK"
+        assert doctor.check_midi(cfg(jack, "rig.midi.input=doctor-keys")).ok is True
+        failed = doctor.check_midi(cfg(jack, "rig.midi.input=no-such-keyboard"))
+        assert failed.ok is False and "no-such-keyboard" in failed.detail and "doctor-keys" in failed.detail
+    finally:
+        port.close()
+    assert doctor.check_midi(cfg("rig.midi.backend=mido.backends.nonexistent")).ok is False
+
+
+def test_dispenser_check():
+    assert doctor.check_dispenser(cfg()).ok is True
+    assert doctor.check_dispenser(cfg("rig.dispenser.pin=17")).ok is False  # pad 0 is on 17
+    assert doctor.check_dispenser(cfg("rig.dispenser.enabled=false")).ok is None
+
+
+def test_brain_reachable_check(ports):
+    sets = (f"bridge.events_port={ports}", f"bridge.commands_port={ports + 1}")
+    assert doctor.check_brain_reachable(cfg(*sets), timeout=0.5).ok is False
+    brain = Link("brain", "b", events_port=ports, commands_port=ports + 1)
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: [brain.receive(20) for _ in iter(lambda: stop.is_set(), True)])
+    t.start()
+    try:
+        ok = doctor.check_brain_reachable(cfg(*sets), timeout=5)
+    finally:
+        stop.set()
+        t.join()
+        brain.close()
+    assert ok.ok is True and "RTT" in ok.detail and "offset" in ok.detail
+
+
+def test_model_check():
+    assert doctor.check_model(cfg()).ok is True
+    failed = doctor.check_model(cfg("brain.model=solu-11"))
+    assert failed.ok is False and "solu-1l" in failed.detail
+
+
+def test_cuda_check(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert doctor.check_cuda().ok is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Fake GPU")
+    assert doctor.check_cuda().ok is True
