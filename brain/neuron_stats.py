@@ -74,9 +74,16 @@ def direct_logit_effect(model, layer: int, neuron: int) -> torch.Tensor:
     return (model.bridge.W_out[layer, neuron].float() @ model.bridge.W_U.float()).detach().cpu()
 
 
+MELODIC_RANGE = (36, 96)
+"""C2..C7: where melodies live. Notes outside it are rare in any corpus, so their
+unembedding rows are barely trained and their direct-effect maxima are noise."""
+
+
 def promoted_notes(model) -> torch.Tensor:
-    """[n_layers, d_mlp] MIDI note each neuron promotes most (-1 if no note tokens)."""
-    note_ids = model.note_token_ids()
+    """[n_layers, d_mlp] MIDI note (within the melodic range) each neuron promotes most
+    through ``W_out @ W_U`` (-1 if the model has no note tokens)."""
+    lo, hi = MELODIC_RANGE
+    note_ids = {i: n for i, n in model.note_token_ids().items() if lo <= n <= hi}
     out = torch.full((model.n_layers, model.d_mlp), -1, dtype=torch.long)
     if not note_ids:
         return out

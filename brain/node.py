@@ -16,13 +16,13 @@ from collections import deque
 from pathlib import Path
 
 from bridge.link import Link
-from bridge.messages import Accomp, Beat, Control, Hello, NeuronHit, Neurons, Note, Reward
+from bridge.messages import Accomp, Beat, Control, Hello, NeuronHit, Neurons, Reward
 from bridge.session import SessionRecorder, new_session_dir
 from brain.models import LoadedModel, load_model
 from brain.neuron_stats import NeuronStats, promoted_notes
 from brain.reward_rule import BrainRewardRule
 from brain.sonify import Sonifier
-from brain.stream import NeuronStream, StepResult, StreamEvent
+from brain.stream import NeuronStream, StepResult, StreamEvent, stream_event
 from neurojam.config import Config, to_dict
 from neurojam.errors import NeurojamError
 
@@ -90,15 +90,14 @@ class BrainNode:
         events: list[StreamEvent] = []
         effects: list[tuple[int, object]] = []  # (index of the event it precedes, thunk)
         for msg in msgs:
-            if isinstance(msg, Beat):
-                effects.append((len(events), lambda m=msg: self.sonifier.grid.update(m)))
-                events.append(StreamEvent("beat", msg.time, downbeat=msg.beat == 0, seq=msg.seq, node=msg.node))
-            elif isinstance(msg, Note) and msg.on and msg.source in ("pet", "human"):
-                if msg.source == "human":
+            event = stream_event(msg)
+            if event is not None:
+                if isinstance(msg, Beat):
+                    effects.append((len(events), lambda m=msg: self.sonifier.grid.update(m)))
+                elif msg.source == "human":
                     effects.append((len(events), lambda m=msg: (self.sonifier.observe_human(m.note),
                                                                 self.reward.observe_human(m.t))))
-                events.append(StreamEvent("note", msg.t, source=msg.source, note=msg.note, seq=msg.seq,
-                                          node=msg.node))
+                events.append(event)
             elif isinstance(msg, Control):
                 self.control(msg)
             elif isinstance(msg, Hello) and msg.role == "rig":

@@ -41,6 +41,28 @@ class StreamEvent:
     node: str = ""
 
 
+def stream_event(msg) -> StreamEvent | None:
+    """The brain's reading of a bridge message: note-ons and beats become events."""
+    from bridge.messages import Beat, Note
+
+    if isinstance(msg, Beat):
+        return StreamEvent("beat", msg.time, downbeat=msg.beat == 0, seq=msg.seq, node=msg.node)
+    if isinstance(msg, Note) and msg.on and msg.source in ("pet", "human"):
+        return StreamEvent("note", msg.t, source=msg.source, note=msg.note, seq=msg.seq, node=msg.node)
+    return None
+
+
+def text_of(events: list[StreamEvent]) -> NoteText:
+    """The whole note text of a run of events (no window): what analysis reads."""
+    text = NoteText()
+    for e in events:
+        if e.kind == "note":
+            text.add_note(e.note, e.source, e.seq, e.time)
+        else:
+            text.add_beat(e.downbeat, e.seq, e.time)
+    return text
+
+
 @dataclass
 class Hit:
     layer: int
@@ -134,7 +156,7 @@ class NeuronStream:
     def _append(self, event: StreamEvent) -> list[EventSpan]:
         if event.kind == "note":
             return [self.text.add_note(event.note, event.source, event.seq, event.time)]
-        return self.text.add_beat(event.downbeat, event.seq, event.time)
+        return self.text.add_beat(event.downbeat, event.seq, event.time)  # same rule as text_of
 
     # -- stepping ------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--stats-only", action="store_true",
+                    help="keep the trained weights; redo evaluation, neuron statistics and the card")
     args = ap.parse_args(argv)
     from tqdm import tqdm
     from transformer_lens.model_bridge import TransformerBridge
@@ -74,6 +76,11 @@ def main(argv: list[str] | None = None) -> dict:
                  for s in ("train", "validation", "test")}
     stream = torch.tensor([i for ids in split_ids["train"] for i in ids])
     val_stream = torch.tensor([i for ids in split_ids["validation"] for i in ids])
+
+    if args.stats_only:
+        old = json.loads((args.out / "card.json").read_text())
+        model = load_embedded(args.out, "cpu", torch.float32)
+        return finish(args, model, tunes, split_ids, tok, bos, old["model"] | {}, old["training"], old["curve"])
 
     # 3. model and training
     cfg = native_config(tok.get_vocab_size(), n_layers=args.layers, d_model=args.d_model, d_mlp=args.d_mlp,
@@ -121,7 +128,14 @@ def main(argv: list[str] | None = None) -> dict:
     save_file({k: v.contiguous() for k, v in bridge.state_dict().items()}, str(args.out / "model.safetensors"))
     (args.out / "config.json").write_text(json.dumps(cfg, indent=1))
     model = load_embedded(args.out, "cpu", torch.float32)
+    training = {**{k: v for k, v in vars(args).items() if k not in ("out", "corpus", "stats_only")},
+                "seconds": round(train_s, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return finish(args, model, tunes, split_ids, tok, bos, {**cfg, "parameters": sum(p.numel() for p in net.parameters())},
+                  training, curve)
 
+
+def finish(args, model, tunes, split_ids, tok, bos, model_info: dict, training: dict, curve: list[dict]) -> dict:
+    """Steps 4-6 on the weights as saved: evaluation, neuron statistics, card."""
     # 4. quality on held-out tunes
     test_texts = [t["text"] for t in tunes if t["split"] == "test"]
     scores = evaluate.model_scores(model, test_texts, evaluate.note_id_set(model))
@@ -137,9 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     card = {
         "name": args.out.name,
         "data": {s: {"tunes": len(v), "tokens": sum(len(i) for i in v)} for s, v in split_ids.items()},
-        "model": {**cfg, "parameters": sum(p.numel() for p in net.parameters())},
-        "training": {**{k: v for k, v in vars(args).items() if k not in ("out", "corpus")}, "seconds": round(train_s, 1),
-                     "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "model": model_info,
+        "training": training,
         "test": {"model": scores, **baselines},
         "curve": curve,
         "fingerprint": stats.model_fingerprint,

@@ -49,6 +49,7 @@ class LiveView:
         self.seconds = seconds
         self.beat = None
         self.notes = {s: deque(maxlen=8) for s in ("pet", "human", "brain")}
+        self.totals = {s: 0 for s in ("pet", "human", "brain")}
         self.neurons = None
         self.treats = {"dispensed": 0, "refused": 0}
         self.last_refusal = ""
@@ -65,7 +66,9 @@ class LiveView:
             if isinstance(m, Beat):
                 self.beat = m
             elif isinstance(m, Note) and m.on:
-                self.notes[m.source if m.source in self.notes else "brain"].append(note_label(m.note))
+                source = m.source if m.source in self.notes else "brain"
+                self.notes[source].append(note_label(m.note))
+                self.totals[source] += 1
                 if direction == "out" and m.source != "brain":
                     self.sent_at[m.seq] = m.t
             elif isinstance(m, Neurons):
@@ -110,8 +113,9 @@ class LiveView:
         beat = f"bar {self.beat.bar + 1}" if self.beat else "starting"
         top = self.neurons.hits[0] if self.neurons and self.neurons.hits else None
         neuron = f"top neuron {top.layer}.{top.index} ({top.label})" if top else "no neurons yet"
-        return (f"demo: {beat}; pet {len(self.notes['pet'])}+ human {len(self.notes['human'])}+ brain "
-                f"{len(self.notes['brain'])}+ notes; {neuron}; treats {self.treats['dispensed']}")
+        n = self.totals
+        return (f"demo: {beat}; notes so far: pet {n['pet']}, human {n['human']}, brain {n['brain']}; {neuron}; "
+                f"treats {self.treats['dispensed']}")
 
 
 def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | None = None, seed: int = 1,
