@@ -30,6 +30,10 @@ from brain.models import MODELS_DIR, load_embedded, native_config
 from brain.neuron_stats import compute_stats
 
 
+SUBSET_TUNES = 200
+"""The card also states accuracy on the first 200 test tunes, so a test can check it in seconds."""
+
+
 def build_tokenizer(path: Path):
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
@@ -139,6 +143,7 @@ def finish(args, model, tunes, split_ids, tok, bos, model_info: dict, training: 
     # 4. quality on held-out tunes
     test_texts = [t["text"] for t in tunes if t["split"] == "test"]
     scores = evaluate.model_scores(model, test_texts, evaluate.note_id_set(model))
+    subset = evaluate.model_scores(model, test_texts[:SUBSET_TUNES], evaluate.note_id_set(model))
     uni, bi = evaluate.fit_ngrams(split_ids["train"], tok.get_vocab_size())
     baselines = evaluate.ngram_scores(split_ids["test"], uni, bi, evaluate.note_id_set(model), args.n_ctx, bos)
 
@@ -154,6 +159,7 @@ def finish(args, model, tunes, split_ids, tok, bos, model_info: dict, training: 
         "model": model_info,
         "training": training,
         "test": {"model": scores, **baselines},
+        "test_subset": {"tunes": SUBSET_TUNES, **subset},
         "curve": curve,
         "fingerprint": stats.model_fingerprint,
     }
