@@ -204,18 +204,22 @@ def _load_from_hub(name: str, repo: str, device: str, dtype: torch.dtype) -> Loa
                        n_layers=cfg.n_layers, d_mlp=cfg.d_mlp, n_ctx=cfg.n_ctx, device=device)
 
 
-def build_tiny(tokenizer_vocab: list[str], *, n_layers: int = 2, d_model: int = 32, d_mlp: int = 64,
-               n_ctx: int = 128, seed: int = 0, act_fn: str = "gelu", device: str = "cpu") -> LoadedModel:
-    """A tiny random TL-native model over a word-level tokenizer (tests and benchmarks)."""
+def build_tiny(tokenizer_vocab: list[str] | None = None, *, n_layers: int = 2, d_model: int = 32, d_mlp: int = 64,
+               n_ctx: int = 128, seed: int = 0, act_fn: str = "gelu", device: str = "cpu",
+               tokenizer: Any = None) -> LoadedModel:
+    """A tiny random TL-native model over a word-level tokenizer from ``tokenizer_vocab``
+    or over any ``tokenizers.Tokenizer`` (it must know ``<bos>``); for tests and benchmarks."""
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit
     from transformer_lens.model_bridge import TransformerBridge
     import transformer_lens.model_bridge.sources.native  # noqa: F401
 
-    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(tokenizer_vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = WhitespaceSplit()
-    cfg = native_config(len(tokenizer_vocab), n_layers=n_layers, d_model=d_model, d_mlp=d_mlp, n_ctx=n_ctx,
+    tok = tokenizer
+    if tok is None:
+        tok = Tokenizer(WordLevel({w: i for i, w in enumerate(tokenizer_vocab)}, unk_token="<unk>"))
+        tok.pre_tokenizer = WhitespaceSplit()
+    cfg = native_config(tok.get_vocab_size(), n_layers=n_layers, d_model=d_model, d_mlp=d_mlp, n_ctx=n_ctx,
                         seed=seed, act_fn=act_fn)
     bridge = TransformerBridge.boot_native(cfg, device=device, model_name="tiny")
     bridge.eval()

@@ -1,0 +1,115 @@
+"""The brain as a real process over real ZeroMQ: events in, neurons and accompaniment out; bad input survived."""
+
+import os
+import subprocess
+import sys
+import time
+
+import msgspec
+
+from bridge.link import Link
+from bridge.messages import Accomp, Beat, Control, Hello, Neurons, Note, Pad, Ping
+from tests.conftest import ROOT, run_cli
+
+
+def start_brain(ports, *sets):
+    args = [sys.executable, "-m", "neurojam.cli", "brain", "--set", f"bridge.events_port={ports}",
+            "--set", f"bridge.commands_port={ports + 1}", "--set", "brain.sonify.subdivision=2", *sets]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "listening on" in line or not line:
+            break
+    assert proc.poll() is None, proc.stdout.read()
+    return proc
+
+
+def collect(link, seconds, until=None):
+    got = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        link.tick()
+        got += link.receive(timeout_ms=20)
+        if until and until(got):
+            break
+    return got
+
+
+def play(link, t0, beats=8, tempo=120.0):
+    period = 60 / tempo
+    for i in range(beats):
+        bt = t0 + i * period
+        link.send(Beat(index=i, bar=i // 4, beat=i % 4, tempo_bpm=tempo, time=bt), keep_time=False)
+        link.send(Note(source="human", note=62 + (i % 5), velocity=90, on=True))
+        if i % 2:
+            link.send(Pad(pad=0, down=True))
+            link.send(Note(source="pet", note=60, velocity=110, on=True, channel=9))
+        time.sleep(0.02)
+
+
+def test_events_in_accomp_and_neurons_out_on_the_beat_grid(ports):
+    brain = start_brain(ports)
+    rig = Link("rig", "rig", events_port=ports, commands_port=ports + 1, heartbeat_s=0.1)
+    try:
+        collect(rig, 3, until=lambda g: any(isinstance(m, (Hello, Ping)) for m in g))
+        t0 = time.monotonic()
+        play(rig, t0)
+        got = collect(rig, 10, until=lambda g: sum(isinstance(m, Neurons) for m in g) >= 12)
+    finally:
+        rig.close()
+        brain.terminate()
+        brain.wait(timeout=15)
+    neurons = [m for m in got if isinstance(m, Neurons)]
+    accomps = [m for m in got if isinstance(m, Accomp)]
+    assert len(neurons) >= 12 and accomps
+    assert all(len(n.hits) == 4 for n in neurons if n.hits)
+    assert any(h.label for n in neurons for h in n.hits)  # labels from the shipped stats
+    assert any(n.text.startswith(("C", "D", "E", "F", "G", "A", "B")) for n in neurons)
+    for a in accomps:
+        for note in a.notes:
+            assert note.due_beat is not None and (note.due_beat * 2) == int(note.due_beat * 2)  # on the grid
+            assert note.neurons and all("." in x for x in note.neurons)
+
+
+def test_brain_survives_garbage_and_refuses_bad_requests(ports):
+    import zmq
+
+    brain = start_brain(ports)
+    raw = zmq.Context.instance().socket(zmq.PUSH)
+    raw.connect(f"tcp://127.0.0.1:{ports}")
+    rig = Link("rig", "rig", events_port=ports, commands_port=ports + 1, heartbeat_s=0.1)
+    try:
+        collect(rig, 2)
+        for frame in (os.urandom(100), b"", b"\x00" * 100_000,
+                      msgspec.msgpack.encode({"kind": "teleport"}),
+                      msgspec.msgpack.encode({"kind": "note", "source": "pet", "note": 999})):
+            raw.send(frame)
+        rig.send(Control(action="steer", layer=0, neuron=100000, factor=0.0))
+        rig.send(Control(action="steer", layer=99, neuron=1, factor=0.0))
+        rig.send(Control(action="steer", layer=0, neuron=5, factor=99.0))
+        rig.send(Control(action="steer", layer=1, neuron=5, factor=0.0))
+        got = collect(rig, 10, until=lambda g: sum(isinstance(m, Control) for m in g) >= 4)
+        refusals = [m.reason for m in got if isinstance(m, Control) and m.action == "refused"]
+        assert len(refusals) == 3
+        assert any("valid: 0..511" in r for r in refusals) and any("valid: 0..1" in r for r in refusals)
+        assert any("factor" in r for r in refusals)
+        assert any(isinstance(m, Control) and m.action == "ack" for m in got)
+        play(rig, time.monotonic(), beats=4)  # still working
+        got = collect(rig, 10, until=lambda g: any(isinstance(m, Neurons) for m in g))
+        assert any(isinstance(m, Neurons) for m in got)
+        assert brain.poll() is None
+    finally:
+        raw.close(linger=0)
+        rig.close()
+        brain.terminate()
+        brain.wait(timeout=15)
+
+
+def test_friendly_errors_exit_2():
+    for args, text in ((["--model", "solu-11"], "Did you mean 'solu-1l'"),
+                       (["--set", "brain.layers=[99]"], "valid: 0..1"),
+                       (["--set", "brain.steering=[{layer: 0, neuron: 100000}]"], "valid: 0..511")):
+        r = run_cli("brain", "--seconds", "1", *args)
+        assert r.returncode == 2, r.stderr
+        assert text in r.stderr and "Traceback" not in r.stderr

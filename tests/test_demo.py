@@ -1,0 +1,64 @@
+"""The README's first command, short: two real processes, a session, a .mid, a .wav, a report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+
+import numpy as np
+
+from bridge.jam import jam_from_log
+from bridge.messages import Reward
+from bridge.session import read_session
+from tests.conftest import ROOT
+
+
+def demo(out, seconds):
+    return subprocess.Popen([sys.executable, "-m", "neurojam.cli", "demo", "--seconds", str(seconds), "--out", str(out),
+                             "--no-view"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_short_demo_leaves_a_full_jam(tmp_path):
+    proc = demo(tmp_path, 8)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["pet_notes"] > 0 and summary["human_notes"] > 0 and summary["brain_notes"] > 0, summary
+    assert summary["treats_dispensed"] >= 1
+    log = read_session(tmp_path / "session")
+    jam = jam_from_log(log)
+    for r in log.records:  # every dispensed treat was pulsed on a beat
+        m = r.msg
+        if isinstance(m, Reward) and m.action == "dispensed":
+            assert abs(m.t - jam.time_of_beat(m.beat_index)) < 0.01
+    assert (tmp_path / "jam.mid").stat().st_size > 100
+    with wave.open(str(tmp_path / "jam.wav")) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(float)
+    assert np.sqrt(np.mean(data ** 2)) > 100  # not silent
+    assert (tmp_path / "report.html").exists()
+    for name in ("session", "jam.mid", "jam.wav", "report.html"):
+        assert name in out
+
+
+def test_killing_the_brain_does_not_stop_the_rig(tmp_path):
+    proc = demo(tmp_path, 10)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "pids.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = json.loads((tmp_path / "pids.json").read_text())
+    time.sleep(4)
+    os.kill(pids["brain"], signal.SIGKILL)
+    killed = time.monotonic()
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "the brain stopped" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["brain_died_at_s"] is not None and summary["rig_exit"] == 0
+    jam = jam_from_log(read_session(tmp_path / "session"))
+    last_beat = jam.beats[-1].time
+    assert last_beat - jam.beats[0].time > 8  # the rig kept its beat to the end
+    assert (tmp_path / "jam.mid").exists()
+    assert any(n.start > killed for n in jam.notes if n.source in ("pet", "human"))  # still playing, still recorded
