@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bridge.link import Link
-from bridge.messages import Beat, Note, Pad, Ping, Pong
+from bridge.messages import Beat, Heartbeat, Note, Pad, Ping, Pong
 from bridge.session import SessionRecorder, new_session_dir, read_session
 from neurojam.config import Config, to_dict
 from neurojam.errors import SessionError
@@ -145,7 +145,7 @@ def _drain(link: Link, quiet_s: float = 1.0, timeout: float = 120.0) -> None:
     last = time.monotonic()
     while time.monotonic() < deadline:
         msgs = link.receive(timeout_ms=50)
-        if msgs:
+        if any(not isinstance(m, (Ping, Pong, Heartbeat)) for m in msgs):  # heartbeats are not answers
             last = time.monotonic()
         got_pong = got_pong or any(isinstance(m, Pong) and m.ping_seq == final.seq for m in msgs)
         if got_pong and time.monotonic() - last > quiet_s:

@@ -11,7 +11,7 @@ HEAVY = ("torch", "transformers", "transformer_lens")
 
 
 @pytest.mark.parametrize("module", ["bridge", "bridge.messages", "bridge.link", "bridge.session", "bridge.export",
-                                    "bridge.replay", "rig", "rig.node", "rig.gpio", "rig.dispenser", "rig.scheduler",
+                                    "bridge.jam", "bridge.selftest", "rig", "rig.node", "rig.timeline", "rig.keys", "rig.audio", "rig.gpio", "rig.dispenser", "rig.scheduler",
                                     "rig.beat", "rig.midi_io", "rig.pads", "rig.sim", "neurojam.config",
                                     "neurojam.cli"])
 def test_module_imports_no_torch(module):
