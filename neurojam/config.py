@@ -183,7 +183,7 @@ class BrainConfig(Section):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     layers: list[Annotated[int, msgspec.Meta(ge=0)]] | Literal["all"] = "all"
     top_k: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
-    context_tokens: Annotated[int, msgspec.Meta(ge=8, le=8192)] = 192
+    context_tokens: Annotated[int, msgspec.Meta(ge=8, le=8192)] = 128
     kv_cache: bool = True
     sonify: SonifyConfig = msgspec.field(default_factory=SonifyConfig)
     reward: BrainRewardConfig = msgspec.field(default_factory=BrainRewardConfig)

@@ -36,20 +36,26 @@ class SimulatedPet:
         beats.listeners.append(self._on_beat)
 
     def _on_beat(self, index: int, bar: int, beat: int, tempo: float, t: float) -> None:
-        if not self.pins or self.rng.random() >= self.rate:
+        if not self.pins:
             return
-        pin = self.rng.choice(self.pins)
+        whole = int(self.rate)
+        count = whole + (1 if self.rng.random() < self.rate - whole else 0)
         period = 60.0 / tempo
-        # Aim at the next beat: on it, or off by 20-45% of a beat.
-        offset = 0.0 if self.rng.random() < self.on_beat else self.rng.choice([-1, 1]) * self.rng.uniform(0.2, 0.45) * period
-        press_at = t + period + offset
-        hold = self.rng.uniform(0.08, 0.2)
-        pressed, released = (not self.active_low), self.active_low
-        self.timeline.at(press_at, pin.drive, pressed)
-        self.timeline.at(press_at + 0.002, pin.drive, released)  # a bounce
-        self.timeline.at(press_at + 0.004, pin.drive, pressed)
-        self.timeline.at(press_at + hold, pin.drive, released)
-        self.presses += 1
+        for k in range(count):
+            pin = self.rng.choice(self.pins)
+            # Aim at the next beat: on it, or off by 20-45% of a beat; extra presses spread over the beat.
+            if k == 0 and self.rng.random() < self.on_beat:
+                offset = 0.0
+            else:
+                offset = self.rng.choice([-1, 1]) * self.rng.uniform(0.2, 0.45) * period
+            press_at = t + period + offset + k * period / max(1, count)
+            hold = min(self.rng.uniform(0.08, 0.2), period / max(1, count) * 0.8)
+            pressed, released = (not self.active_low), self.active_low
+            self.timeline.at(press_at, pin.drive, pressed)
+            self.timeline.at(press_at + 0.002, pin.drive, released)  # a bounce
+            self.timeline.at(press_at + 0.004, pin.drive, pressed)
+            self.timeline.at(press_at + hold, pin.drive, released)
+            self.presses += 1
 
 
 def load_midi(path: str | Path) -> mido.MidiFile:
