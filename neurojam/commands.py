@@ -208,7 +208,7 @@ def register(sub, add, config_args) -> None:
     p = add("train", cmd_model_train, "train the embedded note model (see python -m brain.train --help)", model)
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
-    for extra in ("neurojam.demo", "neurojam.doctor", "neurojam.analysis_commands"):
+    for extra in ("neurojam.demo", "neurojam.lab", "neurojam.doctor", "neurojam.analysis_commands"):
         try:
             module = __import__(extra, fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -42,6 +42,16 @@ def free_port_pair() -> int:
     raise RuntimeError("no free TCP port pair on loopback")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Ctrl-C a node (it cleans up: notes off, pin low, session closed), kill it if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 class LiveView:
     """What the room sees: beat, last notes per source, top neurons, treats, latency."""
 
@@ -169,12 +179,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
         rig.send_signal(signal.SIGINT)
         rig.wait(timeout=15)
     finally:
-        if brain.poll() is None:
-            brain.send_signal(signal.SIGINT)
-            try:
-                brain.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                brain.kill()
+        stop_process(brain)
         for f in logs.values():
             f.close()
     live_view.feed(tail.read())

@@ -30,14 +30,6 @@ class Debouncer:
         self._locked_until = t + self.debounce_s
         return pressed
 
-    def settle(self, pressed: bool, t: float) -> bool | None:
-        """The level at the end of the window; a change the window hid comes out here."""
-        if t < self._locked_until or pressed == self.pressed:
-            return None
-        self.pressed = pressed
-        self._locked_until = t + self.debounce_s
-        return pressed
-
 
 class Pad:
     """One pad. ``when_pressed`` / ``when_released`` get (pad, time)."""
@@ -69,7 +61,8 @@ class Pad:
 
     def _settle(self) -> None:
         t = self.timeline.clock() if self.timeline else 0.0
-        changed = self.debouncer.settle(self._is_pressed(self.pin.read()), t)
+        # the level at the end of the window: a change the window hid comes out here
+        changed = self.debouncer.feed(self._is_pressed(self.pin.read()), t)
         if changed is not None:
             self._emit(changed, t)
 

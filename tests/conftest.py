@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,24 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from neurojam.demo import free_port_pair  # noqa: F401  (tests import it from here)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port_pair() -> int:
-    """A port p such that p and p+1 are free on loopback."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65000:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture

@@ -92,3 +92,11 @@ def test_schema_lists_every_section():
     assert r.returncode == 0
     for key in ("bridge.events_port", "rig.dispenser.max_per_minute", "brain.model", "rig.pads[].pin"):
         assert key in r.stdout
+
+
+def test_config_reference_doc_is_current():
+    from neurojam.config_reference import render
+    from tests.conftest import ROOT
+
+    assert (ROOT / "docs" / "config-reference.md").read_text().strip() == render().strip(), \
+        "regenerate with: neurojam config schema > docs/config-reference.md"
