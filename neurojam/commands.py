@@ -101,13 +101,13 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col not in ("session", "start (UTC)", "note") else "left")
     for r in rows:
         if "duration_s" not in r:
-            table.add_row(r["session"], "", "", "", "", "", "", "", "", r["problems"][0][:60])
+            table.add_row(r["session"], "", "", "", "", "", "", "", "", "unreadable: " + r["problems"][0].split(": ", 1)[-1][:50])
             continue
         note = ("replay of " + Path(r["source"]).name) if r["source"] else ("; ".join(r["problems"])[:60])
         table.add_row(r["session"], r["start"], f"{r['duration_s']:.0f} s", str(r["pet"]), str(r["human"]),
                       str(r["brain"]), str(r["treats"]), str(r["refused"]),
                       "–" if r["on_beat"] is None else f"{r['on_beat']:.0%}", note)
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     return 0
 
 

@@ -168,3 +168,41 @@ def test_replay_is_deterministic_and_names_its_source(tmp_path):
     for fa, fb in zip(frames_a, frames_b):
         assert fa[2] == pytest.approx(fb[2], abs=1e-4)
     assert notes_a == notes_b
+
+
+def test_sessions_lists_counts_treats_and_on_beat_rate(tmp_path):
+    import json
+
+    synthetic_session(tmp_path / "20260101T000000Z", bars=4)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "events.njlog").write_bytes(b"not a log")
+    r = run_cli("sessions", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["session"]: row for row in json.loads(r.stdout)}
+    good = rows["20260101T000000Z"]
+    assert (good["pet"], good["human"], good["treats"], good["refused"]) == (5, 8, 1, 1)
+    assert good["on_beat"] == 1.0  # every synthetic press lands 20 ms after a beat
+    assert "not a neurojam session" in rows["broken"]["problems"][0]
+    r = run_cli("sessions", str(tmp_path))
+    assert r.returncode == 0 and "20260101T000000Z" in r.stdout
+    assert run_cli("sessions", str(tmp_path / "none")).returncode == 2
+
+
+def test_replay_with_a_midi_file_as_the_human(tmp_path):
+    from neurojam.config import load_config
+    from neurojam.replay import replay
+    from tests.conftest import free_port_pair
+
+    midi = mido.MidiFile()
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    for i, note in enumerate([81, 83, 85]):
+        track.append(mido.Message("note_on", note=note, velocity=80, time=0 if i == 0 else 240))
+        track.append(mido.Message("note_off", note=note, velocity=0, time=240))
+    midi.save(str(tmp_path / "song.mid"))
+    session = synthetic_session(tmp_path / "s", bars=4)
+    out = replay(session, load_config(), speed=None, out=tmp_path / "r", human=str(tmp_path / "song.mid"),
+                 progress=False, port=free_port_pair())
+    jam = jam_from_log(read_session(out))
+    assert sorted(n.note for n in jam.notes if n.source == "human") == [81, 83, 85]
+    assert read_session(out).meta["human_midi"] == str(tmp_path / "song.mid")
