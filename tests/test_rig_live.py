@@ -79,6 +79,15 @@ def wait_for(link, predicate, timeout=10.0):
     raise AssertionError(f"timed out; got {[type(m).__name__ for m in got][-20:]}")
 
 
+def wait_offset(link, timeout=10.0):
+    """Ping until the brain side knows the rig's clock offset."""
+    deadline = time.monotonic() + timeout
+    while not link.offset.ready and time.monotonic() < deadline:
+        link.tick()
+        link.receive(timeout_ms=20)
+    assert link.offset.ready, "no pong from the rig"
+
+
 def test_keyboard_note_reaches_brain_and_accomp_plays_on_time(jack_server, tmp_path, ports):
     rig = RigProcess(tmp_path, ports, "--set", "rig.reward.enabled=false", name="a")
     link = brain_link(ports)
@@ -90,7 +99,7 @@ def test_keyboard_note_reaches_brain_and_accomp_plays_on_time(jack_server, tmp_p
         assert (note.note, note.velocity, note.on) == (67, 90, True)
 
         # Accompaniment addressed to rig time comes out of the rig's output port at that time.
-        wait_for(link, lambda m: False, timeout=0.6) if not link.offset.ready else None
+        wait_offset(link)
         rig.midi()
         rig_now = link.offset.to_peer(time.monotonic())
         due = rig_now + 0.4
@@ -118,9 +127,7 @@ def test_stop_mid_note_sends_note_off(jack_server, tmp_path, ports):
     link = brain_link(ports)
     try:
         wait_for(link, lambda m: isinstance(m, Beat))
-        while not link.offset.ready:
-            wait_for(link, lambda m: False, timeout=0.2) if False else link.receive(50)
-            link.tick()
+        wait_offset(link)
         link.send(Accomp(notes=[AccompNote(note=77, channel=4, duration=10.0,
                                            due_time=link.offset.to_peer(time.monotonic()) + 0.2)]))
         heard = []
