@@ -74,18 +74,21 @@ def main() -> None:
         models.append(("gpt2-small shape (random)", build_tiny(vocabulary(), n_layers=12, d_model=768, d_mlp=3072,
                                                                n_ctx=1024, device=args.device)))
     for k, (name, m) in enumerate(models):
-        for ctx in (64, 128, 192):
-            cfg = load_config(None, [f"bridge.events_port={47100 + 10 * k + ctx % 7}",
-                                     f"bridge.commands_port={47101 + 10 * k + ctx % 7}", f"brain.context_tokens={ctx}",
-                                     f"brain.device={args.device}"])
-            node = BrainNode(cfg, model=m)
-            one = measure(node, n, 1)
-            eight = measure(node, n, 8)
-            node.close()
-            rows.append([name, ctx, pct(one, .5) * 1e3, pct(one, .99) * 1e3, pct(eight, .5) * 1e3,
-                         1 / pct(eight, .5)])
+        for kv in (True, False):
+            for ctx in (64, 128, 192):
+                port = 47100 + 20 * k + 10 * kv + ctx % 7
+                cfg = load_config(None, [f"bridge.events_port={port}", f"bridge.commands_port={port + 1}",
+                                         f"brain.context_tokens={ctx}", f"brain.device={args.device}",
+                                         f"brain.kv_cache={str(kv).lower()}"])
+                node = BrainNode(cfg, model=m)
+                path = "key/value cache" if node.stream._kv is not None else "full recompute"
+                one = measure(node, n, 1)
+                eight = measure(node, n, 8)
+                node.close()
+                rows.append([name, path, ctx, pct(one, .5) * 1e3, pct(one, .99) * 1e3, pct(eight, .5) * 1e3,
+                             1 / pct(eight, .5)])
     table("brain: event in → accompaniment + neurons out (the node's handler, no network)",
-          ["model", "context tokens", "p50 ms", "p99 ms", "8 at once: ms/event", "events/s"], rows)
+          ["model", "path", "context tokens", "p50 ms", "p99 ms", "8 at once: ms/event", "events/s"], rows)
     print(f"notes-default load: {load_s * 1000:.0f} ms after import ({first_s * 1000:.0f} ms for the first load, "
           f"which imports transformer_lens)")
 

@@ -56,7 +56,7 @@ class BrainNode:
         stats = load_stats(self.model, bc.stats_dir)
         layers = None if bc.layers == "all" else list(bc.layers)
         self.stream = NeuronStream(self.model, layers=layers, top_k=bc.top_k, context_tokens=bc.context_tokens,
-                                   stats=stats)
+                                   stats=stats, kv_cache=bc.kv_cache)
         for s in bc.steering:
             self.stream.steering.set(s.layer, s.neuron, s.factor)
         self.labels = stats.labels if stats else {}

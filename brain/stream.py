@@ -92,6 +92,7 @@ class Steering:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self.factors: dict[tuple[int, int], float] = {}
+        self.version = 0  # bumps on every change: cached keys/values made before it are stale
 
     def set(self, layer: int, neuron: int, factor: float) -> None:
         self.model.check_neuron(layer, neuron)
@@ -104,9 +105,11 @@ class Steering:
             self.factors.pop((layer, neuron), None)
         else:
             self.factors[(layer, neuron)] = factor
+        self.version += 1
 
     def clear(self) -> None:
         self.factors.clear()
+        self.version += 1
 
     def for_layer(self, layer: int) -> list[tuple[int, float]]:
         return [(n, f) for (lay, n), f in self.factors.items() if lay == layer]
@@ -114,7 +117,7 @@ class Steering:
 
 class NeuronStream:
     def __init__(self, model: LoadedModel, *, layers: list[int] | None = None, top_k: int = 4,
-                 context_tokens: int = 192, stats: NeuronStats | None = None) -> None:
+                 context_tokens: int = 192, stats: NeuronStats | None = None, kv_cache: bool = False) -> None:
         self.model = model
         self.layers = list(range(model.n_layers)) if layers is None else list(layers)
         for layer in self.layers:
@@ -130,6 +133,11 @@ class NeuronStream:
         self._captured: dict[int, torch.Tensor] = {}
         self._handles = [self._hook_point(layer).add_hook(self._make_hook(layer), is_permanent=True) for layer in range(model.n_layers)]
         self.last_logits: torch.Tensor | None = None
+        from brain.kv_cache import KVCachedForward, supports_kv_cache
+
+        self._kv = KVCachedForward(model) if kv_cache and supports_kv_cache(model) else None
+        self._fed = 0  # words of the text already in the key/value cache
+        self._steering_version = 0
 
     # -- hooks -------------------------------------------------------------------------
     def _hook_point(self, layer: int):
@@ -170,6 +178,7 @@ class NeuronStream:
                     results += self._run(pending)
                     pending = []
                 self.text.trim((self.context_tokens - 1) // 2)
+                self._fed = 0  # positions moved: the cache must be re-read
             spans = self._append(event)
             if spans:
                 pending.append((event, spans))
@@ -179,28 +188,48 @@ class NeuronStream:
 
     def _run(self, pending: list[tuple[StreamEvent, list[EventSpan]]]) -> list[StepResult]:
         start = time.perf_counter()
+        prefix_len, owner, n_tokens = self._forward_cached() if self._kv is not None else self._forward_full()
+        elapsed = (time.perf_counter() - start) * 1000
+        span_index = {id(s): i for i, s in enumerate(self.text.spans)}
+        results = []
+        for event, spans in pending:
+            wanted = {span_index[id(s)] for s in spans if id(s) in span_index}
+            positions = [prefix_len + i for i, o in enumerate(owner) if o in wanted]
+            hits = self._top_k(positions)
+            results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
+                self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens))
+        if results:
+            results[-1].predicted_note = self.predicted_note()
+        return results
+
+    def _forward_full(self) -> tuple[int, list[int], int]:
+        """Recompute the whole window through the bridge (its hooks capture and steer)."""
         tok = self.model.tokenizer
         ids, offsets = tok.encode(self.text.text)
         budget = self.context_tokens - (1 if tok.bos_id is not None else 0)
         if len(ids) > budget:  # subword tokenizers: keep the newest tokens
             ids, offsets = ids[-budget:], offsets[-budget:]
         prefix = [tok.bos_id] if tok.bos_id is not None else []
-        x = torch.tensor([prefix + ids], device=self.model.device)
-        logits = self.model.bridge(x)
+        logits = self.model.bridge(torch.tensor([prefix + ids], device=self.model.device))
         self.last_logits = logits[0, -1].float()
-        owner = align_tokens(offsets, self.text.spans)
-        elapsed = (time.perf_counter() - start) * 1000
-        span_index = {id(s): i for i, s in enumerate(self.text.spans)}
-        results = []
-        for event, spans in pending:
-            wanted = {span_index[id(s)] for s in spans if id(s) in span_index}
-            positions = [len(prefix) + i for i, o in enumerate(owner) if o in wanted]
-            hits = self._top_k(positions)
-            results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
-                self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=len(prefix) + len(ids)))
-        if results:
-            results[-1].predicted_note = self.predicted_note()
-        return results
+        return len(prefix), align_tokens(offsets, self.text.spans), len(prefix) + len(ids)
+
+    def _forward_cached(self) -> tuple[int, list[int], int]:
+        """Run only the words not yet in the key/value cache (word-level tokenizers: one word, one token)."""
+        if self._fed == 0 or self._steering_version != self.steering.version:
+            self._kv.reset()
+            self._fed = 0
+            self._steering_version = self.steering.version
+        tok = self.model.tokenizer
+        first = self.text.spans[self._fed].start
+        ids, offsets = tok.encode(self.text.text[first:])
+        offsets = [(a + first, b + first) for a, b in offsets]
+        prefix = [tok.bos_id] if self._kv.length == 0 and tok.bos_id is not None else []
+        logits, posts = self._kv.forward(prefix + ids, self.steering)
+        self._captured = {layer: posts[layer][None] for layer in self.layers}
+        self.last_logits = logits[-1].float()
+        self._fed = len(self.text.spans)
+        return len(prefix), align_tokens(offsets, self.text.spans), self._kv.length
 
     def _top_k(self, positions: list[int]) -> list[Hit]:
         if not positions:

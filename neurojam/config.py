@@ -185,6 +185,7 @@ class BrainConfig(Section):
     top_k: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     context_tokens: Annotated[int, msgspec.Meta(ge=8, le=8192)] = 128
     kv_cache: bool = True
+    """Run only new tokens against cached keys/values (embedded models); else recompute the window."""
     sonify: SonifyConfig = msgspec.field(default_factory=SonifyConfig)
     reward: BrainRewardConfig = msgspec.field(default_factory=BrainRewardConfig)
     steering: list[SteerConfig] = []

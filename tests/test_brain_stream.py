@@ -153,3 +153,41 @@ def test_missing_hub_weights_say_how_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(ModelError, match="huggingface-cli download"):
         load_model("gpt2")
+
+
+def run_events(stream, events, steer_at=None):
+    out = []
+    for i, e in enumerate(events):
+        if steer_at is not None and i == steer_at:
+            stream.steering.set(0, 3, 0.0)
+        batch = [StreamEvent(e[0], float(i), source="pet", note=e[1], downbeat=e[2], seq=i)]
+        out += [(r, stream.last_logits.clone()) for r in stream.step(batch)]
+    return out
+
+
+@pytest.mark.parametrize("steer_at", [None, 9])
+def test_kv_cache_path_matches_full_recompute(tiny, steer_at):
+    full = NeuronStream(tiny, top_k=6, context_tokens=16, kv_cache=False)
+    cached = NeuronStream(tiny, top_k=6, context_tokens=16, kv_cache=True)
+    assert cached._kv is not None and full._kv is None
+    a = run_events(full, EVENTS * 5, steer_at)  # long enough to cross several window cuts
+    b = run_events(cached, EVENTS * 5, steer_at)
+    full.close()
+    cached.close()
+    assert len(a) == len(b) > 20
+    for (ra, la), (rb, lb) in zip(a, b):
+        assert [(h.layer, h.index) for h in ra.hits] == [(h.layer, h.index) for h in rb.hits]
+        assert [h.activation for h in ra.hits] == pytest.approx([h.activation for h in rb.hits], abs=1e-4)
+        assert torch.allclose(la, lb, atol=1e-4)
+    assert max(r.tokens for r, _ in b) <= 16
+
+
+def test_kv_cache_batched_equals_one_at_a_time(tiny):
+    a = NeuronStream(tiny, top_k=4, context_tokens=16, kv_cache=True)
+    batched = feed(a, EVENTS * 4)
+    b = NeuronStream(tiny, top_k=4, context_tokens=16, kv_cache=True)
+    single = [r for r, _ in run_events(b, EVENTS * 4)]
+    for x, y in zip(batched, single):
+        assert [(h.layer, h.index) for h in x.hits] == [(h.layer, h.index) for h in y.hits]
+    a.close()
+    b.close()
