@@ -111,6 +111,45 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_steer(args: argparse.Namespace) -> int:
+    """Send a steering control to a running brain and wait briefly for its answer."""
+    import time
+
+    from bridge.link import Link
+    from bridge.messages import Control
+
+    config = _load_config(args)
+    b = config.bridge
+    if args.clear:
+        msg = Control(action="unsteer")
+    else:
+        if args.neuron is None or args.factor is None:
+            raise SessionError("steer: give L.N FACTOR (e.g. `neurojam steer 1.42 0` silences it) or --clear.")
+        try:
+            layer, neuron = (int(x) for x in args.neuron.split("."))
+        except ValueError as exc:
+            raise SessionError(f"{args.neuron!r} is not a neuron id: write LAYER.NEURON, e.g. 1.42.") from exc
+        msg = Control(action="steer", layer=layer, neuron=neuron, factor=args.factor)
+    link = Link("tool", "steer", host=b.host, events_port=b.events_port, commands_port=b.commands_port)
+    try:
+        deadline = time.monotonic() + args.timeout
+        while not link.send(msg):
+            if time.monotonic() > deadline:
+                raise SessionError(f"no brain at {b.host}:{b.events_port} (start `neurojam brain`, check bridge.host).")
+            time.sleep(0.05)
+        while time.monotonic() < deadline:
+            for m in link.receive(timeout_ms=50):
+                if isinstance(m, Control) and m.action in ("ack", "refused"):
+                    if m.action == "refused":
+                        raise SessionError(f"the brain refused: {m.reason}")
+                    print(f"steer: the brain applied {msg.action} {args.neuron or ''} {args.factor or ''}".rstrip())
+                    return 0
+    finally:
+        link.close()
+    print("steer: sent (the brain's answer went to the rig, which records it in its session)")
+    return 0
+
+
 # -- models -------------------------------------------------------------------------------
 
 def cmd_model_info(args: argparse.Namespace) -> int:
@@ -192,6 +231,13 @@ def register(sub, add, config_args) -> None:
     p = add("sessions", cmd_sessions, "list recorded sessions")
     p.add_argument("dir", nargs="?", default="sessions")
     p.add_argument("--json", action="store_true")
+
+    p = add("steer", cmd_steer, "steer a running brain live: multiply neuron L.N by FACTOR (0 silences, 2 doubles)")
+    p.add_argument("neuron", nargs="?", metavar="L.N")
+    p.add_argument("factor", nargs="?", type=float)
+    p.add_argument("--clear", action="store_true", help="remove all steering")
+    p.add_argument("--timeout", type=float, default=3.0)
+    config_args(p)
 
     model = sub.add_parser("model", help="the model: card, neuron statistics, training").add_subparsers(
         dest="sub", metavar="ACTION")

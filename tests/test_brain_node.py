@@ -113,3 +113,18 @@ def test_friendly_errors_exit_2():
         r = run_cli("brain", "--seconds", "1", *args)
         assert r.returncode == 2, r.stderr
         assert text in r.stderr and "Traceback" not in r.stderr
+
+
+def test_steer_command_reaches_a_running_brain(ports):
+    brain = start_brain(ports)
+    sets = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}"]
+    try:
+        ok = run_cli("steer", "1.42", "0", *sets)
+        assert ok.returncode == 0 and "applied steer" in ok.stdout, ok.stdout + ok.stderr
+        bad = run_cli("steer", "1.4200", "0", *sets)
+        assert bad.returncode == 2 and "valid: 0..511" in bad.stderr
+    finally:
+        brain.terminate()
+        brain.wait(timeout=15)
+    gone = run_cli("steer", "1.42", "0", "--timeout", "1", *sets)
+    assert gone.returncode == 2 and "no brain" in gone.stderr
