@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,9 +232,3 @@ def native_config(d_vocab: int, *, n_layers: int, d_model: int, d_mlp: int, n_ct
     return dict(n_layers=n_layers, d_model=d_model, d_head=d_model // n_heads, n_heads=n_heads, d_mlp=d_mlp,
                 n_ctx=n_ctx, d_vocab=d_vocab, act_fn=act_fn, normalization_type="LN",
                 positional_embedding_type="standard", seed=seed)
-
-
-def timed_load(name: str, device: str = "cpu") -> tuple[LoadedModel, float]:
-    start = time.perf_counter()
-    model = load_model(name, device)
-    return model, time.perf_counter() - start

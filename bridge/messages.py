@@ -194,8 +194,3 @@ def _classify(frame: bytes, exc: Exception) -> FrameError:
     if isinstance(kind, str) and kind not in KINDS:
         return FrameError("unknown_kind", f"kind {kind!r}")
     return FrameError("invalid", str(exc))
-
-
-def is_rig_side(msg: Message) -> bool:
-    """Events the rig originates (what replay feeds to a brain again)."""
-    return isinstance(msg, (Pad, Note, Beat)) and getattr(msg, "source", "pet") != "brain"

@@ -2,6 +2,7 @@
 # install torch from the PyTorch CUDA index instead of the pinned CPU wheel.
 FROM python:3.11-slim
 WORKDIR /app
+ENV NEUROJAM_CONFIG_DIR=/app/configs
 COPY pyproject.toml README.md ./
 COPY rig rig
 COPY bridge bridge

@@ -19,7 +19,20 @@ import yaml
 
 from neurojam.errors import ConfigError, did_you_mean
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+def _config_dir() -> Path:
+    """NEUROJAM_CONFIG_DIR, else the checkout's configs/ (editable installs), else ./configs (Docker, systemd)."""
+    import os
+
+    candidates = [os.environ.get("NEUROJAM_CONFIG_DIR"), Path(__file__).resolve().parent.parent / "configs",
+                  Path.cwd() / "configs"]
+    for c in candidates:
+        if c and (Path(c) / "default.yaml").exists():
+            return Path(c)
+    raise ConfigError("configs/default.yaml not found: run neurojam from its checkout, or set NEUROJAM_CONFIG_DIR "
+                      "to the folder that holds default.yaml.")
+
+
+CONFIG_DIR = _config_dir()
 DEFAULT_FILE = CONFIG_DIR / "default.yaml"
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]

@@ -56,3 +56,20 @@ def test_systemd_unit_runs_the_rig():
     unit = (ROOT / "deploy" / "neurojam-rig.service").read_text()
     exec_line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert " rig " in exec_line and "KillSignal=SIGINT" in unit
+
+
+def test_configs_found_outside_the_checkout(tmp_path):
+    """Docker images and systemd run an installed package: configs come from NEUROJAM_CONFIG_DIR or ./configs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "configs", tmp_path / "cfg")
+    code = "import neurojam.config as c; print(c.CONFIG_DIR)"
+    env = {**os.environ, "NEUROJAM_CONFIG_DIR": str(tmp_path / "cfg"), "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == str(tmp_path / "cfg"), r.stderr  # the variable wins
+    for d in ("ENV NEUROJAM_CONFIG_DIR=/app/configs", "COPY configs configs"):
+        assert d in (ROOT / "deploy" / "rig.Dockerfile").read_text()
+        assert d in (ROOT / "deploy" / "brain.Dockerfile").read_text()
