@@ -1,7 +1,7 @@
 # The two commands: `make demo` runs a 30 s jam, `make test` runs the tests. Both set up a fresh machine first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SECONDS ?= 30
+JAM_SECONDS ?= 30
 
 .PHONY: setup demo test bench clean
 
@@ -9,7 +9,7 @@ setup:
 	@./scripts/setup.sh
 
 demo: setup
-	$(PY) -m neurojam.cli demo --seconds $(SECONDS)
+	$(PY) -m neurojam.cli demo --seconds $(JAM_SECONDS)
 
 test: setup
 	$(PY) -m pytest -q
