@@ -145,18 +145,16 @@ class Link:
         self._poller.register(self._in, zmq.POLLIN)
 
     # -- sending -------------------------------------------------------------
-    def stamp(self, msg: Message, keep_time: bool = False) -> Message:
-        msg.node, msg.seq = self.node_id, self._seq
-        if not keep_time:
-            msg.t = self.clock()
+    def stamp(self, msg: Message) -> Message:
+        msg.node, msg.seq, msg.t = self.node_id, self._seq, self.clock()
         self._seq += 1
         return msg
 
-    def send(self, msg: Message, keep_time: bool = False) -> bool:
+    def send(self, msg: Message, as_recorded: bool = False) -> bool:
         """Stamp, encode and send without blocking; False (and counted) if dropped.
-        ``keep_time`` keeps the message's own ``t`` (replay re-sends recorded rig times)."""
+        ``as_recorded`` sends the message with its own node, seq and time (replay)."""
         with self._send_lock:
-            frame = encode(self.stamp(msg, keep_time))
+            frame = encode(msg if as_recorded else self.stamp(msg))
             if self.tap:  # record before sending: what the peer never got is still kept
                 self.tap("out", frame, msg.t)
             try:
@@ -170,6 +168,10 @@ class Link:
                 return False
             self.stats.sent += 1
             return True
+
+    def writable(self, timeout_ms: float = 0) -> bool:
+        """True once a peer is connected and a send would go out (consumes no sequence number)."""
+        return bool(self._out.poll(max(0, int(timeout_ms)), zmq.POLLOUT))
 
     def hello(self, session: str = "", software: str = "") -> bool:
         return self.send(Hello(role=self.role, software=software, session=session))

@@ -1,7 +1,8 @@
 """Replay a recorded jam through a brain again, over the real bridge, into a new session.
 
 The recorded rig-side events (pads, pet and human notes, beats) are sent by a
-``replay`` link with their original rig times to a brain node on loopback
+``replay`` link exactly as recorded (node, seq, rig time: so the new session's
+neuron frames name the source session's events) to a brain node on loopback
 (its own thread, its own sockets: the same code a live brain runs). Brain
 output is recorded with them in a new session whose meta names the source.
 ``--fast`` sends as fast as the brain keeps up (batches of 64, each closed by
@@ -60,7 +61,10 @@ def replay(source: str | Path, config: Config, *, speed: float | None = 1.0, out
     if human:
         first = min(m.t for m in events)
         events = [m for m in events if not (isinstance(m, Note) and m.source == "human")]
-        events = sorted(events + human_from_midi(human, first), key=lambda m: m.t)
+        notes = human_from_midi(human, first)
+        for i, n in enumerate(notes):
+            n.node, n.seq = "replay-human", i
+        events = sorted(events + notes, key=lambda m: m.t)
     config = copy.deepcopy(config)
     config.bridge.hwm = max(config.bridge.hwm, 100_000)
     if port:
@@ -95,11 +99,9 @@ def replay(source: str | Path, config: Config, *, speed: float | None = 1.0, out
 
 
 def _wait_connected(link: Link, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if link.send(Ping()):
-            return
-        time.sleep(0.02)
+    """Wait without sending, so the replayed events get the same sequence numbers every time."""
+    if link.writable(timeout_ms=timeout * 1000):
+        return
     raise SessionError("replay: the brain did not come up on loopback (is the port in use? try --set "
                        "bridge.events_port=...).")
 
@@ -126,7 +128,7 @@ def _send_all(link: Link, events: list, speed: float | None, progress: bool) -> 
                 while time.monotonic() < due:
                     link.receive(timeout_ms=min(20, max(0, (due - time.monotonic()) * 1000)))
             msg = copy.copy(m)
-            while not link.send(msg, keep_time=True):
+            while not link.send(msg, as_recorded=True):
                 link.receive(timeout_ms=5)
             bar.update(1)
         ping = Ping()

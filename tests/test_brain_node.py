@@ -40,7 +40,7 @@ def play(link, t0, beats=8, tempo=120.0):
     period = 60 / tempo
     for i in range(beats):
         bt = t0 + i * period
-        link.send(Beat(index=i, bar=i // 4, beat=i % 4, tempo_bpm=tempo, time=bt), keep_time=False)
+        link.send(Beat(index=i, bar=i // 4, beat=i % 4, tempo_bpm=tempo, time=bt))
         link.send(Note(source="human", note=62 + (i % 5), velocity=90, on=True))
         if i % 2:
             link.send(Pad(pad=0, down=True))

@@ -123,3 +123,18 @@ def test_hello_resets_sequence_tracking(ports):
     brain.accept(encode(Note(source="pet", note=60, node="r", seq=1)))
     assert brain.stats.gaps == 0 and brain.stats.peer_restarts == 1
     brain.close()
+
+
+def test_writable_waits_for_a_peer_without_consuming_sequence_numbers(ports):
+    rig = Link("rig", "r", events_port=ports, commands_port=ports + 1)
+    assert not rig.writable(timeout_ms=100)
+    brain = Link("brain", "b", events_port=ports, commands_port=ports + 1)
+    assert rig.writable(timeout_ms=5000)
+    assert rig.send(Note(source="pet", note=60)) and rig.stats.sent == 1
+    got = []
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        got = brain.receive(timeout_ms=50)
+    assert got[0].seq == 0  # nothing was spent while waiting
+    rig.close()
+    brain.close()

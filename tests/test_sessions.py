@@ -168,6 +168,8 @@ def test_replay_is_deterministic_and_names_its_source(tmp_path):
     for fa, fb in zip(frames_a, frames_b):
         assert fa[2] == pytest.approx(fb[2], abs=1e-4)
     assert notes_a == notes_b
+    source_seqs = {r.msg.seq for r in read_session(session).records if r.direction == "out"}
+    assert {f[0] for f in frames_a} <= source_seqs  # frames name the recorded events
 
 
 def test_sessions_lists_counts_treats_and_on_beat_rate(tmp_path):
