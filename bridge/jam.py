@@ -34,6 +34,7 @@ class Treat:
     action: str  # dispensed | refused
     source: str
     reason: str = ""
+    beat_index: int = -1
 
 
 @dataclass
@@ -113,8 +114,7 @@ def jam_from_log(log: SessionLog) -> Jam:
         elif isinstance(m, Pad) and m.down:
             jam.pad_presses.append(m.t)
         elif isinstance(m, Reward) and m.action in ("dispensed", "refused"):
-            t = m.t
-            jam.treats.append(Treat(t, m.action, m.source, m.reason))
+            jam.treats.append(Treat(m.t, m.action, m.source, m.reason, m.beat_index))
         elif isinstance(m, Neurons):
             jam.neurons.append(m)
         elif isinstance(m, Accomp):
@@ -130,11 +130,8 @@ def jam_from_log(log: SessionLog) -> Jam:
     jam.notes.sort(key=lambda n: (n.start, n.source, n.note))
     if jam.notes:
         jam.end = max(jam.end, max(n.end for n in jam.notes))
-    # a dispensed treat's time is its beat's time when known
-    for treat, reward in zip(jam.treats, [r.msg for r in records if isinstance(r.msg, Reward)
-                                          and r.msg.action in ("dispensed", "refused")]):
-        if reward.action == "dispensed" and reward.beat_index >= 0:
-            bt = jam.time_of_beat(reward.beat_index)
-            if bt is not None:
-                treat.time = bt
+    for treat in jam.treats:  # a dispensed treat happened on its beat
+        if treat.action == "dispensed" and treat.beat_index >= 0:
+            bt = jam.time_of_beat(treat.beat_index)
+            treat.time = treat.time if bt is None else bt
     return jam

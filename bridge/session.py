@@ -166,6 +166,29 @@ class SessionLog:
     problems: list[str] = field(default_factory=list)
 
 
+def _scan(data: bytes, pos: int) -> Iterator[tuple[int, tuple]]:
+    """Records in ``data`` from ``pos``: (end position, (direction, time, frame)); a bad tail
+    ends the scan with (pos, ('truncated', nbytes)) or (pos, ('corrupt', offset))."""
+    while pos < len(data):
+        if pos + 4 > len(data):
+            yield pos, ("truncated", len(data) - pos)
+            return
+        (n,) = _LEN.unpack_from(data, pos)
+        if n > _MAX_RECORD:
+            yield pos, ("corrupt", pos)
+            return
+        if pos + 4 + n > len(data):
+            yield pos, ("truncated", len(data) - pos)
+            return
+        try:
+            direction, t, frame = msgspec.msgpack.decode(data[pos + 4: pos + 4 + n])
+        except (msgspec.DecodeError, ValueError, TypeError):
+            yield pos, ("corrupt", pos)
+            return
+        pos += 4 + n
+        yield pos, (direction, t, frame)
+
+
 def iter_log(path: Path) -> Iterator[tuple[str, float, bytes] | tuple[str, int]]:
     """Raw records; a final ('truncated', nbytes) or ('corrupt', offset) if the tail is bad."""
     with open(path, "rb") as f:
@@ -174,26 +197,8 @@ def iter_log(path: Path) -> Iterator[tuple[str, float, bytes] | tuple[str, int]]
         raise SessionError(f"{path}: not a neurojam session log (it does not start with the "
                            f"neurojam log header). Pass a session directory made by `neurojam rig`, "
                            f"`demo` or `replay`.")
-    pos = len(MAGIC)
-    unpack = msgspec.msgpack.decode
-    while pos < len(data):
-        if pos + 4 > len(data):
-            yield ("truncated", len(data) - pos)
-            return
-        (n,) = _LEN.unpack_from(data, pos)
-        if n > _MAX_RECORD:
-            yield ("corrupt", pos)
-            return
-        if pos + 4 + n > len(data):
-            yield ("truncated", len(data) - pos)
-            return
-        try:
-            direction, t, frame = unpack(data[pos + 4: pos + 4 + n])
-        except (msgspec.DecodeError, ValueError, TypeError):
-            yield ("corrupt", pos)
-            return
-        yield (direction, t, frame)
-        pos += 4 + n
+    for _, item in _scan(data, len(MAGIC)):
+        yield item
 
 
 class LogTail:
@@ -207,24 +212,18 @@ class LogTail:
         if not self.path.exists():
             return []
         with open(self.path, "rb") as f:
-            f.seek(self.pos)
             data = f.read()
-        out, i = [], 0
-        if self.pos == 0:
-            if len(data) < len(MAGIC):
-                return []
-            i = len(MAGIC)
-        while i + 4 <= len(data):
-            (n,) = _LEN.unpack_from(data, i)
-            if i + 4 + n > len(data):
+        if len(data) < len(MAGIC):
+            return []
+        out = []
+        for end, item in _scan(data, max(self.pos, len(MAGIC))):
+            if len(item) == 2:  # a record still being written: read it next time
                 break
+            self.pos = end
             try:
-                direction, t, frame = msgspec.msgpack.decode(data[i + 4:i + 4 + n])
-                out.append((direction, t, decode(frame)))
-            except (FrameError, msgspec.DecodeError, ValueError, TypeError):
+                out.append((item[0], item[1], decode(item[2])))
+            except FrameError:
                 pass
-            i += 4 + n
-        self.pos += i
         return out
 
 

@@ -149,9 +149,7 @@ class RigNode:
             on = msg.type == "note_on" and msg.velocity > 0
             if on:
                 self.counts["human_notes"] += 1
-            if self.config.rig.midi.echo_human:
-                self.output.send(msg)
-            elif self.human is not None:  # a simulated human has no keyboard sound of its own
+            if self.config.rig.midi.echo_human or self.human is not None:  # a simulated human has no sound of its own
                 self.output.send(msg)
             self.link.send(Note(source="human", note=msg.note, velocity=msg.velocity if on else 0, on=on,
                                 channel=msg.channel))

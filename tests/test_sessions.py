@@ -208,3 +208,26 @@ def test_replay_with_a_midi_file_as_the_human(tmp_path):
     jam = jam_from_log(read_session(out))
     assert sorted(n.note for n in jam.notes if n.source == "human") == [81, 83, 85]
     assert read_session(out).meta["human_midi"] == str(tmp_path / "song.mid")
+
+
+def test_log_tail_reads_whole_records_as_the_log_grows(tmp_path):
+    from bridge.session import LogTail
+
+    rec = SessionRecorder(tmp_path / "s", flush_ms=5)
+    tail = LogTail(tmp_path / "s" / "events.njlog")
+    for i in range(3):
+        rec.record("out", encode(Note(source="pet", note=60 + i, seq=i)), float(i))
+    time.sleep(0.2)
+    assert [m.note for _, _, m in tail.read()] == [60, 61, 62]
+    rec.close()
+    path = tmp_path / "s" / "events.njlog"
+    whole = path.read_bytes()
+    rec2 = SessionRecorder(tmp_path / "t", flush_ms=5)
+    rec2.record("out", encode(Note(source="pet", note=70, seq=0)), 0.0)
+    rec2.close()
+    record = (tmp_path / "t" / "events.njlog").read_bytes()[8:]
+    path.write_bytes(whole + record[:5])  # a record half written
+    assert tail.read() == []
+    path.write_bytes(whole + record)  # and finished
+    assert [m.note for _, _, m in tail.read()] == [70]
+    assert tail.read() == []
