@@ -14,10 +14,9 @@ import math
 import random
 import time
 
-from common import machine, table
-
 import numpy as np
 import torch
+from common import machine, table
 
 from brain.activations import capture_activations
 from brain.encoder import note_word, vocabulary

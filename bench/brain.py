@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
 from common import machine, pct, table
 
-import torch
-
-from bridge.messages import Beat, Note
 from brain.encoder import vocabulary
 from brain.models import build_tiny, load_model
 from brain.node import BrainNode
+from bridge.messages import Beat, Note
 from neurojam.config import load_config
 
 

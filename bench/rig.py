@@ -107,7 +107,7 @@ def rig_cpu(seconds: float, load: bool) -> tuple[float, float]:
     time.sleep(seconds)
     c1, t1 = cpu(), time.monotonic()
     proc.wait()
-    from bridge.session import read_session
+    from recording.log import read_session
 
     log = read_session(f"{tmp}/s")
     rate = len(log.records) / (log.records[-1].time - log.records[0].time) if len(log.records) > 1 else 0.0

@@ -16,7 +16,7 @@ from pathlib import Path
 from common import machine, table
 
 from bridge.messages import Beat, Note, encode
-from bridge.session import SessionRecorder, read_session
+from recording.log import SessionRecorder, read_session
 
 
 def record(rate: float | None, seconds: float) -> tuple[int, int, int, float]:
@@ -39,8 +39,8 @@ def record(rate: float | None, seconds: float) -> tuple[int, int, int, float]:
 
 
 def replay_throughput(n_events: int) -> tuple[int, float]:
+    from brain.replay import replay
     from neurojam.config import load_config
-    from neurojam.replay import replay
 
     tmp = Path(tempfile.mkdtemp())
     rec = SessionRecorder(tmp / "src")

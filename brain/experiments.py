@@ -73,7 +73,7 @@ def ablate(model: LoadedModel, text: str, layer: int, neuron: int, mode: str = "
     """Next-note loss over ``text`` with the neuron's activation set to 0 (zero) or to its mean (mean)."""
     model.check_neuron(layer, neuron)
     if mode not in ("zero", "mean"):
-        from neurojam.errors import ModelError
+        from core.errors import ModelError
 
         raise ModelError(f"ablation mode {mode!r}: use zero or mean.")
     windows, _ = _windows(model, text)
@@ -252,7 +252,7 @@ def event_char_end(text_spans, event_index: int) -> int:
     """Character end of the K-th note event in a session text."""
     notes = [s for s in text_spans if s.kind == "note"]
     if not 0 <= event_index < len(notes):
-        from neurojam.errors import SessionError
+        from core.errors import SessionError
 
         raise SessionError(f"event {event_index} is out of range: the session has {len(notes)} note events "
                            f"(valid: 0..{len(notes) - 1}).")

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from neurojam.errors import ModelError, did_you_mean
+from core.errors import ModelError, did_you_mean
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "notes-default"
@@ -172,9 +172,9 @@ def hf_cache_dir() -> str:
 
 
 def _load_from_hub(name: str, repo: str, device: str, dtype: torch.dtype) -> LoadedModel:
-    from transformer_lens.model_bridge import TransformerBridge
     import transformer_lens.model_bridge.sources.tl_legacy  # noqa: F401
     import transformer_lens.model_bridge.sources.transformers  # noqa: F401
+    from transformer_lens.model_bridge import TransformerBridge
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the lab never downloads during a jam
     legacy = repo.startswith(("NeelNanda/", "ArthurConmy/", "Baidicoot/"))
@@ -208,11 +208,11 @@ def build_tiny(tokenizer_vocab: list[str] | None = None, *, n_layers: int = 2, d
                tokenizer: Any = None) -> LoadedModel:
     """A tiny random TL-native model over a word-level tokenizer from ``tokenizer_vocab``
     or over any ``tokenizers.Tokenizer`` (it must know ``<bos>``); for tests and benchmarks."""
+    import transformer_lens.model_bridge.sources.native  # noqa: F401
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit
     from transformer_lens.model_bridge import TransformerBridge
-    import transformer_lens.model_bridge.sources.native  # noqa: F401
 
     tok = tokenizer
     if tok is None:

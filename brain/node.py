@@ -14,17 +14,22 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Protocol
 
-from bridge.link import Link
-from bridge.messages import Accomp, Beat, Control, Hello, NeuronHit, Neurons, Reward
-from bridge.session import SessionRecorder, new_session_dir
+from brain.config import BrainConfig
 from brain.models import LoadedModel, load_model
 from brain.neuron_stats import NeuronStats, promoted_notes
 from brain.reward_rule import BrainRewardRule
+from brain.rig_view import RigView
 from brain.sonify import Sonifier
-from brain.stream import NeuronStream, StepResult, StreamEvent, stream_event
-from neurojam.config import Config, to_dict
-from neurojam.errors import NeurojamError
+from brain.stream import NeuronStream, StepResult, stream_event
+from bridge.config import BridgeConfig
+from bridge.link import Link
+from bridge.messages import Accomp, Hello, Message, NeuronHit, Neurons, Steer, SteerReply, TreatRequest
+from core.config import to_dict
+from core.errors import NeurojamError
+from recording.config import SessionConfig
+from recording.log import SessionRecorder
 
 log = logging.getLogger("neurojam.brain")
 SOFTWARE = "neurojam-brain/0.1"
@@ -47,8 +52,16 @@ def load_stats(model: LoadedModel, stats_dir: str) -> NeuronStats | None:
     return stats
 
 
+class BrainSettings(Protocol):
+    """What the brain node reads: its own section, the wire's and the recorder's (``neurojam.config.Config`` is one)."""
+
+    brain: BrainConfig
+    bridge: BridgeConfig
+    session: SessionConfig
+
+
 class BrainNode:
-    def __init__(self, config: Config, model: LoadedModel | None = None, *, session_dir: str | Path | None = None,
+    def __init__(self, config: BrainSettings, model: LoadedModel | None = None, *, session_dir: str | Path | None = None,
                  meta: dict | None = None) -> None:
         self.config = config
         bc = config.brain
@@ -65,8 +78,9 @@ class BrainNode:
             table = promoted_notes(self.model)
             promoted = {(lay, n): int(table[lay, n]) for lay in range(self.model.n_layers)
                         for n in range(self.model.d_mlp)}
-        self.sonifier = Sonifier(bc.sonify, promoted)
-        self.reward = BrainRewardRule(bc.reward, self.sonifier.grid)
+        self.rig = RigView()
+        self.sonifier = Sonifier(bc.sonify, self.rig, promoted)
+        self.reward = BrainRewardRule(bc.reward, self.rig)
         self.recorder = None
         if session_dir is not None:
             self.recorder = SessionRecorder(session_dir, {"node": "brain", "config": to_dict(config),
@@ -81,41 +95,31 @@ class BrainNode:
         self._closed = False
 
     # -- messages in ----------------------------------------------------------------------
-    def handle(self, msgs: list) -> list[StepResult]:
+    def handle(self, msgs: list[Message]) -> list[StepResult]:
         """Messages in arrival order → events → one forward → answers.
 
-        What an event changes (the beat grid, the human's recent notes) is applied
-        just before that event's answer, so the answers do not depend on how the
-        events were batched (replays reproduce live sessions)."""
-        events: list[StreamEvent] = []
-        effects: list[tuple[int, object]] = []  # (index of the event it precedes, thunk)
+        What a message tells about the rig (its grid, the human's notes) is
+        applied just before that event's answer, so the answers do not depend on
+        how the events were batched (replays reproduce live sessions)."""
+        pending: list[tuple[object, Message]] = []  # (stream event, the message it came from)
         for msg in msgs:
             event = stream_event(msg)
             if event is not None:
-                if isinstance(msg, Beat):
-                    effects.append((len(events), lambda m=msg: self.sonifier.grid.update(m)))
-                elif msg.source == "human":
-                    effects.append((len(events), lambda m=msg: (self.sonifier.observe_human(m.note),
-                                                                self.reward.observe_human(m.t))))
-                events.append(event)
-            elif isinstance(msg, Control):
-                self.control(msg)
+                pending.append((event, msg))
+            elif isinstance(msg, Steer):
+                self.steer(msg)
             elif isinstance(msg, Hello) and msg.role == "rig":
                 log.info("rig %s connected", msg.node)
-        if not events:
+        if not pending:
             return []
-        self.counts["events"] += len(events)
-        results = self.stream.step(events)
-        index = {id(e): i for i, e in enumerate(events)}
-        applied = 0
-        for r in results:
-            upto = index[id(r.event)]
-            while applied < len(effects) and effects[applied][0] <= upto:
-                effects[applied][1]()
-                applied += 1
-            self.respond(r)
-        for _, thunk in effects[applied:]:
-            thunk()
+        self.counts["events"] += len(pending)
+        results = self.stream.step([e for e, _ in pending])
+        by_event = {id(r.event): r for r in results}
+        for event, msg in pending:
+            self.rig.observe(msg)
+            r = by_event.get(id(event))
+            if r is not None:
+                self.respond(r)
         return results
 
     def respond(self, r: StepResult) -> None:
@@ -131,23 +135,21 @@ class BrainNode:
         reason = self.reward.check(r)
         if reason:
             self.counts["reward_requests"] += 1
-            self.link.send(Reward(action="request", source="brain", request_id=self.reward.requests, reason=reason))
+            self.link.send(TreatRequest(source="brain", request_id=self.reward.requests, why=reason))
 
-    def control(self, msg: Control) -> None:
+    def steer(self, msg: Steer) -> None:
         try:
-            if msg.action == "steer":
-                self.stream.steering.set(msg.layer, msg.neuron, msg.factor)
-            elif msg.action == "unsteer":
+            if msg.clear:
                 self.stream.steering.clear()
             else:
-                return  # tempo/treat/stop are the rig's business
+                self.stream.steering.set(msg.layer, msg.neuron, msg.factor)
         except NeurojamError as exc:
             self.counts["refused_controls"] += 1
-            log.warning("refused %s: %s", msg.action, exc)
-            self.link.send(Control(action="refused", reason=str(exc), layer=msg.layer, neuron=msg.neuron))
+            log.warning("refused steering: %s", exc)
+            self.link.send(SteerReply(applied=False, reason=str(exc), layer=msg.layer, neuron=msg.neuron,
+                                      factor=msg.factor, clear=msg.clear))
             return
-        self.link.send(Control(action="ack", reason=msg.action, layer=msg.layer, neuron=msg.neuron,
-                               factor=msg.factor))
+        self.link.send(SteerReply(applied=True, layer=msg.layer, neuron=msg.neuron, factor=msg.factor, clear=msg.clear))
 
     # -- run -------------------------------------------------------------------------------
     def step(self, timeout_ms: float = 5) -> list[StepResult]:
@@ -183,7 +185,7 @@ class BrainNode:
             self.recorder.close()
 
 
-def run_brain(config: Config, seconds: float | None = None, session_dir: str | None = None) -> int:
+def run_brain(config: BrainSettings, seconds: float | None = None, session_dir: str | None = None) -> int:
     import torch
 
     if config.brain.device in ("auto", "cpu") and not torch.cuda.is_available():

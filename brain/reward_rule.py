@@ -7,30 +7,27 @@ human was in the middle of a phrase. At most one request per bar.
 
 from __future__ import annotations
 
-from brain.sonify import BeatGrid
+from brain.config import BrainRewardConfig
+from brain.rig_view import RigView
 from brain.stream import StepResult
-from neurojam.config import BrainRewardConfig
 
 ON_BEAT_TOLERANCE_BEATS = 0.2
 
 
 class BrainRewardRule:
-    def __init__(self, config: BrainRewardConfig, grid: BeatGrid) -> None:
-        self.config, self.grid = config, grid
+    def __init__(self, config: BrainRewardConfig, rig: RigView) -> None:
+        self.config, self.rig = config, rig
         self.neurons = set(config.neurons)
-        self.last_human_time = float("-inf")
         self.last_request_bar = -1
         self.requests = 0
-
-    def observe_human(self, rig_time: float) -> None:
-        self.last_human_time = rig_time
 
     def check(self, result: StepResult) -> str | None:
         """The reason to ask for a treat after this event, or None."""
         event = result.event
-        if not self.config.enabled or event.kind != "note" or event.source != "pet" or not self.grid.ready:
+        grid = self.rig.grid
+        if not self.config.enabled or event.kind != "note" or event.source != "pet" or grid is None:
             return None
-        bar = int(self.grid.beat_at(event.time) // self.grid.last.beats_per_bar)
+        bar = grid.bar_of(event.time)
         if bar == self.last_request_bar:
             return None
         reason = None
@@ -39,9 +36,8 @@ class BrainRewardRule:
                 reason = f"neuron {hit.id} at {hit.normalized:.2f}"
                 break
         if reason is None and self.config.phrase_rule:
-            pos = self.grid.beat_at(event.time)
-            on_beat = abs(pos - round(pos)) <= ON_BEAT_TOLERANCE_BEATS
-            in_phrase = event.time - self.last_human_time <= self.config.phrase_window_s
+            on_beat = abs(grid.offset_from_nearest(event.time)) <= ON_BEAT_TOLERANCE_BEATS * grid.period
+            in_phrase = event.time - self.rig.last_human_time <= self.config.phrase_window_s
             if on_beat and in_phrase:
                 reason = "on the beat inside the human's phrase"
         if reason:

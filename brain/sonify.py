@@ -14,14 +14,13 @@
 from __future__ import annotations
 
 import hashlib
-import math
-from collections import Counter, deque
+from collections import Counter
 
-from bridge.messages import AccompNote, Beat
+from brain.config import KEYS, SonifyConfig
+from brain.rig_view import RigView
 from brain.stream import Hit
-from neurojam.config import SonifyConfig
+from bridge.messages import AccompNote
 
-KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 SCALES = {
     "major": (0, 2, 4, 5, 7, 9, 11),
     "minor": (0, 2, 3, 5, 7, 8, 10),
@@ -34,42 +33,18 @@ LATENCY_BUDGET_S = 0.03
 """Notes are placed on the first grid slot at least this long after their event."""
 
 
-class BeatGrid:
-    """The rig's grid as the brain knows it, from the last ``beat`` message."""
-
-    def __init__(self) -> None:
-        self.last: Beat | None = None
-
-    def update(self, beat: Beat) -> None:
-        self.last = beat
-
-    @property
-    def ready(self) -> bool:
-        return self.last is not None
-
-    def beat_at(self, rig_time: float) -> float:
-        b = self.last
-        return b.index + (rig_time - b.time) * b.tempo_bpm / 60.0
-
-    def next_slot(self, rig_time: float, subdivision: int) -> float:
-        """The first 1/subdivision grid position at or after rig_time + budget."""
-        pos = self.beat_at(rig_time + LATENCY_BUDGET_S)
-        return math.ceil(pos * subdivision - 1e-9) / subdivision
-
-
 class Sonifier:
-    def __init__(self, config: SonifyConfig, promoted: dict[tuple[int, int], int] | None = None) -> None:
-        self.config = config
+    def __init__(self, config: SonifyConfig, rig: RigView, promoted: dict[tuple[int, int], int] | None = None) -> None:
+        self.config, self.rig = config, rig
         self.promoted = promoted or {}
-        self.grid = BeatGrid()
-        self.human_notes: deque[int] = deque(maxlen=24)
         self.sounding_until: dict[str, float] = {}  # neuron id -> beat position its note ends
         self.counts: Counter = Counter()
 
     # -- pitch ----------------------------------------------------------------------------
     def key_root(self) -> int:
-        if self.config.follow_key and len(self.human_notes) >= 4:
-            return Counter(n % 12 for n in self.human_notes).most_common(1)[0][0]
+        human = self.rig.human_notes
+        if self.config.follow_key and len(human) >= 4:
+            return Counter(n % 12 for n in human).most_common(1)[0][0]
         return KEYS.index(self.config.key)
 
     def pitch(self, hit: Hit) -> int:
@@ -93,16 +68,14 @@ class Sonifier:
         return int(round(c.velocity_min + (c.velocity_max - c.velocity_min) * x))
 
     # -- notes ------------------------------------------------------------------------------
-    def observe_human(self, note: int) -> None:
-        self.human_notes.append(note)
-
     def notes_for(self, hits: list[Hit], event_time: float, predicted: int | None = None) -> list[AccompNote]:
         """The accompaniment for one event's hits (empty until the rig's beat is known)."""
-        if not self.grid.ready:
+        grid = self.rig.grid
+        if grid is None:
             self.counts["no_grid"] += 1
             return []
         c = self.config
-        due = self.grid.next_slot(event_time, c.subdivision)
+        due = grid.next_slot(event_time + LATENCY_BUDGET_S, c.subdivision)
         for nid in [n for n, end in self.sounding_until.items() if end <= due]:
             del self.sounding_until[nid]
         out: list[AccompNote] = []
@@ -128,5 +101,5 @@ class Sonifier:
         return out
 
     def beats_to_s(self, beats: float) -> float:
-        tempo = self.grid.last.tempo_bpm if self.grid.last else 120.0
-        return round(beats * 60.0 / tempo, 4)
+        grid = self.rig.grid
+        return round(beats * (grid.period if grid else 0.5), 4)

@@ -52,6 +52,12 @@ def stream_event(msg) -> StreamEvent | None:
     return None
 
 
+def session_text(log) -> NoteText:
+    """What the brain heard in a recorded session: the rig-side events ('out' in the rig's log) as note text.
+    The one session → text function: the report, the neuron commands and the tests all read through it."""
+    return text_of([e for e in (stream_event(r.msg) for r in log.records if r.direction == "out") if e is not None])
+
+
 def text_of(events: list[StreamEvent]) -> NoteText:
     """The whole note text of a run of events (no window): what analysis reads."""
     text = NoteText()
@@ -95,12 +101,8 @@ class Steering:
         self.version = 0  # bumps on every change: cached keys/values made before it are stale
 
     def set(self, layer: int, neuron: int, factor: float) -> None:
+        """The factor's range is checked where it enters: the config section and the ``steer`` message."""
         self.model.check_neuron(layer, neuron)
-        if not -10.0 <= factor <= 10.0:
-            from neurojam.errors import ModelError
-
-            raise ModelError(f"steering factor {factor} is out of range: allowed -10..10 (0 silences a neuron, "
-                             f"1 leaves it alone, 2 doubles it).")
         if factor == 1.0:
             self.factors.pop((layer, neuron), None)
         else:

@@ -29,7 +29,6 @@ from brain.encoder import vocabulary
 from brain.models import MODELS_DIR, load_embedded, native_config
 from brain.neuron_stats import compute_stats
 
-
 SUBSET_TUNES = 200
 """The card also states accuracy on the first 200 test tunes, so a test can check it in seconds."""
 
@@ -63,9 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stats-only", action="store_true",
                     help="keep the trained weights; redo evaluation, neuron statistics and the card")
     args = ap.parse_args(argv)
+    import transformer_lens.model_bridge.sources.native  # noqa: F401
     from tqdm import tqdm
     from transformer_lens.model_bridge import TransformerBridge
-    import transformer_lens.model_bridge.sources.native  # noqa: F401
 
     torch.manual_seed(args.seed)
     if args.threads:

@@ -5,9 +5,12 @@ Frame layout: one ZeroMQ frame holding one msgpack map. Every map carries
 (per-sender, +1 per message) and ``t`` (the sender's monotonic clock, seconds).
 The rest depends on the kind, as declared below.
 
-``encode`` and ``decode`` are the documented pair. ``decode`` validates types
-and ranges and raises :class:`FrameError` whose ``reason`` is one of
-:data:`DROP_REASONS`; receivers count frames by that reason and never crash.
+``encode`` and ``decode`` are the documented pair, and both validate types and
+ranges: ``encode`` raises :class:`MessageError` at the sender (a bug there,
+caught in tests, not a frame the peer silently drops); ``decode`` raises
+:class:`FrameError` whose ``reason`` is one of :data:`DROP_REASONS`; receivers
+count frames by that reason and never crash. One meaning per kind: a treat
+request and its result, a steering command and its reply, are separate kinds.
 
 Compatibility: a frame from a newer protocol version is accepted when its
 kind is known here; fields this version does not know are ignored.
@@ -19,17 +22,23 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+from core.units import Bpm, Channel, Midi7, SteerFactor
+
+PROTOCOL_VERSION = 2
 MIN_PROTOCOL_VERSION = 1
+"""Version 2 split v1's ``reward`` and ``control`` into one kind per meaning (old logs are upgraded on read)."""
 MAX_FRAME_BYTES = 64 * 1024
 
-Midi7 = Annotated[int, msgspec.Meta(ge=0, le=127)]
-Channel = Annotated[int, msgspec.Meta(ge=0, le=15)]
-Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=60.0)]
-Bpm = Annotated[float, msgspec.Meta(ge=20.0, le=300.0)]
 Source = Literal["pet", "human", "brain", "metronome"]
+TreatSource = Literal["brain", "rig", "manual"]
+Refusal = Literal["disabled", "no_beat", "pending", "max_per_session", "min_interval", "max_per_minute"]
+"""Why the rig's dispenser said no: the first three are state, the last three the safety caps."""
 
 DROP_REASONS = ("malformed", "oversized", "invalid", "unknown_kind", "old_version")
+
+
+class MessageError(ValueError):
+    """A message the sender built wrong (a field out of its range): raised by :func:`encode`."""
 
 
 class FrameError(ValueError):
@@ -113,11 +122,22 @@ class Accomp(Message, tag="accomp"):
     event_seq: int = -1
 
 
-class Reward(Message, tag="reward"):
-    action: Literal["request", "dispensed", "refused"]
-    source: Literal["brain", "rig", "manual"] = "brain"
-    request_id: int = 0
-    reason: str = ""
+class TreatRequest(Message, tag="treat_request"):
+    """Please dispense a treat on the next beat (or downbeat); the rig's caps decide."""
+
+    source: TreatSource = "brain"
+    request_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+    why: str = ""
+
+
+class TreatResult(Message, tag="treat"):
+    """What the rig's dispenser did with a request: dispensed on ``beat_index``, or refused and why."""
+
+    outcome: Literal["dispensed", "refused"]
+    source: TreatSource = "brain"
+    request_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+    refusal: Refusal | None = None
+    detail: str = ""
     beat_index: int = -1
 
 
@@ -139,25 +159,30 @@ class Neurons(Message, tag="neurons"):
     step_ms: float = 0.0
 
 
-class Control(Message, tag="control"):
-    """Live control. ``steer``: multiply neuron ``layer.neuron`` by ``factor``;
-    ``unsteer``: drop all steering; ``tempo``; ``mode``; ``treat`` (manual);
-    ``ack`` / ``refused`` (with ``reason``) answer a request."""
+class Steer(Message, tag="steer"):
+    """Multiply neuron ``layer.neuron`` by ``factor`` (0 silences it); ``clear`` drops all steering."""
 
-    action: Literal["steer", "unsteer", "tempo", "mode", "treat", "stop", "ack", "refused"]
+    layer: Annotated[int, msgspec.Meta(ge=0)] = 0
+    neuron: Annotated[int, msgspec.Meta(ge=0)] = 0
+    factor: SteerFactor = 1.0
+    clear: bool = False
+
+
+class SteerReply(Message, tag="steer_reply"):
+    """The brain's answer to a :class:`Steer`: applied, or refused with the reason."""
+
+    applied: bool
     layer: int = -1
     neuron: int = -1
     factor: float = 1.0
-    tempo_bpm: float = 0.0
-    mode: str = ""
+    clear: bool = False
     reason: str = ""
 
 
-KINDS: dict[str, type[Message]] = {
-    cls.__struct_config__.tag: cls
-    for cls in (Hello, Heartbeat, Ping, Pong, Pad, Note, Beat, Accomp, Reward, Neurons, Control)
-}
-AnyMessage = Union[Hello, Heartbeat, Ping, Pong, Pad, Note, Beat, Accomp, Reward, Neurons, Control]
+ALL_KINDS = (Hello, Heartbeat, Ping, Pong, Pad, Note, Beat, Accomp, TreatRequest, TreatResult, Neurons, Steer,
+             SteerReply)
+KINDS: dict[str, type[Message]] = {cls.__struct_config__.tag: cls for cls in ALL_KINDS}
+AnyMessage = Union[ALL_KINDS]  # type: ignore[valid-type]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyMessage)
@@ -165,8 +190,13 @@ _header_decoder = msgspec.msgpack.Decoder(dict)
 
 
 def encode(msg: Message) -> bytes:
-    """Message → one frame (msgpack). Inverse of :func:`decode`."""
-    return _encoder.encode(msg)
+    """Message → one frame (msgpack), checked as the receiver will check it. Inverse of :func:`decode`."""
+    frame = _encoder.encode(msg)
+    try:
+        _decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise MessageError(f"cannot send this {type(msg).__name__}: {exc}") from exc
+    return frame
 
 
 def decode(frame: bytes) -> Message:

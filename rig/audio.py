@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from neurojam.errors import DeviceError
+from core.errors import DeviceError
 
 
 class SamplePlayer:

@@ -1,14 +1,15 @@
 """The rig's beat grid: internal tempo, or following an external MIDI clock.
 
-Beats are counted from 0 since the clock started; beat ``b`` (fractional
-allowed) sits at ``anchor_time + (b - anchor_index) * 60 / tempo``. Times
-are computed from the anchor, never accumulated, so the grid does not drift.
+Beats are counted from 0 since the clock started; times come from one
+:class:`bridge.grid.BeatGrid` anchor, never accumulated, so the grid does not drift.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from bridge.grid import BeatGrid
+from core.units import MAX_BPM, MIN_BPM
 from rig.timeline import Timeline
 
 BeatListener = Callable[[int, int, int, float, float], None]
@@ -21,14 +22,24 @@ class BeatClock:
     def __init__(self, timeline: Timeline, tempo_bpm: float = 120.0, beats_per_bar: int = 4,
                  external: bool = False) -> None:
         self.timeline = timeline
-        self.tempo_bpm = tempo_bpm
+        self._tempo_bpm = tempo_bpm
         self.beats_per_bar = beats_per_bar
         self.external = external
         self.listeners: list[BeatListener] = []
-        self.anchor_index = 0
-        self.anchor_time: float | None = None
+        self.grid: BeatGrid | None = None
+        """None until started."""
         self.last_index = -1
         self._handle: int | None = None
+
+    @property
+    def tempo_bpm(self) -> float:
+        return self.grid.tempo_bpm if self.grid is not None else self._tempo_bpm
+
+    @tempo_bpm.setter
+    def tempo_bpm(self, bpm: float) -> None:
+        self._tempo_bpm = bpm
+        if self.grid is not None:
+            self.grid.tempo_bpm = bpm
 
     @property
     def period(self) -> float:
@@ -36,11 +47,10 @@ class BeatClock:
 
     @property
     def running(self) -> bool:
-        return self.anchor_time is not None
+        return self.grid is not None
 
     def start(self, t0: float | None = None) -> None:
-        self.anchor_time = self.timeline.clock() if t0 is None else t0
-        self.anchor_index = 0
+        self.grid = BeatGrid(self.timeline.clock() if t0 is None else t0, 0, self.tempo_bpm, self.beats_per_bar)
         self.last_index = -1
         if not self.external:
             self._schedule(0)
@@ -49,29 +59,34 @@ class BeatClock:
         if self._handle is not None:
             self.timeline.cancel(self._handle)
             self._handle = None
-        self.anchor_time = None
+        self.grid = None
+
+    def anchor(self, index: float, t: float) -> None:
+        """Beat ``index`` is at time t (re-anchoring; tempo unchanged)."""
+        if self.grid is not None:
+            self.grid.anchor_index, self.grid.anchor_time = index, t
 
     def set_tempo(self, bpm: float) -> None:
         """Change tempo from the next beat on (re-anchored at the last beat)."""
-        if self.anchor_time is not None and self.last_index >= 0:
-            self.anchor_time = self.time_of_beat(self.last_index)
-            self.anchor_index = self.last_index
+        if self.grid is not None and self.last_index >= 0:
+            self.anchor(self.last_index, self.time_of_beat(self.last_index))
         self.tempo_bpm = bpm
-        if not self.external and self.anchor_time is not None:
+        if not self.external and self.grid is not None:
             if self._handle is not None:
                 self.timeline.cancel(self._handle)
             self._schedule(self.last_index + 1)
 
-    def time_of_beat(self, index: float) -> float:
-        if self.anchor_time is None:
+    def _started(self) -> BeatGrid:
+        if self.grid is None:
             raise RuntimeError("the beat clock has not started")
-        return self.anchor_time + (index - self.anchor_index) * self.period
+        return self.grid
+
+    def time_of_beat(self, index: float) -> float:
+        return self._started().time_of_beat(index)
 
     def beat_at(self, t: float) -> float:
         """Fractional beat index at time t."""
-        if self.anchor_time is None:
-            raise RuntimeError("the beat clock has not started")
-        return self.anchor_index + (t - self.anchor_time) / self.period
+        return self._started().beat_at(t)
 
     def next_beat(self, after: float, downbeat: bool = False) -> int:
         """The first beat index strictly after time ``after`` (a bar's first beat if ``downbeat``)."""
@@ -83,8 +98,7 @@ class BeatClock:
 
     def offset_from_nearest(self, t: float) -> float:
         """Seconds from t to the nearest beat (signed: negative = early)."""
-        b = self.beat_at(t)
-        return (b - round(b)) * self.period
+        return self._started().offset_from_nearest(t)
 
     def _schedule(self, index: int) -> None:
         self._handle = self.timeline.at(self.time_of_beat(index), self._tick, index)
@@ -127,8 +141,8 @@ class MidiClockFollower:
             if len(self._tick_times) >= 2:
                 per_tick = (self._tick_times[-1] - self._tick_times[0]) / (len(self._tick_times) - 1)
                 if per_tick > 0:
-                    self.clock.tempo_bpm = min(300.0, max(20.0, 60.0 / (per_tick * TICKS_PER_BEAT)))
+                    self.clock.tempo_bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / (per_tick * TICKS_PER_BEAT)))
             if self.ticks % TICKS_PER_BEAT == 0:
                 index = self.ticks // TICKS_PER_BEAT
-                self.clock.anchor_index, self.clock.anchor_time = index, t
+                self.clock.anchor(index, t)
                 self.clock._emit(index, t)

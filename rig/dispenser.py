@@ -14,20 +14,28 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable
 
+from bridge.messages import Refusal, TreatResult, TreatSource
 from rig.beat import BeatClock
+from rig.config import DispenserConfig
 from rig.gpio import OutputPin
 from rig.timeline import Timeline
 
 
 @dataclass(frozen=True)
 class TreatCaps:
-    min_interval_s: float = 8.0
-    max_per_minute: int = 4
-    max_per_session: int = 25
+    """The safety caps (their defaults and ranges live in :class:`rig.config.DispenserConfig`)."""
+
+    min_interval_s: float
+    max_per_minute: int
+    max_per_session: int
+
+    @classmethod
+    def from_config(cls, dc: DispenserConfig) -> "TreatCaps":
+        return cls(dc.min_interval_s, dc.max_per_minute, dc.max_per_session)
 
 
-ResultCallback = Callable[[str, str, int, str, int], None]
-"""(action 'dispensed'|'refused', source, request_id, reason, beat_index)."""
+ResultCallback = Callable[[TreatResult], None]
+"""Told every outcome; called with no lock held, so it may request another treat."""
 
 
 class TreatDispenser:
@@ -45,59 +53,62 @@ class TreatDispenser:
         self._lock = threading.Lock()
         self.pin.write(not active_high)
 
-    def _violation(self, t: float) -> str | None:
+    def violation(self, t: float) -> tuple[Refusal, str] | None:
+        """Which cap a treat at time t would break (code, words), or None."""
         if self.total >= self.caps.max_per_session:
-            return f"max_per_session ({self.caps.max_per_session}) reached"
+            return "max_per_session", f"max_per_session ({self.caps.max_per_session}) reached"
         if self.dispensed and t - self.dispensed[-1] < self.caps.min_interval_s:
-            return f"min_interval ({self.caps.min_interval_s:g} s) not yet passed"
+            return "min_interval", f"min_interval ({self.caps.min_interval_s:g} s) not yet passed"
         recent = sum(1 for d in self.dispensed if t - d < 60.0)
         if recent >= self.caps.max_per_minute:
-            return f"max_per_minute ({self.caps.max_per_minute}) reached"
+            return "max_per_minute", f"max_per_minute ({self.caps.max_per_minute}) reached"
         return None
 
-    def request(self, source: str = "brain", request_id: int = 0, now: float | None = None) -> bool:
+    def request(self, source: TreatSource = "brain", request_id: int = 0, now: float | None = None) -> bool:
         """Ask for a treat on the next beat (or downbeat). False if refused now."""
         now = self.timeline.clock() if now is None else now
         with self._lock:
-            reason = None
+            refusal: tuple[Refusal, str] | None = None
             if not self.enabled:
-                reason = "dispenser disabled in config"
+                refusal = "disabled", "dispenser disabled in config"
             elif not self.beats.running:
-                reason = "no beat clock running"
+                refusal = "no_beat", "no beat clock running"
             elif self._pending is not None:
-                reason = "a treat is already due on the next beat"
-            if reason is None:
+                refusal = "pending", "a treat is already due on the next beat"
+            if refusal is None:
                 beat = self.beats.next_beat(now, downbeat=self.downbeat_only)
                 at = self.beats.time_of_beat(beat)
-                reason = self._violation(at)
-            if reason is not None:
-                self._refuse(source, request_id, reason, -1)
-                return False
-            handle = self.timeline.at(at, self._fire, source, request_id, beat, at)
-            self._pending = (handle, beat)
+                refusal = self.violation(at)
+            if refusal is None:
+                handle = self.timeline.at(at, self._fire, source, request_id, beat, at)
+                self._pending = (handle, beat)
+        if refusal is not None:
+            self._refuse(source, request_id, refusal, -1)
+            return False
         return True
 
-    def _fire(self, source: str, request_id: int, beat: int, at: float) -> None:
+    def _fire(self, source: TreatSource, request_id: int, beat: int, at: float) -> None:
         with self._lock:
             self._pending = None
-            reason = self._violation(at)
-            if reason is None:
+            refusal = self.violation(at)
+            if refusal is None:
                 self.pin.write(self.active_high)
                 self.dispensed.append(at)
                 while self.dispensed and at - self.dispensed[0] > 3600:
                     self.dispensed.popleft()
                 self.total += 1
-        if reason is not None:
-            self._refuse(source, request_id, reason, beat)
+        if refusal is not None:
+            self._refuse(source, request_id, refusal, beat)
             return
         self.timeline.at(at + self.pulse_s, self.pin.write, not self.active_high)
         if self.on_result:
-            self.on_result("dispensed", source, request_id, "", beat)
+            self.on_result(TreatResult(outcome="dispensed", source=source, request_id=request_id, beat_index=beat))
 
-    def _refuse(self, source: str, request_id: int, reason: str, beat: int) -> None:
-        self.refusals[reason.split(" ")[0]] += 1
+    def _refuse(self, source: TreatSource, request_id: int, refusal: tuple[Refusal, str], beat: int) -> None:
+        self.refusals[refusal[0]] += 1
         if self.on_result:
-            self.on_result("refused", source, request_id, reason, beat)
+            self.on_result(TreatResult(outcome="refused", source=source, request_id=request_id, refusal=refusal[0],
+                                       detail=refusal[1], beat_index=beat))
 
     def close(self) -> None:
         """Cancel a pending treat and leave the pin inactive. Safe twice."""

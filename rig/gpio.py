@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable, Literal
 
-from neurojam.errors import DeviceError
+from core.errors import DeviceError
 
 Pull = Literal["up", "down", "off"]
 EdgeCallback = Callable[[bool, float], None]

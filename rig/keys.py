@@ -8,13 +8,20 @@ import sys
 import termios
 import threading
 import tty
+from typing import Callable
 
 from rig.gpio import SimInputPin
+from rig.pads import Pad
+from rig.timeline import Timeline
 
 
 class KeyboardPads:
-    def __init__(self, node, hold_s: float = 0.12) -> None:
-        self.node, self.hold_s = node, hold_s
+    """Presses sim pads from the terminal; gets only the pads, the timeline (to release), a treat request and stop."""
+
+    def __init__(self, pads: list[Pad], timeline: Timeline, *, request_treat: Callable[[], object],
+                 stop: Callable[[], None], hold_s: float = 0.12) -> None:
+        self.pads, self.timeline, self.hold_s = pads, timeline, hold_s
+        self.request_treat, self.stop = request_treat, stop
         self._stop = threading.Event()
         self._fd = sys.stdin.fileno() if sys.stdin.isatty() else None
         self._saved = termios.tcgetattr(self._fd) if self._fd is not None else None
@@ -24,20 +31,19 @@ class KeyboardPads:
         tty.setcbreak(self._fd)
         self._thread = threading.Thread(target=self._run, name="keyboard-pads", daemon=True)
         self._thread.start()
-        print("rig: keys 1-%d press pads, t = treat, q = quit" % len(node.pads), flush=True)
+        print("rig: keys 1-%d press pads, t = treat, q = quit" % len(pads), flush=True)
 
     def press(self, key: str) -> None:
-        node = self.node
         if key == "q":
-            node.stop_event.set()
+            self.stop()
         elif key == "t":
-            node.dispenser.request(source="manual")
-        elif key.isdigit() and 1 <= int(key) <= len(node.pads):
-            pad = node.pads[int(key) - 1]
+            self.request_treat()
+        elif key.isdigit() and 1 <= int(key) <= len(self.pads):
+            pad = self.pads[int(key) - 1]
             if isinstance(pad.pin, SimInputPin):
                 pressed = not pad.active_low
                 pad.pin.drive(pressed)
-                node.timeline.after(self.hold_s, pad.pin.drive, not pressed)
+                self.timeline.after(self.hold_s, pad.pin.drive, not pressed)
 
     def _run(self) -> None:
         while not self._stop.is_set():

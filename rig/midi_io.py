@@ -15,7 +15,7 @@ from typing import Callable
 
 import mido
 
-from neurojam.errors import DeviceError
+from core.errors import DeviceError
 
 
 class NoteOutput:
@@ -133,5 +133,10 @@ def open_input(name: str, backend_name: str, callback: Callable[[mido.Message], 
 
 
 def list_ports(backend_name: str) -> tuple[list[str], list[str]]:
+    """(inputs, outputs); a MIDI system that cannot be asked is a DeviceError with its cause."""
     be = backend(backend_name)
-    return be.get_input_names(), be.get_output_names()
+    try:
+        return be.get_input_names(), be.get_output_names()
+    except Exception as exc:
+        raise DeviceError(f"cannot list MIDI ports with {backend_name} ({type(exc).__name__}: {exc}). Is a MIDI "
+                          f"system running (ALSA sequencer or JACK)? `neurojam doctor` checks.") from exc

@@ -13,23 +13,23 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import mido
 
+from bridge.config import BridgeConfig
 from bridge.link import Link
-from bridge.messages import Accomp, Beat, Control, Hello, Neurons, Note, Pad, Reward
-from bridge.session import SessionRecorder, new_session_dir
-from neurojam.config import Config, to_dict
-from neurojam.errors import DeviceError
+from bridge.messages import Accomp, Beat, Hello, Neurons, Note, Pad, TreatRequest, TreatResult
+from core.config import to_dict
+from recording.config import SessionConfig
+from recording.export import load_midi
+from recording.log import SessionRecorder, new_session_dir
 from rig import gpio
-from rig.beat import BeatClock, MidiClockFollower
-from rig.dispenser import OnBeatRewardRule, TreatCaps, TreatDispenser
-from rig.midi_io import NoteOutput, NullOutput, open_input, open_output
+from rig.config import RigConfig
+from rig.devices import build_devices
+from rig.midi_io import NoteOutput, open_input
 from rig.pads import Pad as PadDevice
-from rig.scheduler import AccompScheduler
-from rig.sim import SimulatedHuman, SimulatedPet, load_midi
-from rig.timeline import Timeline
+from rig.sim import SimulatedHuman
 
 log = logging.getLogger("neurojam.rig")
 SOFTWARE = "neurojam-rig/0.1"
@@ -40,18 +40,28 @@ def _percentile(values, q: float) -> float | None:
     return values[min(len(values) - 1, int(len(values) * q))] if values else None
 
 
+class RigSettings(Protocol):
+    """What the rig node reads: its own section, the wire's and the recorder's (``neurojam.config.Config`` is one)."""
+
+    rig: RigConfig
+    bridge: BridgeConfig
+    session: SessionConfig
+
+
 class RigNode:
-    def __init__(self, config: Config, *, output: NoteOutput | None = None,
+    """Routes between the devices (:func:`rig.devices.build_devices`), the wire and the recording."""
+
+    def __init__(self, config: RigSettings, *, output: NoteOutput | None = None,
                  pin_factory: gpio.PinFactory | None = None, clock: Callable[[], float] = time.monotonic,
                  session_dir: str | Path | None = None, record: bool | None = None, meta: dict | None = None) -> None:
         self.config = config
         rc = config.rig
         self.clock = clock
         self.stop_event = threading.Event()
-        self.timeline = Timeline(clock)
-        self.beats = BeatClock(self.timeline, rc.tempo_bpm, rc.beats_per_bar, external=rc.midi.clock == "external")
-        self.factory = pin_factory or gpio.pin_factory(rc.gpio.backend, clock)
-        self.output = output if output is not None else self._open_output()
+        self.devices = build_devices(rc, output=output, pin_factory=pin_factory, clock=clock)
+        d = self.devices
+        self.timeline, self.beats, self.output, self.pads = d.timeline, d.beats, d.output, d.pads
+        self.dispenser, self.scheduler = d.dispenser, d.scheduler
 
         record = config.session.record if record is None else record
         self.recorder: SessionRecorder | None = None
@@ -63,56 +73,18 @@ class RigNode:
         self.link = Link("rig", rc.node_id, host=b.host, events_port=b.events_port, commands_port=b.commands_port,
                          heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s, hwm=b.hwm, tap=self.recorder, clock=clock)
 
-        self.pads: list[PadDevice] = []
-        for i, pc in enumerate(rc.pads):
-            pad = PadDevice(i, self.factory.input_pin(pc.pin, pc.pull), active_low=pc.active == "low",
-                            debounce_ms=pc.debounce_ms, timeline=self.timeline, name=pc.name)
+        for pad in self.pads:
             pad.when_pressed = self._pad_pressed
             pad.when_released = self._pad_released
-            self.pads.append(pad)
-        files = {i: pc.sound.file for i, pc in enumerate(rc.pads) if pc.sound.file}
-        self.samples = None
-        if files:
-            from rig.audio import SamplePlayer
-            self.samples = SamplePlayer(files)
-
-        dc = rc.dispenser
-        self.dispenser = TreatDispenser(
-            self.factory.output_pin(dc.pin, initial=not dc.active_high), self.timeline, self.beats,
-            TreatCaps(dc.min_interval_s, dc.max_per_minute, dc.max_per_session), pulse_s=dc.pulse_ms / 1000,
-            downbeat_only=dc.dispense_on == "next_downbeat", active_high=dc.active_high, enabled=dc.enabled,
-            on_result=self._treat_result)
-        self.reward_rule = OnBeatRewardRule(self.dispenser, self.beats, rc.reward.tolerance_ms / 1000) \
-            if rc.reward.enabled else None
-        sc = rc.scheduler
-        self.scheduler = AccompScheduler(self.timeline, self.beats, self.output, late=sc.late,
-                                         late_tolerance_s=sc.late_tolerance_ms / 1000, max_voices=sc.max_voices)
+        self.dispenser.on_result = self._treat_result
         self.scheduler.on_note = self._brain_note_played
         self.beats.listeners.append(self._on_beat)
-        self.clock_follower = MidiClockFollower(self.beats) if self.beats.external else None
         self.keyboard = open_input(rc.midi.input, rc.midi.backend, self._keyboard_msg) if rc.midi.input else None
-
-        self.pet: SimulatedPet | None = None
-        if rc.sim_pet.enabled:
-            pins = [p.pin for p in self.pads if isinstance(p.pin, gpio.SimInputPin)]
-            self.pet = SimulatedPet(pins, self.timeline, self.beats, presses_per_beat=rc.sim_pet.presses_per_beat,
-                                    on_beat_probability=rc.sim_pet.on_beat_probability, seed=rc.sim_pet.seed)
         self.human: SimulatedHuman | None = None
         self.brain_alive = False
         self.last_neurons: Neurons | None = None
         self.counts = {"pad_presses": 0, "human_notes": 0, "beats": 0, "treats_dispensed": 0, "treats_refused": 0}
         self._closed = False
-
-    # -- set-up helpers ------------------------------------------------------------
-    def _open_output(self) -> NoteOutput:
-        m = self.config.rig.midi
-        try:
-            return open_output(m.output, m.backend, m.virtual_output)
-        except DeviceError as exc:
-            if m.output is not None:
-                raise
-            log.warning("no MIDI output (%s); pads and accompaniment are recorded but not heard", exc)
-            return NullOutput()
 
     def play_midi_file(self, path: str | Path, loop: bool = True) -> SimulatedHuman:
         self.human = SimulatedHuman(load_midi(path), self.timeline, self._keyboard_msg_at, loop=loop)
@@ -121,7 +93,8 @@ class RigNode:
     # -- the pet's pads ----------------------------------------------------------
     def _pad_pressed(self, pad: PadDevice, t: float) -> None:
         sound = self.config.rig.pads[pad.index].sound
-        if not (self.samples and self.samples.play(pad.index)):
+        samples = self.devices.samples
+        if not (samples and samples.play(pad.index)):
             for note in sound.notes:  # sound first: nothing waits for the network
                 self.output.note_on(sound.channel, note, sound.velocity)
             self.timeline.at(t + sound.duration, self._pad_sound_off, sound.channel, tuple(sound.notes))
@@ -129,8 +102,8 @@ class RigNode:
         self.link.send(Pad(pad=pad.index, down=True))
         for note in sound.notes:
             self.link.send(Note(source="pet", note=note, velocity=sound.velocity, on=True, channel=sound.channel))
-        if self.reward_rule:
-            self.reward_rule.pressed(t)
+        if self.devices.reward_rule:
+            self.devices.reward_rule.pressed(t)
 
     def _pad_sound_off(self, channel: int, notes: tuple[int, ...]) -> None:
         for note in notes:
@@ -153,8 +126,8 @@ class RigNode:
                 self.output.send(msg)
             self.link.send(Note(source="human", note=msg.note, velocity=msg.velocity if on else 0, on=on,
                                 channel=msg.channel))
-        elif self.clock_follower and msg.type in ("clock", "start", "stop", "continue"):
-            self.clock_follower.handle(msg.type, t)
+        elif self.devices.clock_follower and msg.type in ("clock", "start", "stop", "continue"):
+            self.devices.clock_follower.handle(msg.type, t)
 
     def _brain_note_played(self, on: bool, channel: int, note: int, velocity: int) -> None:
         """Record what the rig really played for the brain (late notes dropped, caps applied)."""
@@ -171,30 +144,20 @@ class RigNode:
             self.output.note_on(m.channel, note, m.velocity)
             self.timeline.at(t + 0.05, self.output.note_off, m.channel, note)
 
-    def _treat_result(self, action: str, source: str, request_id: int, reason: str, beat: int) -> None:
-        self.counts["treats_dispensed" if action == "dispensed" else "treats_refused"] += 1
-        if action == "refused":
-            log.info("treat refused (%s, from %s)", reason, source)
-        self.link.send(Reward(action=action, source=source, request_id=request_id, reason=reason, beat_index=beat))
+    def _treat_result(self, result: TreatResult) -> None:
+        self.counts["treats_dispensed" if result.outcome == "dispensed" else "treats_refused"] += 1
+        if result.outcome == "refused":
+            log.info("treat refused (%s, from %s)", result.detail, result.source)
+        self.link.send(result)
 
     # -- commands from the brain -----------------------------------------------------
     def handle(self, msg) -> None:
         if isinstance(msg, Accomp):
             self.scheduler.schedule(msg)
-        elif isinstance(msg, Reward) and msg.action == "request":
+        elif isinstance(msg, TreatRequest):  # from the wire: never the rig's own rule
             self.dispenser.request(source=msg.source if msg.source != "rig" else "brain", request_id=msg.request_id)
         elif isinstance(msg, Neurons):
             self.last_neurons = msg
-        elif isinstance(msg, Control):
-            if msg.action == "tempo":
-                if 20 <= msg.tempo_bpm <= 300:
-                    self.beats.set_tempo(msg.tempo_bpm)
-                else:
-                    log.warning("ignored tempo %.1f BPM: allowed 20..300", msg.tempo_bpm)
-            elif msg.action == "treat":
-                self.dispenser.request(source="manual", request_id=msg.seq)
-            elif msg.action == "stop":
-                self.stop_event.set()
         elif isinstance(msg, Hello):
             log.info("brain %s says hello", msg.node)
 
@@ -216,7 +179,7 @@ class RigNode:
             "counts": dict(self.counts),
             "scheduler": dict(self.scheduler.counts),
             "treat_refusals": dict(self.dispenser.refusals),
-            "on_beat_presses": self.reward_rule.on_beat_presses if self.reward_rule else None,
+            "on_beat_presses": self.devices.reward_rule.on_beat_presses if self.devices.reward_rule else None,
             "timeline_late_us_p50": None if not late else round(_percentile(late, 0.5) * 1e6, 1),
             "timeline_late_us_p99": None if not late else round(_percentile(late, 0.99) * 1e6, 1),
             "recorder": None if not self.recorder else {"recorded": self.recorder.recorded,
@@ -257,26 +220,17 @@ class RigNode:
         if self._closed:
             return
         self._closed = True
-        self.scheduler.all_notes_off()
-        self.timeline.stop()
-        self.dispenser.close()
-        self.output.all_notes_off()
         if self.keyboard is not None:
             self.keyboard.close()
-        if self.samples is not None:
-            self.samples.close()
-        for pad in self.pads:
-            pad.close()
-        self.output.close()
+        self.devices.close()
         stats = self.stats()
         self.link.close()
-        self.factory.close()
         if self.recorder:
             self.recorder.write_stats(stats)
             self.recorder.close(counts=stats["counts"])
 
 
-def run_rig(config: Config, seconds: float | None = None, session_dir: str | None = None,
+def run_rig(config: RigSettings, seconds: float | None = None, session_dir: str | None = None,
             human: str | None = None, keyboard_pads: bool = False) -> int:
     node = RigNode(config, session_dir=session_dir)
     human_file = human or config.rig.sim_human.midi_file
@@ -285,10 +239,11 @@ def run_rig(config: Config, seconds: float | None = None, session_dir: str | Non
     keys = None
     if keyboard_pads:
         from rig.keys import KeyboardPads
-        keys = KeyboardPads(node)
+        keys = KeyboardPads(node.pads, node.timeline, request_treat=lambda: node.dispenser.request(source="manual"),
+                            stop=node.stop_event.set)
     previous = {sig: signal.signal(sig, lambda *_: node.stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     where = node.recorder.path if node.recorder else "(not recording)"
-    print(f"rig: {len(node.pads)} pads, {config.rig.tempo_bpm:g} BPM, GPIO {node.factory.name}, "
+    print(f"rig: {len(node.pads)} pads, {config.rig.tempo_bpm:g} BPM, GPIO {node.devices.factory.name}, "
           f"session {where}; Ctrl-C to stop", flush=True)
     try:
         node.run(seconds)

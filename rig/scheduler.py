@@ -48,14 +48,16 @@ class AccompScheduler:
                     continue
                 self.counts["late_played"] += 1
                 due = now
-            with self._lock:
-                handle = self.timeline.at(due, self._note_on, note, due)
-                self._pending.add(handle)
+            with self._lock:  # held until the handle is stored, so _note_on always finds it
+                cell: list[int] = []
+                cell.append(self.timeline.at(due, self._note_on, note, due, cell))
+                self._pending.add(cell[0])
             self.counts["scheduled"] += 1
 
-    def _note_on(self, note: AccompNote, due: float) -> None:
+    def _note_on(self, note: AccompNote, due: float, cell: list[int]) -> None:
         key = (note.channel, note.note)
         with self._lock:
+            self._pending.discard(cell[0])
             if key in self._voices:  # same note again: restart it cleanly
                 self.timeline.cancel(self._voices.pop(key))
                 self.output.note_off(*key)

@@ -9,12 +9,10 @@ Both are seeded and scheduled on the rig's timeline.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Callable
 
 import mido
 
-from neurojam.errors import DeviceError
 from rig.beat import BeatClock
 from rig.gpio import SimInputPin
 from rig.timeline import Timeline
@@ -40,7 +38,7 @@ class SimulatedPet:
             return
         whole = int(self.rate)
         count = whole + (1 if self.rng.random() < self.rate - whole else 0)
-        period = 60.0 / tempo
+        period = self.beats.period
         for k in range(count):
             pin = self.rng.choice(self.pins)
             # Aim at the next beat: on it, or off by 20-45% of a beat; extra presses spread over the beat.
@@ -48,7 +46,7 @@ class SimulatedPet:
                 offset = 0.0
             else:
                 offset = self.rng.choice([-1, 1]) * self.rng.uniform(0.2, 0.45) * period
-            press_at = t + period + offset + k * period / max(1, count)
+            press_at = self.beats.time_of_beat(index + 1) + offset + k * period / max(1, count)
             hold = min(self.rng.uniform(0.08, 0.2), period / max(1, count) * 0.8)
             pressed, released = (not self.active_low), self.active_low
             self.timeline.at(press_at, pin.drive, pressed)
@@ -56,15 +54,6 @@ class SimulatedPet:
             self.timeline.at(press_at + 0.004, pin.drive, pressed)
             self.timeline.at(press_at + hold, pin.drive, released)
             self.presses += 1
-
-
-def load_midi(path: str | Path) -> mido.MidiFile:
-    try:
-        return mido.MidiFile(str(path))
-    except FileNotFoundError as exc:
-        raise DeviceError(f"{path}: MIDI file not found.") from exc
-    except Exception as exc:
-        raise DeviceError(f"{path}: not a readable Standard MIDI File ({exc}).") from exc
 
 
 class SimulatedHuman:

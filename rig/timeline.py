@@ -35,6 +35,8 @@ class Timeline:
         self.clock = clock
         self.spin_s = spin_s
         self._heap: list[tuple[float, int, Callable, tuple]] = []
+        self._live: set[int] = set()
+        """Handles still in the heap; a cancel of anything else (already run) is a no-op, so nothing piles up."""
         self._cancelled: set[int] = set()
         self._ids = itertools.count()
         self._cond = threading.Condition()
@@ -49,6 +51,7 @@ class Timeline:
         handle = next(self._ids)
         with self._cond:
             heapq.heappush(self._heap, (when, handle, fn, args))
+            self._live.add(handle)
             self._cond.notify()
         return handle
 
@@ -57,7 +60,24 @@ class Timeline:
 
     def cancel(self, handle: int) -> None:
         with self._cond:
-            self._cancelled.add(handle)
+            if handle in self._live:
+                self._live.discard(handle)
+                self._cancelled.add(handle)
+
+    def _take(self) -> tuple[float, int, Callable, tuple] | None:
+        """Pop the heap's head (under the lock); None if it was cancelled."""
+        item = heapq.heappop(self._heap)
+        if item[1] in self._cancelled:
+            self._cancelled.discard(item[1])
+            return None
+        self._live.discard(item[1])
+        return item
+
+    @property
+    def pending(self) -> int:
+        """Actions still to run (for stats and the leak tests)."""
+        with self._cond:
+            return len(self._live)
 
     def next_due(self) -> float | None:
         with self._cond:
@@ -67,11 +87,9 @@ class Timeline:
         due = []
         with self._cond:
             while self._heap and self._heap[0][0] <= now:
-                when, handle, fn, args = heapq.heappop(self._heap)
-                if handle in self._cancelled:
-                    self._cancelled.discard(handle)
-                    continue
-                due.append((when, fn, args))
+                item = self._take()
+                if item is not None:
+                    due.append((item[0], item[2], item[3]))
         return due
 
     def _run(self, when: float, fn: Callable, args: tuple) -> None:
@@ -88,10 +106,10 @@ class Timeline:
             with self._cond:
                 if not self._heap or self._heap[0][0] > t:
                     break
-                when, handle, fn, args = heapq.heappop(self._heap)
-                if handle in self._cancelled:
-                    self._cancelled.discard(handle)
+                item = self._take()
+                if item is None:
                     continue
+                when, _, fn, args = item
             if isinstance(self.clock, ManualClock):
                 self.clock.now = max(self.clock.now, when)
             self._run(when, fn, args)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from neurojam.demo import free_port_pair  # noqa: F401  (tests import it from here)
+from neurojam.cli.demo import free_port_pair  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 

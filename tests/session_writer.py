@@ -4,7 +4,7 @@ import sys
 import time
 
 from bridge.messages import Note, encode
-from bridge.session import SessionRecorder
+from recording.log import SessionRecorder
 
 rec = SessionRecorder(sys.argv[1], {"node": "test"}, flush_ms=20)
 i = 0

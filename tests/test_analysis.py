@@ -149,7 +149,7 @@ class Sections(HTMLParser):
 
 
 def test_report_has_every_section_and_is_self_contained(tmp_path):
-    from neurojam.report import build_report
+    from brain.report import build_report
 
     session = synthetic_session(tmp_path / "s", bars=8)
     out = build_report(session, tmp_path / "r.html", model_name="notes-default", progress=False)

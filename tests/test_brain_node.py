@@ -6,9 +6,10 @@ import sys
 import time
 
 import msgspec
+import pytest
 
 from bridge.link import Link
-from bridge.messages import Accomp, Beat, Control, Hello, Neurons, Note, Pad, Ping
+from bridge.messages import Accomp, Beat, Hello, MessageError, Neurons, Note, Pad, Ping, Steer, SteerReply
 from tests.conftest import ROOT, run_cli
 
 
@@ -85,16 +86,17 @@ def test_brain_survives_garbage_and_refuses_bad_requests(ports):
                       msgspec.msgpack.encode({"kind": "teleport"}),
                       msgspec.msgpack.encode({"kind": "note", "source": "pet", "note": 999})):
             raw.send(frame)
-        rig.send(Control(action="steer", layer=0, neuron=100000, factor=0.0))
-        rig.send(Control(action="steer", layer=99, neuron=1, factor=0.0))
-        rig.send(Control(action="steer", layer=0, neuron=5, factor=99.0))
-        rig.send(Control(action="steer", layer=1, neuron=5, factor=0.0))
-        got = collect(rig, 10, until=lambda g: sum(isinstance(m, Control) for m in g) >= 4)
-        refusals = [m.reason for m in got if isinstance(m, Control) and m.action == "refused"]
-        assert len(refusals) == 3
+        rig.send(Steer(layer=0, neuron=100000, factor=0.0))
+        rig.send(Steer(layer=99, neuron=1, factor=0.0))
+        raw.send(msgspec.msgpack.encode({"kind": "steer", "v": 2, "node": "x", "layer": 0, "neuron": 5, "factor": 99.0}))
+        rig.send(Steer(layer=1, neuron=5, factor=0.0))
+        got = collect(rig, 10, until=lambda g: sum(isinstance(m, SteerReply) for m in g) >= 3)
+        refusals = [m.reason for m in got if isinstance(m, SteerReply) and not m.applied]
+        assert len(refusals) == 2
         assert any("valid: 0..511" in r for r in refusals) and any("valid: 0..1" in r for r in refusals)
-        assert any("factor" in r for r in refusals)
-        assert any(isinstance(m, Control) and m.action == "ack" for m in got)
+        assert any(isinstance(m, SteerReply) and m.applied for m in got)
+        with pytest.raises(MessageError, match="factor"):  # out of range fails at the sender, not at the brain
+            rig.send(Steer(layer=0, neuron=5, factor=99.0))
         play(rig, time.monotonic(), beats=4)  # still working
         got = collect(rig, 10, until=lambda g: any(isinstance(m, Neurons) for m in g))
         assert any(isinstance(m, Neurons) for m in got)
@@ -120,7 +122,7 @@ def test_steer_command_reaches_a_running_brain(ports):
     sets = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}"]
     try:
         ok = run_cli("steer", "1.42", "0", *sets)
-        assert ok.returncode == 0 and "applied steer" in ok.stdout, ok.stdout + ok.stderr
+        assert ok.returncode == 0 and "the brain applied 1.42 × 0" in ok.stdout, ok.stdout + ok.stderr
         bad = run_cli("steer", "1.4200", "0", *sets)
         assert bad.returncode == 2 and "valid: 0..511" in bad.stderr
     finally:

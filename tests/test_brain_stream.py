@@ -3,12 +3,13 @@
 import pytest
 import torch
 
+from brain.config import SonifyConfig
 from brain.encoder import NoteText, align_tokens, note_word, vocabulary
 from brain.models import ModelError, build_tiny, load_model
 from brain.neuron_stats import direct_logit_effect, promoted_notes
+from brain.rig_view import RigView
 from brain.sonify import Sonifier
 from brain.stream import Hit, NeuronStream, StreamEvent
-from neurojam.config import SonifyConfig
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +105,10 @@ def test_direct_logit_pitch_selection():
         model.bridge.blocks[1].mlp.out.weight[:, 7] = W_U[:, g4] * 50  # plant: neuron 1.7 writes G4's unembedding
     assert int(direct_logit_effect(model, 1, 7).argmax()) == g4
     assert int(promoted_notes(model)[1, 7]) == 67
-    son = Sonifier(SonifyConfig(), {(1, 7): 67})
+    son = Sonifier(SonifyConfig(), RigView(), {(1, 7): 67})
     assert son.pitch(Hit(1, 7, 1.0, 1.0)) % 12 == 7
     # without note words a stable hash into the scale decides
-    hashed = Sonifier(SonifyConfig(scale="major", key="D", follow_key=False))
+    hashed = Sonifier(SonifyConfig(scale="major", key="D", follow_key=False), RigView())
     p = hashed.pitch(Hit(0, 3, 1.0, 1.0))
     assert (p - 2) % 12 in (0, 2, 4, 5, 7, 9, 11) and p == hashed.pitch(Hit(0, 3, 1.0, 1.0))
 
@@ -136,9 +137,16 @@ def test_out_of_range_neurons_and_factors_are_refused(tiny):
     s = NeuronStream(tiny)
     with pytest.raises(ModelError, match=r"neuron 100000 is out of range .*valid: 0\.\.63"):
         s.steering.set(0, 100000, 0.0)
-    with pytest.raises(ModelError, match="factor 99"):
-        s.steering.set(0, 1, 99.0)
     s.close()
+    # the factor's range is checked where a factor enters: the config section and the steer message
+    from bridge.messages import MessageError, Steer, encode
+    from core.errors import ConfigError
+    from neurojam.config import load_config
+
+    with pytest.raises(ConfigError, match=r"brain.steering\[0\].factor.*<= 10"):
+        load_config(None, ["brain.steering=[{layer: 0, neuron: 1, factor: 99}]"])
+    with pytest.raises(MessageError, match="factor"):
+        encode(Steer(layer=0, neuron=1, factor=99.0))
 
 
 def test_unknown_model_name_suggests():

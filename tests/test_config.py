@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from neurojam.config import load_config
-from neurojam.errors import ConfigError
 from tests.conftest import run_cli
 
 
@@ -95,8 +95,27 @@ def test_schema_lists_every_section():
 
 
 def test_config_reference_doc_is_current():
-    from neurojam.config_reference import render
+    from neurojam.cli.config_reference import render
     from tests.conftest import ROOT
 
     assert (ROOT / "docs" / "config-reference.md").read_text().strip() == render().strip(), \
         "regenerate with: neurojam config schema > docs/config-reference.md"
+
+
+def test_default_yaml_is_what_config_show_prints():
+    """The defaults live in the section Structs only; configs/default.yaml is their printout."""
+    from neurojam.config import default_yaml
+    from tests.conftest import ROOT
+
+    shipped = (ROOT / "configs" / "default.yaml").read_text()
+    assert shipped == default_yaml(), "regenerate with: python -c 'from neurojam.config import default_yaml; " \
+                                      "print(default_yaml(), end=\"\")' > configs/default.yaml"
+    r = run_cli("config", "show")
+    assert r.returncode == 0 and r.stdout in shipped
+
+
+def test_the_pads_default_lives_in_the_rig_section():
+    from rig.config import RigConfig
+
+    assert [p.name for p in RigConfig().pads] == ["kick", "snare", "bell", "low"]
+    assert load_config(None, ["rig.pads=[]"]).rig.pads == []  # a layer replaces the list

@@ -10,9 +10,9 @@ import wave
 
 import numpy as np
 
-from bridge.jam import jam_from_log
-from bridge.messages import Reward
-from bridge.session import read_session
+from bridge.messages import TreatResult
+from recording.jam import jam_from_log
+from recording.log import read_session
 from tests.conftest import ROOT
 
 
@@ -32,7 +32,7 @@ def test_short_demo_leaves_a_full_jam(tmp_path):
     jam = jam_from_log(log)
     for r in log.records:  # every dispensed treat was pulsed on a beat
         m = r.msg
-        if isinstance(m, Reward) and m.action == "dispensed":
+        if isinstance(m, TreatResult) and m.outcome == "dispensed":
             assert abs(m.t - jam.time_of_beat(m.beat_index)) < 0.01
     assert (tmp_path / "jam.mid").stat().st_size > 100
     with wave.open(str(tmp_path / "jam.wav")) as w:

@@ -66,7 +66,7 @@ def test_configs_found_outside_the_checkout(tmp_path):
     import sys
 
     shutil.copytree(ROOT / "configs", tmp_path / "cfg")
-    code = "import neurojam.config as c; print(c.CONFIG_DIR)"
+    code = "import neurojam.config as c; print(c.resolve_profile('lab').parent)"
     env = {**os.environ, "NEUROJAM_CONFIG_DIR": str(tmp_path / "cfg"), "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0 and r.stdout.strip() == str(tmp_path / "cfg"), r.stderr  # the variable wins

@@ -2,10 +2,8 @@
 
 import sys
 
-import pytest
-
 from bridge.link import Link
-from neurojam import doctor
+from neurojam.cli import doctor
 from neurojam.config import load_config
 from tests import fake_rpi_gpio
 

@@ -1,19 +1,45 @@
-"""The Pi installs only neurojam[rig]: rig/ and bridge/ must never pull in torch."""
+"""The layout's rules, checked on the real import graph.
 
+- The Pi installs only neurojam[rig]: rig/, bridge/, recording/ and core/ never pull in torch.
+- The graph reads top-down: CLI (neurojam/) → nodes (rig/, brain/) → sessions (recording/) → wire (bridge/)
+  → config/errors (core/). Nothing below imports what sits above it.
+- ``import rig.node`` works from any working directory.
+"""
+
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
 HEAVY = ("torch", "transformers", "transformer_lens")
+PI_PACKAGES = ("core", "bridge", "recording", "rig")
+LAYERS = {"core": 0, "bridge": 1, "recording": 2, "rig": 3, "brain": 3, "neurojam": 4}
+"""Each package may import its own layer's siblings only where allowed below, and anything beneath it."""
+SIBLINGS_ALLOWED: set[tuple[str, str]] = set()
+"""(importer, imported) pairs on one layer that may import each other: none (rig and brain talk over the wire)."""
 
 
-@pytest.mark.parametrize("module", ["bridge", "bridge.messages", "bridge.link", "bridge.session", "bridge.export",
-                                    "bridge.jam", "bridge.selftest", "rig", "rig.node", "rig.timeline", "rig.keys", "rig.audio", "rig.gpio", "rig.dispenser", "rig.scheduler",
-                                    "rig.beat", "rig.midi_io", "rig.pads", "rig.sim", "neurojam.config",
-                                    "neurojam.cli"])
+def _modules(package: str) -> list[str]:
+    return sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                  for p in (ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level package names this file imports, at module level or inside functions."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("module", [m for pkg in PI_PACKAGES for m in _modules(pkg)])
 def test_module_imports_no_torch(module):
     code = (f"import importlib, sys; importlib.import_module({module!r}); "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
@@ -34,3 +60,35 @@ def test_the_whole_command_line_parser_imports_no_torch():
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "", r.stdout + r.stderr
+
+
+def layering_violations(root: Path = ROOT) -> list[str]:
+    bad = []
+    for package, layer in LAYERS.items():
+        for path in (root / package).rglob("*.py"):
+            for imported in _imports(path) & LAYERS.keys():
+                if imported == package:
+                    continue
+                if LAYERS[imported] > layer or (LAYERS[imported] == layer and
+                                                (package, imported) not in SIBLINGS_ALLOWED):
+                    bad.append(f"{path.relative_to(root)} imports {imported}")
+    return bad
+
+
+def test_the_import_graph_reads_top_down():
+    assert layering_violations() == []
+
+
+def test_the_layering_check_can_fail(tmp_path):
+    for pkg in LAYERS:
+        (tmp_path / pkg).mkdir()
+    (tmp_path / "rig" / "bad.py").write_text("def f():\n    from neurojam.cli import main\n")
+    (tmp_path / "bridge" / "bad.py").write_text("import recording.log\n")
+    assert sorted(layering_violations(tmp_path)) == ["bridge/bad.py imports recording", "rig/bad.py imports neurojam"]
+
+
+def test_rig_node_imports_from_any_directory(tmp_path):
+    code = "import rig.node, rig.devices; print('ok')"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -26,9 +26,17 @@ def test_number_keys_press_pads(tmp_path, ports):
                              f"session.dir={tmp_path}"])
     node = RigNode(cfg, output=RecordingOutput())
     node.beats.start()
-    keys = KeyboardPads(node)  # stdin is not a terminal here: no reader thread, press() still works
+    keys = KeyboardPads(node.pads, node.timeline, request_treat=lambda: None, stop=node.stop_event.set)  # stdin is not a terminal here: no reader thread, press() still works
     keys.press("2")
     keys.press("9")  # no such pad: ignored
     assert node.counts["pad_presses"] == 1 and node.pads[1].presses == 1
     keys.close()
     node.close()
+
+
+def test_a_failed_keyboard_probe_is_logged_with_its_cause(caplog):
+    from neurojam.cli.lab import find_keyboard
+
+    with caplog.at_level("WARNING"):
+        assert find_keyboard("mido.backends.no_such_backend") is None
+    assert "cannot list MIDI inputs" in caplog.text and "no_such_backend" in caplog.text

@@ -6,8 +6,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.messages import (
-    KINDS, MAX_FRAME_BYTES, Accomp, AccompNote, Beat, Control, FrameError, Heartbeat, Hello, NeuronHit,
-    Neurons, Note, Pad, Ping, Pong, Reward, decode, encode,
+    KINDS,
+    MAX_FRAME_BYTES,
+    Accomp,
+    AccompNote,
+    Beat,
+    FrameError,
+    Heartbeat,
+    Hello,
+    NeuronHit,
+    Neurons,
+    Note,
+    Pad,
+    Ping,
+    Pong,
+    Steer,
+    SteerReply,
+    TreatRequest,
+    TreatResult,
+    decode,
+    encode,
 )
 
 SAMPLES = [
@@ -20,9 +38,12 @@ SAMPLES = [
     Beat(index=17, bar=4, beat=1, beats_per_bar=4, tempo_bpm=112.0, time=123.25),
     Accomp(notes=[AccompNote(note=64, velocity=70, channel=2, duration=0.5, due_beat=18.5, neurons=["1.42"]),
                   AccompNote(note=52, due_time=124.0)], event_seq=9),
-    Reward(action="refused", source="brain", request_id=4, reason="min_interval", beat_index=20),
+    TreatRequest(source="brain", request_id=4, why="neuron 1.42 at 0.91"),
+    TreatResult(outcome="refused", source="brain", request_id=4, refusal="min_interval", detail="min_interval (8 s)",
+                beat_index=20),
     Neurons(event_seq=9, event_node="rig", text="C4", hits=[NeuronHit(layer=1, index=42, activation=2.5, normalized=0.9, label="after a rising 4th")]),
-    Control(action="steer", layer=0, neuron=5, factor=0.0),
+    Steer(layer=0, neuron=5, factor=0.0),
+    SteerReply(applied=False, layer=0, neuron=5, factor=0.0, reason="no neuron 0.5000"),
 ]
 
 

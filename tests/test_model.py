@@ -1,6 +1,5 @@
 """The shipped default model: offline loading, tokenizer, accuracy as stated, stats matching the weights."""
 
-import socket
 import subprocess
 import sys
 

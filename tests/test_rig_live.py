@@ -8,10 +8,9 @@ import sys
 import time
 
 import mido
-import pytest
 
 from bridge.link import Link
-from bridge.messages import Accomp, AccompNote, Beat, Hello, Note, Pad
+from bridge.messages import Accomp, AccompNote, Beat, Note, Pad
 from tests.conftest import ROOT
 
 JACK = "mido.backends.rtmidi/UNIX_JACK"
@@ -25,7 +24,7 @@ class RigProcess:
         self.keys = self.backend.open_output(self.keys_name, virtual=True)
         self.session = tmp_path / f"session-{name}"
         args = [sys.executable, "-m", "neurojam.cli", "rig", "--session", str(self.session),
-                "--set", f"rig.midi.backend={JACK}", "--set", f"rig.midi.output=null",
+                "--set", f"rig.midi.backend={JACK}", "--set", "rig.midi.output=null",
                 "--set", f"rig.midi.virtual_output={self.out_name}", "--set", f"rig.midi.input={self.keys_name}",
                 "--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}",
                 "--set", "bridge.heartbeat_s=0.1", "--set", "bridge.liveness_s=0.5", *sets]

@@ -80,7 +80,7 @@ def test_rpi_backend_against_stand_in_module(monkeypatch):
 
 def test_rpi_backend_off_a_pi_says_use_sim(monkeypatch):
     monkeypatch.setitem(sys.modules, "RPi", None)
-    from neurojam.errors import DeviceError
+    from core.errors import DeviceError
     with pytest.raises(DeviceError, match="RPi.GPIO is not available here; use gpio.backend: sim"):
         RPiPinFactory()
 
@@ -185,7 +185,7 @@ def make_dispenser(world, caps=TreatCaps(min_interval_s=8, max_per_minute=3, max
     pin = f.output_pin(27)
     results = []
     d = TreatDispenser(pin, tl, beats, caps, pulse_s=0.15, downbeat_only=downbeat,
-                       on_result=lambda *a: results.append(a))
+                       on_result=results.append)
     beats.start(100.0)
     return pin, d, results
 
@@ -204,9 +204,11 @@ def test_treat_caps_hold_under_a_flood(world):
     assert 0 < len(pulses) <= caps.max_per_session
     assert all(b - a >= caps.min_interval_s - 1e-9 for a, b in zip(pulses, pulses[1:]))
     assert all(sum(1 for q in pulses if 0 <= p - q < 60) <= caps.max_per_minute for p in pulses)
-    assert sum(1 for r in results if r[0] == "dispensed") == len(pulses)
-    assert sum(1 for r in results if r[0] == "refused") == 1000 - len(pulses)
-    assert any("max_per_session" in r[3] for r in results)
+    assert sum(1 for r in results if r.outcome == "dispensed") == len(pulses)
+    assert sum(1 for r in results if r.outcome == "refused") == 1000 - len(pulses)
+    assert any(r.refusal == "max_per_session" for r in results)
+    assert sum(d.refusals.values()) == 1000 - len(pulses)  # counted by reason code, every one
+    assert set(d.refusals) <= {"max_per_session", "min_interval", "max_per_minute", "pending"}
     assert pin.level is False
 
 
@@ -237,3 +239,50 @@ def test_on_beat_press_earns_a_treat_off_beat_does_not(world):
     assert rule.pressed(101.53) is True    # 30 ms after a beat
     tl.advance_to(104.0)
     assert len(pin.pulses()) == 1 and beats.beat_at(pin.pulses()[0]) == pytest.approx(4.0)
+
+
+def test_a_result_handler_that_asks_for_a_treat_does_not_deadlock(world):
+    """on_result runs with no lock held: a handler may request again (it used to deadlock on the lock)."""
+    import threading
+
+    clock, tl, beats = world
+    pin, d, results = make_dispenser(world, TreatCaps(min_interval_s=1, max_per_minute=30, max_per_session=3))
+    asked = []
+
+    def ask_again(result):
+        results.append(result)
+        if len(asked) < 5:
+            asked.append(d.request(source="rig", now=clock()))
+
+    d.on_result = ask_again
+    done = threading.Event()
+
+    def run():
+        d.request(now=100.1)
+        tl.advance_to(200.0)
+        done.set()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    assert done.wait(5), "the dispenser deadlocked when its result handler asked for another treat"
+    assert len(pin.pulses()) == 3 and results[-1].refusal in ("max_per_session", "pending")
+
+
+def test_a_long_jam_holds_only_live_handles(world):
+    """10 minutes of accompaniment at 8 notes a beat, with a brain dropout each minute: nothing piles up."""
+    clock, tl, beats = world
+    out = RecordingOutput(clock)
+    sched = AccompScheduler(tl, beats, out, max_voices=64)
+    beats.start(100.0)
+    for beat in range(1200):  # 10 minutes at 120 BPM
+        tl.advance_to(100.0 + beat * 0.5)
+        sched.schedule(Accomp(notes=[AccompNote(note=48 + k, due_beat=beat + 1 + k / 8, duration=0.1)
+                                     for k in range(8)]))
+        if beat % 120 == 119:
+            sched.all_notes_off()
+    tl.advance_to(100.0 + 1200 * 0.5 + 5)
+    assert out.sounding == set()
+    assert len(sched._pending) == 0 and len(sched._voices) == 0
+    assert len(tl._cancelled) == 0
+    assert tl.pending == 1  # only the beat clock's next tick
+    assert sched.counts["played"] > 8000

@@ -41,7 +41,7 @@ def test_close_leaves_dispenser_low_and_nothing_sounding(tmp_path, ports):
     node.close()
     node.close()  # safe twice
     assert node.output.sounding == set()
-    assert node.factory.outputs[27].level is False
+    assert node.devices.factory.outputs[27].level is False
     assert any(m.type == "control_change" and m.control == 123 for _, m in node.output.log)
 
 
@@ -56,14 +56,14 @@ def test_pad_can_play_an_audio_file(tmp_path, ports, monkeypatch):
     node = make_node(tmp_path, ports, f"rig.pads=[{{pin: 5, sound: {{file: '{path}'}}}}]")
     node.beats.start()
     press(node, 0)
-    assert node.samples.played == 1
-    assert node.samples.length_s(0) == pytest.approx(0.5, abs=0.01)
+    assert node.devices.samples.played == 1
+    assert node.devices.samples.length_s(0) == pytest.approx(0.5, abs=0.01)
     assert not [m for _, m in node.output.log if m.type == "note_on"]  # the file, not MIDI
     node.close()
 
 
 def test_missing_audio_file_is_a_clear_error(tmp_path, ports, monkeypatch):
     monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
-    from neurojam.errors import DeviceError
+    from core.errors import DeviceError
     with pytest.raises(DeviceError, match="not found"):
         make_node(tmp_path, ports, "rig.pads=[{pin: 5, sound: {file: /nope/bark.mp3}}]")

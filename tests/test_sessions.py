@@ -11,10 +11,11 @@ import mido
 import numpy as np
 import pytest
 
-from bridge.export import render_wav, write_midi
-from bridge.jam import jam_from_log
-from bridge.messages import Beat, Note, Pad, Reward, encode
-from bridge.session import SessionRecorder, read_session
+from bridge.messages import Beat, Note, Pad, TreatResult, encode
+from recording.export import write_midi
+from recording.fluidsynth import render_wav
+from recording.jam import jam_from_log
+from recording.log import SessionRecorder, read_session
 from tests.conftest import ROOT, run_cli
 from tests.test_messages import SAMPLES
 
@@ -88,8 +89,9 @@ def synthetic_session(path, bars=4, tempo=120.0, seed=0):
             put(Pad(pad=0, down=True, t=bt + 0.02))
             put(Note(source="pet", note=36, velocity=110, on=True, channel=9, t=bt + 0.02))
             put(Note(source="pet", note=36, velocity=0, on=False, channel=9, t=bt + 0.27))
-    put(Reward(action="dispensed", source="rig", beat_index=8, t=t0 + 8 * period))
-    put(Reward(action="refused", source="brain", reason="min_interval (8 s) not yet passed", t=t0 + 9 * period))
+    put(TreatResult(outcome="dispensed", source="rig", beat_index=8, t=t0 + 8 * period))
+    put(TreatResult(outcome="refused", source="brain", refusal="min_interval", detail="min_interval (8 s) not yet passed",
+                    t=t0 + 9 * period))
     rec.close()
     return path
 
@@ -146,8 +148,8 @@ def test_export_cli_and_corrupt_or_foreign_input(tmp_path):
 
 
 def test_replay_is_deterministic_and_names_its_source(tmp_path):
+    from brain.replay import replay
     from neurojam.config import load_config
-    from neurojam.replay import replay
     from tests.conftest import free_port_pair
 
     session = synthetic_session(tmp_path / "s", bars=6)
@@ -191,8 +193,8 @@ def test_sessions_lists_counts_treats_and_on_beat_rate(tmp_path):
 
 
 def test_replay_with_a_midi_file_as_the_human(tmp_path):
+    from brain.replay import replay
     from neurojam.config import load_config
-    from neurojam.replay import replay
     from tests.conftest import free_port_pair
 
     midi = mido.MidiFile()
@@ -211,7 +213,7 @@ def test_replay_with_a_midi_file_as_the_human(tmp_path):
 
 
 def test_log_tail_reads_whole_records_as_the_log_grows(tmp_path):
-    from bridge.session import LogTail
+    from recording.log import LogTail
 
     rec = SessionRecorder(tmp_path / "s", flush_ms=5)
     tail = LogTail(tmp_path / "s" / "events.njlog")
@@ -231,3 +233,25 @@ def test_log_tail_reads_whole_records_as_the_log_grows(tmp_path):
     path.write_bytes(whole + record)  # and finished
     assert [m.note for _, _, m in tail.read()] == [70]
     assert tail.read() == []
+
+
+def test_a_protocol_1_session_keeps_its_treats(tmp_path):
+    """v1 had one `reward` kind for request and result; reading an old session upgrades them, nothing lost."""
+    import msgspec
+
+    rec = SessionRecorder(tmp_path / "old")
+    v1 = [{"kind": "reward", "v": 1, "node": "brain", "seq": 1, "t": 10.0, "action": "request", "source": "brain",
+           "request_id": 3, "reason": "on the beat inside the human's phrase", "beat_index": -1},
+          {"kind": "reward", "v": 1, "node": "rig", "seq": 2, "t": 11.0, "action": "dispensed", "source": "brain",
+           "request_id": 3, "reason": "", "beat_index": 12},
+          {"kind": "reward", "v": 1, "node": "rig", "seq": 3, "t": 12.0, "action": "refused", "source": "rig",
+           "request_id": 0, "reason": "min_interval (8 s) not yet passed", "beat_index": -1},
+          {"kind": "control", "v": 1, "node": "tool", "seq": 4, "t": 13.0, "action": "steer"}]
+    for i, m in enumerate(v1):
+        rec.record("in", msgspec.msgpack.encode(m), 10.0 + i)
+    rec.close()
+    log = read_session(tmp_path / "old")
+    kinds = [type(r.msg).__name__ for r in log.records]
+    assert kinds == ["TreatRequest", "TreatResult", "TreatResult"] and log.undecodable == 1
+    jam = jam_from_log(log)
+    assert [(t.action, t.refusal) for t in jam.treats] == [("dispensed", ""), ("refused", "min_interval")]

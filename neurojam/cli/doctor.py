@@ -10,8 +10,9 @@ import argparse
 import time
 from dataclasses import dataclass
 
+from core.errors import NeurojamError
+from neurojam.cli.args import config_args
 from neurojam.config import Config
-from neurojam.errors import NeurojamError
 
 
 @dataclass
@@ -154,7 +155,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.ok is False for c in checks) else 0
 
 
-def register(sub, add, config_args) -> None:
+def register(sub, add) -> None:
     p = add("doctor", cmd_doctor, "check this machine's set-up (config, GPIO, MIDI, dispenser, network, model, CUDA)")
     config_args(p)
     p.add_argument("--node", choices=("rig", "brain", "both"), default="both")

@@ -16,12 +16,16 @@ import copy
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge.link import Link
 from bridge.messages import Beat, Heartbeat, Note, Pad, Ping, Pong
-from bridge.session import SessionRecorder, new_session_dir, read_session
-from neurojam.config import Config, to_dict
-from neurojam.errors import SessionError
+from core.config import to_dict
+from core.errors import SessionError
+from recording.log import SessionRecorder, new_session_dir, read_session
+
+if TYPE_CHECKING:
+    from brain.node import BrainSettings
 
 
 def rig_side_events(log) -> list:
@@ -37,7 +41,7 @@ def rig_side_events(log) -> list:
 
 
 def human_from_midi(path: str, start: float) -> list[Note]:
-    from rig.sim import load_midi
+    from recording.export import load_midi
 
     notes, t = [], start
     for msg in load_midi(path):
@@ -49,7 +53,7 @@ def human_from_midi(path: str, start: float) -> list[Note]:
     return notes
 
 
-def replay(source: str | Path, config: Config, *, speed: float | None = 1.0, out: str | Path | None = None,
+def replay(source: str | Path, config: "BrainSettings", *, speed: float | None = 1.0, out: str | Path | None = None,
            human: str | None = None, progress: bool = True, model=None, port: int | None = None) -> Path:
     from brain.node import BrainNode
 

@@ -31,8 +31,8 @@ from typing import Iterator
 
 import msgspec
 
-from bridge.messages import FrameError, Message, decode
-from neurojam.errors import SessionError
+from bridge.messages import FrameError, Message, TreatRequest, TreatResult, decode
+from core.errors import SessionError
 
 MAGIC = b"NJLOG1\n\0"
 LOG_NAME = "events.njlog"
@@ -254,11 +254,43 @@ def read_session(path: str | Path) -> SessionLog:
         direction, t, frame = item
         try:
             out.records.append(Record(direction, t, decode(frame)))
-        except FrameError:
-            out.undecodable += 1
+        except FrameError as exc:
+            msg = upgrade_v1(frame) if exc.reason == "unknown_kind" else None
+            if msg is None:
+                out.undecodable += 1
+            else:
+                out.records.append(Record(direction, t, msg))
     if out.undecodable:
         out.problems.append(f"{out.undecodable} frames could not be decoded (they were recorded as received)")
     return out
+
+
+_V1_REFUSALS = {"max_per_session": "max_per_session", "min_interval": "min_interval",
+                "max_per_minute": "max_per_minute", "dispenser": "disabled", "no": "no_beat", "a": "pending"}
+
+
+def upgrade_v1(frame: bytes) -> Message | None:
+    """A protocol-1 ``reward`` frame (request and result in one kind) as today's kinds; None for anything else.
+    Old sessions keep their treats; v1 ``control`` frames (steering) carry nothing the jam view reads."""
+    try:
+        m = msgspec.msgpack.decode(frame)
+    except Exception:
+        return None
+    if not isinstance(m, dict) or m.get("kind") != "reward":
+        return None
+    head = {k: m[k] for k in ("v", "node", "seq", "t") if k in m}
+    source = m.get("source") if m.get("source") in ("brain", "rig", "manual") else "brain"
+    reason = str(m.get("reason", ""))
+    try:
+        if m.get("action") == "request":
+            return TreatRequest(**head, source=source, request_id=int(m.get("request_id", 0)), why=reason)
+        if m.get("action") in ("dispensed", "refused"):
+            refusal = _V1_REFUSALS.get(reason.split(" ")[0]) if m["action"] == "refused" else None
+            return TreatResult(**head, outcome=m["action"], source=source, request_id=int(m.get("request_id", 0)),
+                               refusal=refusal, detail=reason, beat_index=int(m.get("beat_index", -1)))
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 def latest_session(root: Path) -> Path:

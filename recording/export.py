@@ -1,21 +1,17 @@
-"""Sessions out: a Standard MIDI File (one track per source, treat markers) and audio through FluidSynth."""
+"""A session as a Standard MIDI File: one track per source, treat markers (audio: :mod:`recording.fluidsynth`)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import mido
 
-from bridge.jam import Jam
-from neurojam.errors import DeviceError
+from core.errors import DeviceError
+from recording.jam import Jam
 
 TICKS_PER_BEAT = 480
 TRACKS = ("pet", "human", "brain", "metronome")
 PROGRAMS = {"human": 0, "brain": 11}  # piano, vibraphone
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
-              "/usr/share/soundfonts/FluidR3_GM.sf2", "/usr/share/soundfonts/default.sf2")
 
 
 def jam_to_midi(jam: Jam) -> mido.MidiFile:
@@ -78,25 +74,10 @@ def write_midi(jam: Jam, path: str | Path) -> Path:
     return path
 
 
-def find_soundfont() -> str | None:
-    return next((p for p in SOUNDFONTS if Path(p).exists()), None)
-
-
-def render_wav(midi_path: str | Path, wav_path: str | Path, soundfont: str | None = None,
-               sample_rate: int = 44100) -> Path:
-    """Render a MIDI file to WAV with FluidSynth and a General MIDI soundfont."""
-    exe = shutil.which("fluidsynth")
-    soundfont = soundfont or find_soundfont()
-    if exe is None or soundfont is None:
-        missing = " and ".join(x for x, ok in (("fluidsynth", exe), ("a General MIDI soundfont", soundfont)) if not ok)
-        raise DeviceError(f"cannot render audio: {missing} not found. Install them with "
-                          f"`sudo apt-get install fluidsynth fluid-soundfont-gm` (Debian/Ubuntu/Raspberry Pi OS) "
-                          f"or `brew install fluid-synth` plus a GM .sf2 (macOS); the .mid was written anyway.")
-    wav_path = Path(wav_path)
-    wav_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [exe, "-ni", "-q", "-g", "0.7", "-r", str(sample_rate), "-F", str(wav_path), "-T", "wav", soundfont,
-           str(midi_path)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0 or not wav_path.exists():
-        raise DeviceError(f"fluidsynth failed ({result.returncode}): {result.stderr.strip()[-400:]}")
-    return wav_path
+def load_midi(path: str | Path) -> mido.MidiFile:
+    try:
+        return mido.MidiFile(str(path))
+    except FileNotFoundError as exc:
+        raise DeviceError(f"{path}: MIDI file not found.") from exc
+    except Exception as exc:
+        raise DeviceError(f"{path}: not a readable Standard MIDI File ({exc}).") from exc

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from neurojam.errors import SessionError
+from core.errors import SessionError
 
 
 def _model(args, default: str | None = None):
@@ -19,12 +19,11 @@ def _model(args, default: str | None = None):
 
 
 def _session_text(session: str):
-    from bridge.session import read_session
-    from brain.stream import stream_event, text_of
+    from brain.stream import session_text
+    from recording.log import read_session
 
     log = read_session(session)
-    events = [e for e in (stream_event(r.msg) for r in log.records if r.direction == "out") if e is not None]
-    text = text_of(events)
+    text = session_text(log)
     if not text.spans:
         raise SessionError(f"{session}: no notes or beats in this session to analyse.")
     return log, text
@@ -53,7 +52,7 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from neurojam.report import build_report
+    from brain.report import build_report
 
     out = build_report(args.session, args.out, args.model, progress=True)
     print(f"report: {out}")
@@ -122,7 +121,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub, add, config_args) -> None:
+def register(sub, add) -> None:
     p = add("report", cmd_report, "an HTML report of a session: piano roll, neuron heatmap and cards, the pet's stats")
     p.add_argument("session")
     p.add_argument("--out", metavar="FILE", help="default SESSION/report.html")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -22,9 +21,19 @@ import time
 from collections import deque
 from pathlib import Path
 
-from neurojam.config import CONFIG_DIR
+from core.errors import ConfigError
+from neurojam.config import profile_dirs
 
-MELODY = CONFIG_DIR / "melodies" / "soldiers-joy.mid"
+MELODY = Path("melodies") / "soldiers-joy.mid"
+
+
+def melody_path() -> Path:
+    """The demo's human part, from the first configs folder that has it."""
+    for d in profile_dirs():
+        if (d / MELODY).exists():
+            return d / MELODY
+    raise ConfigError(f"the demo melody configs/{MELODY} was not found: run from the checkout or set "
+                      f"NEUROJAM_CONFIG_DIR to the configs folder.")
 
 
 def free_port_pair() -> int:
@@ -69,8 +78,8 @@ class LiveView:
         self.started = time.monotonic()
 
     def feed(self, records) -> None:
-        from bridge.messages import Accomp, Beat, Neurons, Note, Reward
         from brain.encoder import note_word as note_label
+        from bridge.messages import Accomp, Beat, Neurons, Note, TreatResult
 
         for direction, t, m in records:
             if isinstance(m, Beat):
@@ -86,10 +95,10 @@ class LiveView:
                 self.brain_seen = True
             elif isinstance(m, Accomp) and m.event_seq in self.sent_at:
                 self.latency_ms.append((t - self.sent_at.pop(m.event_seq)) * 1000)
-            elif isinstance(m, Reward) and m.action in self.treats:
-                self.treats[m.action] += 1
-                if m.action == "refused":
-                    self.last_refusal = m.reason
+            elif isinstance(m, TreatResult):
+                self.treats[m.outcome] += 1
+                if m.outcome == "refused":
+                    self.last_refusal = m.detail
 
     def render(self):
         from rich.panel import Panel
@@ -133,7 +142,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     from rich.console import Console
     from rich.live import Live
 
-    from bridge.session import LOG_NAME, LogTail
+    from recording.log import LOG_NAME, LogTail
 
     console = Console()
     out_dir = Path(out) if out else Path("demo-out") / time.strftime("%Y%m%dT%H%M%S")
@@ -146,7 +155,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     if model:
         brain_cmd += ["--model", model]
     rig_cmd = py + ["rig", "--config", "lab", *common, "--session", str(session), "--seconds", str(seconds),
-                    "--human", str(MELODY), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true",
+                    "--human", str(melody_path()), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true",
                     "--set", "rig.tempo_bpm=112"]
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("brain", "rig")}
     console.print(f"[bold]neurojam demo[/bold]: {seconds:.0f} s jam; rig and brain as two processes on "
@@ -208,13 +217,12 @@ def _wait_brain_ready(log_path: Path, brain: subprocess.Popen, console, timeout:
 
 
 def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_died_at: float | None) -> int:
-    from bridge.export import render_wav, write_midi
-    from bridge.jam import jam_from_log
-    from bridge.session import read_session
-    from neurojam.errors import NeurojamError
+    from core.errors import NeurojamError
+    from recording import open_session
+    from recording.export import write_midi
+    from recording.fluidsynth import render_wav
 
-    log = read_session(session)
-    jam = jam_from_log(log)
+    jam = open_session(session).jam
     counts = jam.count_by_source()
     midi = write_midi(jam, out_dir / "jam.mid")
     paths = {"session": session, "midi": midi}
@@ -223,7 +231,7 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
     except NeurojamError as exc:
         console.print(f"[yellow]no audio: {exc}[/yellow]")
     try:
-        from neurojam.report import build_report
+        from brain.report import build_report
 
         paths["report"] = build_report(session, out_dir / "report.html", progress=False)
     except ModuleNotFoundError:
@@ -251,7 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=args.overrides)
 
 
-def register(sub, add, config_args) -> None:
+def register(sub, add) -> None:
     p = add("demo", cmd_demo, "a jam on this laptop: simulated pet + a folk tune + the model, as two processes")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--out", metavar="DIR", help="where to write the session, .mid, .wav and report (default demo-out/<time>)")

@@ -48,13 +48,24 @@ def _rows(struct: type, prefix: str, doc_of: dict) -> list[str]:
 
 
 def _docstrings() -> dict:
-    """Attribute docstrings (the string right under a field) from the source."""
+    """Attribute docstrings (the string right under a field) from each section's source module."""
     import ast
     import inspect
 
-    import neurojam.config as mod
+    from brain import config as brain_config
+    from bridge import config as bridge_config
+    from recording import config as recording_config
+    from rig import config as rig_config
 
-    tree = ast.parse(inspect.getsource(mod))
+    docs = {}
+    for mod in (bridge_config, rig_config, brain_config, recording_config):
+        docs.update(_module_docstrings(ast.parse(inspect.getsource(mod))))
+    return docs
+
+
+def _module_docstrings(tree) -> dict:
+    import ast
+
     docs = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
@@ -69,8 +80,9 @@ def render() -> str:
     lines = [
         "# Config reference",
         "",
-        "Generated from `neurojam/config.py` by `neurojam config schema`. Layers: `configs/default.yaml`, a profile "
-        "(`--config lab|pi|gpu|FILE`), then `--set key=value`.",
+        "Generated from the config sections (`rig/config.py`, `brain/config.py`, `bridge/config.py`, "
+        "`recording/config.py`) by `neurojam config schema`. Layers: these defaults (printed in `configs/default.yaml`), "
+        "a profile (`--config lab|pi|gpu|FILE`), then `--set key=value`.",
         "",
         "| key | type (range) | default | meaning |",
         "| --- | --- | --- | --- |",

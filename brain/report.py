@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.jam import Jam, jam_from_log
-from bridge.session import read_session
-from neurojam.errors import SessionError
+from brain.config import BrainConfig
+from core.errors import SessionError
+from recording import open_session
+from recording.jam import Jam
 
 COLOURS = {"pet": "#e6a817", "human": "#2a9db5", "brain": "#b54a9d"}
 TOP_NEURONS = 8
@@ -145,27 +146,23 @@ table.kv td { padding: 2px 12px 2px 0; } .up { color: #1a7f37; } .down { color: 
 
 
 def build_report(session: str | Path, out: str | Path | None = None, model_name: str | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, stats_dir: str | None = None) -> Path:
     from brain.activations import capture_activations
+    from brain.encoder import align_tokens
     from brain.models import load_model
     from brain.neuron_stats import direct_logit_effect
     from brain.node import load_stats
-    from brain.stream import stream_event, text_of
-    from brain.encoder import align_tokens
-    from neurojam.config import load_config
+    from brain.stream import session_text
 
     session = Path(session)
-    log = read_session(session)
-    if not log.records:
-        raise SessionError(f"{session}: the session log holds no readable messages.")
-    jam = jam_from_log(log)
-    config = load_config()
-    name = model_name or log.meta.get("model") or _brain_model_of(session) or config.brain.model
+    opened = open_session(session)
+    log, jam = opened.log, opened.jam
+    config = BrainConfig()  # the default model and stats folder, when the session does not name them
+    name = model_name or log.meta.get("model") or _brain_model_of(session) or config.model
     model = load_model(name, "cpu")
-    stats = load_stats(model, config.brain.stats_dir)
+    stats = load_stats(model, stats_dir or config.stats_dir)
     labels = stats.labels if stats else {}
-    events = [e for e in (stream_event(r.msg) for r in log.records if r.direction == "out") if e is not None]
-    text = text_of(events)
+    text = session_text(log)
     if not text.spans:
         raise SessionError(f"{session}: no notes or beats to analyse.")
     cap = capture_activations(model, [text.text], progress=progress)

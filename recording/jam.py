@@ -9,11 +9,14 @@ brain's ``accomp`` requests at their due times instead.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from bridge.messages import Accomp, Beat, Neurons, Note, Pad, Reward
-from bridge.session import SessionLog
+from bridge.grid import BeatGrid
+from bridge.messages import Accomp, Beat, Neurons, Note, Pad, TreatResult
+from recording.log import SessionLog
 
 SOURCES = ("pet", "human", "brain")
 
@@ -33,7 +36,10 @@ class Treat:
     time: float
     action: str  # dispensed | refused
     source: str
+    refusal: str = ""
+    """The refusal code (which cap, or which state), '' when dispensed."""
     reason: str = ""
+    """The refusal in words."""
     beat_index: int = -1
 
 
@@ -55,37 +61,36 @@ class Jam:
     def count_by_source(self) -> Counter:
         return Counter(n.source for n in self.notes)
 
-    def beat_at(self, t: float) -> float | None:
-        """Fractional beat index at rig time t (from the nearest earlier beat)."""
+    def grid_at(self, t: float) -> BeatGrid | None:
+        """The rig's grid as its last beat at or before rig time t announced it (the first beat's before that)."""
         if not self.beats:
             return None
-        prev = self.beats[0]
-        for b in self.beats:
-            if b.time > t:
-                break
-            prev = b
-        return prev.index + (t - prev.time) * prev.tempo_bpm / 60.0
+        i = bisect.bisect_right(self._beat_times, t) - 1
+        return BeatGrid.from_beat(self.beats[max(0, i)])
+
+    def beat_at(self, t: float) -> float | None:
+        grid = self.grid_at(t)
+        return None if grid is None else grid.beat_at(t)
 
     def time_of_beat(self, beat: float) -> float | None:
         if not self.beats:
             return None
-        prev = self.beats[0]
-        for b in self.beats:
-            if b.index > beat:
-                break
-            prev = b
-        return prev.time + (beat - prev.index) * 60.0 / prev.tempo_bpm
+        i = bisect.bisect_right(self._beat_indices, beat) - 1
+        return BeatGrid.from_beat(self.beats[max(0, i)]).time_of_beat(beat)
+
+    @cached_property
+    def _beat_times(self) -> list[float]:  # read once the jam is built
+        return [b.time for b in self.beats]
+
+    @cached_property
+    def _beat_indices(self) -> list[int]:
+        return [b.index for b in self.beats]
 
     def on_beat_rate(self, tolerance_s: float = 0.12) -> float | None:
         """Share of pet presses within ±tolerance of a beat."""
         if not self.pad_presses or not self.beats:
             return None
-        hits = 0
-        for t in self.pad_presses:
-            b = self.beat_at(t)
-            tempo = self.beats[0].tempo_bpm
-            if b is not None and abs(b - round(b)) * 60.0 / tempo <= tolerance_s:
-                hits += 1
+        hits = sum(1 for t in self.pad_presses if abs(self.grid_at(t).offset_from_nearest(t)) <= tolerance_s)
         return hits / len(self.pad_presses)
 
 
@@ -113,8 +118,8 @@ def jam_from_log(log: SessionLog) -> Jam:
             jam.beats.append(m)
         elif isinstance(m, Pad) and m.down:
             jam.pad_presses.append(m.t)
-        elif isinstance(m, Reward) and m.action in ("dispensed", "refused"):
-            jam.treats.append(Treat(m.t, m.action, m.source, m.reason, m.beat_index))
+        elif isinstance(m, TreatResult):
+            jam.treats.append(Treat(m.t, m.outcome, m.source, m.refusal or "", m.detail, m.beat_index))
         elif isinstance(m, Neurons):
             jam.neurons.append(m)
         elif isinstance(m, Accomp):

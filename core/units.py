@@ -1,0 +1,18 @@
+"""Range-checked types shared by the config sections and the wire: each range is written here once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Midi7 = Annotated[int, msgspec.Meta(ge=0, le=127)]
+Channel = Annotated[int, msgspec.Meta(ge=0, le=15)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+BcmPin = Annotated[int, msgspec.Meta(ge=0, le=27)]
+
+MIN_BPM, MAX_BPM = 20.0, 300.0
+"""Tempo bounds, also for code that clamps (an external MIDI clock)."""
+Bpm = Annotated[float, msgspec.Meta(ge=MIN_BPM, le=MAX_BPM)]
+SteerFactor = Annotated[float, msgspec.Meta(ge=-10, le=10)]
+"""How much a neuron is multiplied by when steered (0 silences it, 2 doubles it)."""

@@ -1,0 +1,5 @@
+import sys
+
+from neurojam.cli import main
+
+sys.exit(main())

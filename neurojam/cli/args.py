@@ -1,0 +1,22 @@
+"""Arguments every command group shares: the config layers, and loading them."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="profile YAML layered on the defaults "
+                   "(a path, or a name: lab, pi, gpu)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key, e.g. --set rig.tempo_bpm=100 (repeatable)")
+
+
+def load_config_from(args: argparse.Namespace):
+    """The merged config: defaults, ``--config``, ``--set``, and ``--model`` where the command has one."""
+    from neurojam.config import load_config
+
+    overrides = list(getattr(args, "overrides", []))
+    if getattr(args, "model", None):
+        overrides.append(f"brain.model={args.model}")
+    return load_config(getattr(args, "config", None), overrides)

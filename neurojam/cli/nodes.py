@@ -1,0 +1,88 @@
+"""`neurojam rig`, `neurojam brain`, and `neurojam steer` (a running brain, live)."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.errors import SessionError
+from neurojam.cli.args import config_args, load_config_from
+
+
+def cmd_rig(args: argparse.Namespace) -> int:
+    from rig.node import run_rig
+
+    return run_rig(load_config_from(args), seconds=args.seconds, session_dir=args.session, human=args.human,
+                   keyboard_pads=args.keys)
+
+
+def cmd_brain(args: argparse.Namespace) -> int:
+    from brain.node import run_brain
+
+    return run_brain(load_config_from(args), seconds=args.seconds, session_dir=args.session)
+
+
+def cmd_steer(args: argparse.Namespace) -> int:
+    """Send a steering control to a running brain and wait briefly for its answer."""
+    import time
+
+    from bridge.link import Link
+    from bridge.messages import MessageError, Steer, SteerReply, encode
+
+    config = load_config_from(args)
+    b = config.bridge
+    if args.clear:
+        msg = Steer(clear=True)
+    else:
+        if args.neuron is None or args.factor is None:
+            raise SessionError("steer: give L.N FACTOR (e.g. `neurojam steer 1.42 0` silences it) or --clear.")
+        try:
+            layer, neuron = (int(x) for x in args.neuron.split("."))
+        except ValueError as exc:
+            raise SessionError(f"{args.neuron!r} is not a neuron id: write LAYER.NEURON, e.g. 1.42.") from exc
+        msg = Steer(layer=layer, neuron=neuron, factor=args.factor)
+        try:
+            encode(msg)
+        except MessageError as exc:
+            raise SessionError(f"steer: {args.neuron} {args.factor:g} cannot be sent: {exc}. The factor is "
+                               f"-10..10 (0 silences a neuron, 1 leaves it alone, 2 doubles it).") from exc
+    link = Link("tool", "steer", host=b.host, events_port=b.events_port, commands_port=b.commands_port)
+    try:
+        deadline = time.monotonic() + args.timeout
+        while not link.send(msg):
+            if time.monotonic() > deadline:
+                raise SessionError(f"no brain at {b.host}:{b.events_port} (start `neurojam brain`, check bridge.host).")
+            time.sleep(0.05)
+        while time.monotonic() < deadline:
+            for m in link.receive(timeout_ms=50):
+                if isinstance(m, SteerReply):
+                    if not m.applied:
+                        raise SessionError(f"the brain refused: {m.reason}")
+                    what = "cleared all steering" if msg.clear else f"applied {args.neuron} × {args.factor:g}"
+                    print(f"steer: the brain {what}")
+                    return 0
+    finally:
+        link.close()
+    print("steer: sent (the brain's answer went to the rig, which records it in its session)")
+    return 0
+
+
+def register(sub, add) -> None:
+    p = add("rig", cmd_rig, "run the rig node (pads, keyboard, beat clock, treats, accompaniment)")
+    config_args(p)
+    p.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: run until Ctrl-C)")
+    p.add_argument("--session", metavar="DIR", default=None, help="record into DIR (default sessions/<UTC time>)")
+    p.add_argument("--human", metavar="MIDI_FILE", default=None, help="play this MIDI file as the human part")
+    p.add_argument("--keys", action="store_true", help="computer keys 1-4 press pads 1-4")
+
+    p = add("brain", cmd_brain, "run the brain node (model, sonification, treat requests)")
+    config_args(p)
+    p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
+    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--session", metavar="DIR", default=None)
+
+    p = add("steer", cmd_steer, "steer a running brain live: multiply neuron L.N by FACTOR (0 silences, 2 doubles)")
+    p.add_argument("neuron", nargs="?", metavar="L.N")
+    p.add_argument("factor", nargs="?", type=float)
+    p.add_argument("--clear", action="store_true", help="remove all steering")
+    p.add_argument("--timeout", type=float, default=3.0)
+    config_args(p)

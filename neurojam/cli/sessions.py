@@ -1,0 +1,109 @@
+"""`neurojam replay|export|sessions`: what was recorded, played again, exported, listed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.errors import SessionError
+from neurojam.cli.args import config_args, load_config_from
+
+# -- sessions -----------------------------------------------------------------------------
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from brain.replay import replay
+
+    config = load_config_from(args)
+    out = replay(args.session, config, speed=None if args.fast else args.speed, out=args.out, human=args.human)
+    print(f"replay: new session {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from recording.export import write_midi
+    from recording.fluidsynth import render_wav
+
+    if not args.midi and not args.wav:
+        raise SessionError("export: say what to write: --midi FILE and/or --wav FILE.")
+    from recording import open_session
+
+    jam = open_session(args.session, warn=True).jam
+    midi_path = Path(args.midi) if args.midi else Path(args.wav).with_suffix(".mid")
+    write_midi(jam, midi_path)
+    print(f"export: {midi_path} ({sum(jam.count_by_source().values())} notes, {len(jam.treats)} treat markers)")
+    if args.wav:
+        render_wav(midi_path, args.wav)
+        print(f"export: {args.wav}")
+    return 0
+
+
+def session_summary(path: Path) -> dict:
+    from recording import open_session
+
+    session = open_session(path)
+    log, jam = session.log, session.jam
+    counts = jam.count_by_source()
+    rate = jam.on_beat_rate()
+    return {
+        "session": path.name, "start": log.meta.get("started_utc", "?")[:19].replace("T", " "),
+        "duration_s": round(jam.duration, 1), "pet": counts.get("pet", 0), "human": counts.get("human", 0),
+        "brain": counts.get("brain", 0), "treats": sum(t.action == "dispensed" for t in jam.treats),
+        "refused": sum(t.action == "refused" for t in jam.treats),
+        "on_beat": None if rate is None else round(rate, 3), "model": log.meta.get("model", ""),
+        "source": log.meta.get("source_session", ""), "problems": log.problems,
+    }
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    root = Path(args.dir)
+    paths = sorted(p for p in root.glob("*") if (p / "events.njlog").exists()) if root.is_dir() else []
+    if not paths:
+        raise SessionError(f"no sessions under {root}/: run `neurojam demo` or `neurojam rig` first.")
+    rows = []
+    for p in paths:
+        try:
+            rows.append(session_summary(p))
+        except SessionError as exc:
+            rows.append({"session": p.name, "problems": [str(exc)]})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    table = Table(title=f"sessions in {root}/")
+    for col in ("session", "start (UTC)", "length", "pet", "human", "brain", "treats", "refused", "pet on beat", "note"):
+        table.add_column(col, justify="right" if col not in ("session", "start (UTC)", "note") else "left")
+    for r in rows:
+        if "duration_s" not in r:
+            table.add_row(r["session"], "", "", "", "", "", "", "", "", "unreadable: " + r["problems"][0].split(": ", 1)[-1][:50])
+            continue
+        note = ("replay of " + Path(r["source"]).name) if r["source"] else ("; ".join(r["problems"])[:60])
+        table.add_row(r["session"], r["start"], f"{r['duration_s']:.0f} s", str(r["pet"]), str(r["human"]),
+                      str(r["brain"]), str(r["treats"]), str(r["refused"]),
+                      "–" if r["on_beat"] is None else f"{r['on_beat']:.0%}", note)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    return 0
+
+
+def register(sub, add) -> None:
+    p = add("replay", cmd_replay, "replay a recorded session through a brain into a new session")
+    p.add_argument("session")
+    config_args(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--speed", type=float, default=1.0, help="recorded pace × SPEED (default 1)")
+    g.add_argument("--fast", action="store_true", help="as fast as the brain keeps up")
+    p.add_argument("--model", default=None)
+    p.add_argument("--human", metavar="MIDI_FILE", help="replace the human part with this MIDI file")
+    p.add_argument("--out", metavar="DIR", help="where to write the new session (default sessions/<time>)")
+
+    p = add("export", cmd_export, "write a session as a MIDI file (one track per source) and/or WAV audio")
+    p.add_argument("session")
+    p.add_argument("--midi", metavar="FILE")
+    p.add_argument("--wav", metavar="FILE", help="render through FluidSynth with a General MIDI soundfont")
+
+    p = add("sessions", cmd_sessions, "list recorded sessions")
+    p.add_argument("dir", nargs="?", default="sessions")
+    p.add_argument("--json", action="store_true")
