@@ -32,7 +32,7 @@ from rig.timeline import Timeline
 
 
 def pad_latency(n: int) -> list[float]:
-    cfg = load_config(None, ["bridge.events_port=47001", "bridge.commands_port=47002"])
+    cfg = load_config(None, ["bridge.events_port=47001", "bridge.commands_port=47002", f"session.dir={tempfile.mkdtemp()}"])
     node = RigNode(cfg, output=RecordingOutput(time.perf_counter), record=False)
     node.timeline.start()
     node.beats.start()
@@ -94,7 +94,7 @@ def rig_cpu(seconds: float, load: bool) -> tuple[float, float]:
             "--set", "bridge.events_port=47011", "--set", "bridge.commands_port=47012"]
     if load:  # 300 BPM, four presses a beat: ~20 presses/s -> pad down/up + note on/off ≈ 80 bridge messages/s
         args += ["--set", "rig.tempo_bpm=300", "--set", "rig.sim_pet.enabled=true",
-                 "--set", "rig.sim_pet.presses_per_beat=4", "--set", "rig.reward.enabled=false"]
+                 "--set", "rig.sim_pet.presses_per_beat=4", "--set", "rig.training.enabled=false"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2.5)
 

@@ -21,7 +21,7 @@ import numpy as np
 from brain.config import BrainConfig
 from core.errors import SessionError
 from recording import open_session
-from recording.jam import Jam
+from recording.jam import Jam, trial_strip
 
 COLOURS = {"pet": "#e6a817", "human": "#2a9db5", "brain": "#b54a9d"}
 TOP_NEURONS = 8
@@ -214,6 +214,13 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
     counts = jam.count_by_source()
     title = str(Path(*session.resolve().parts[-2:]))
     rate = "–" if pet["on_beat_rate"] is None else f"{pet['on_beat_rate']:.0%}"
+    training = ""
+    if jam.trials:
+        last = jam.trials[-1]
+        training = (f"<tr><td>training ({html.escape(last.pet)})</td><td>level {last.level_after} "
+                    f"({html.escape(last.level_name)}), started at level {jam.trials[0].level}</td></tr>"
+                    f"<tr><td>last 20 trials (● treat, ◉ success held back by the caps, ○ miss)</td>"
+                    f"<td>{trial_strip(jam.trials)}</td></tr>")
     delay = "–" if pet["response_delay_s"] is None else f"{pet['response_delay_s']:.2f} s"
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>neurojam report — {html.escape(title)}</title><style>{CSS}</style></head><body>
@@ -230,6 +237,7 @@ event of the note text the model read.</p><img alt="neuron heatmap" src="{heatma
 <table class="kv"><tr><td>pad presses</td><td>{pet['presses']}</td></tr>
 <tr><td>on the beat (±120 ms)</td><td>{rate}</td></tr>
 <tr><td>treats dispensed / refused</td><td>{pet['treats_dispensed']} / {pet['treats_refused']}</td></tr>
+{training}
 <tr><td>human phrases</td><td>{pet['phrases']}</td></tr>
 <tr><td>response delay after a phrase (median)</td><td>{delay}</td></tr></table></div></section>
 </main></body></html>"""

@@ -29,7 +29,8 @@ MIN_PROTOCOL_VERSION = 1
 """Version 2 split v1's ``reward`` and ``control`` into one kind per meaning (old logs are upgraded on read)."""
 MAX_FRAME_BYTES = 64 * 1024
 
-Source = Literal["pet", "human", "brain", "metronome"]
+Source = Literal["pet", "human", "brain", "metronome", "marker"]
+"""Who played a note; ``marker`` is the training click the rig plays when a press earns a treat."""
 TreatSource = Literal["brain", "rig", "manual"]
 Refusal = Literal["disabled", "no_beat", "pending", "max_per_session", "min_interval", "max_per_minute"]
 """Why the rig's dispenser said no: the first three are state, the last three the safety caps."""
@@ -141,6 +142,21 @@ class TreatResult(Message, tag="treat"):
     beat_index: int = -1
 
 
+class TrainingTrial(Message, tag="trial"):
+    """One pet press judged by the rig's curriculum: the level it was judged at, the level after it."""
+
+    level: Annotated[int, msgspec.Meta(ge=1, le=20)]
+    level_after: Annotated[int, msgspec.Meta(ge=1, le=20)]
+    level_name: str = ""
+    pet: str = ""
+    pad: Annotated[int, msgspec.Meta(ge=0, le=63)] = 0
+    success: bool = False
+    earned: bool = False
+    """Marked and a treat requested (a success the caps allowed)."""
+    offset_ms: float = 0.0
+    """Signed distance of the press to the nearest beat."""
+
+
 class NeuronHit(msgspec.Struct, kw_only=True, array_like=True):
     layer: Annotated[int, msgspec.Meta(ge=0)]
     index: Annotated[int, msgspec.Meta(ge=0)]
@@ -179,8 +195,8 @@ class SteerReply(Message, tag="steer_reply"):
     reason: str = ""
 
 
-ALL_KINDS = (Hello, Heartbeat, Ping, Pong, Pad, Note, Beat, Accomp, TreatRequest, TreatResult, Neurons, Steer,
-             SteerReply)
+ALL_KINDS = (Hello, Heartbeat, Ping, Pong, Pad, Note, Beat, Accomp, TreatRequest, TreatResult, TrainingTrial, Neurons,
+             Steer, SteerReply)
 KINDS: dict[str, type[Message]] = {cls.__struct_config__.tag: cls for cls in ALL_KINDS}
 AnyMessage = Union[ALL_KINDS]  # type: ignore[valid-type]
 

@@ -10,7 +10,7 @@ from core.errors import DeviceError
 from recording.jam import Jam
 
 TICKS_PER_BEAT = 480
-TRACKS = ("pet", "human", "brain", "metronome")
+TRACKS = ("pet", "human", "brain", "marker", "metronome")
 PROGRAMS = {"human": 0, "brain": 11}  # piano, vibraphone
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from bridge.grid import BeatGrid
-from bridge.messages import Accomp, Beat, Neurons, Note, Pad, TreatResult
+from bridge.messages import Accomp, Beat, Neurons, Note, Pad, TrainingTrial, TreatResult
 from recording.log import SessionLog
 
 SOURCES = ("pet", "human", "brain")
@@ -53,6 +53,7 @@ class Jam:
     pad_presses: list[float] = field(default_factory=list)
     neurons: list[Neurons] = field(default_factory=list)
     accomps: list[Accomp] = field(default_factory=list)
+    trials: list[TrainingTrial] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -94,6 +95,11 @@ class Jam:
         return hits / len(self.pad_presses)
 
 
+def trial_strip(trials: list[TrainingTrial], n: int = 20) -> str:
+    """The last n training trials at a glance: ● earned, ◉ success held back by the caps, ○ miss."""
+    return "".join("●" if t.earned else "◉" if t.success else "○" for t in trials[-n:])
+
+
 def jam_from_log(log: SessionLog) -> Jam:
     records = log.records
     times = [r.msg.t for r in records if r.direction == "out"] or [r.time for r in records] or [0.0]
@@ -122,6 +128,8 @@ def jam_from_log(log: SessionLog) -> Jam:
             jam.treats.append(Treat(m.t, m.outcome, m.source, m.refusal or "", m.detail, m.beat_index))
         elif isinstance(m, Neurons):
             jam.neurons.append(m)
+        elif isinstance(m, TrainingTrial):
+            jam.trials.append(m)
         elif isinstance(m, Accomp):
             jam.accomps.append(m)
     for (source, channel, note), (s, v) in open_notes.items():  # still sounding at the end

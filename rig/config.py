@@ -87,16 +87,76 @@ class DispenserConfig(Section):
     max_per_session: Annotated[int, msgspec.Meta(ge=0, le=500)] = 25
 
 
-class LocalRewardConfig(Section):
+Criterion = Literal["any_press", "on_beat", "on_beat_pair", "pad_on_downbeat", "copy_rhythm", "brain"]
+
+
+class LevelConfig(Section):
+    name: str
+    criterion: Criterion
+    """any_press; on_beat (within tolerance); on_beat_pair (this and the last press on consecutive beats);
+    pad_on_downbeat (``pad`` on a bar's first beat); copy_rhythm (a half-beat slot where the human played in the
+    last bar); brain (the brain's neuron rule asks for it within a beat of the press)."""
+    tolerance_ms: Annotated[float, msgspec.Meta(ge=10, le=500)] = 150
+    pad: Annotated[int, msgspec.Meta(ge=0, le=63)] = 0
+    """The pad ``pad_on_downbeat`` asks for (0 = the first pad)."""
+
+
+def _default_levels() -> list[LevelConfig]:
+    return [
+        LevelConfig(name="touch", criterion="any_press"),
+        LevelConfig(name="on the beat", criterion="on_beat", tolerance_ms=150),
+        LevelConfig(name="two in a row", criterion="on_beat_pair", tolerance_ms=150),
+        LevelConfig(name="first pad on the one", criterion="pad_on_downbeat", tolerance_ms=150, pad=0),
+        LevelConfig(name="copy the human", criterion="copy_rhythm", tolerance_ms=120),
+    ]
+
+
+class MarkerConfig(Section):
+    """The click: a short distinct sound the instant a press earns a treat (the treat follows on the beat)."""
+
     enabled: bool = True
-    tolerance_ms: Annotated[float, msgspec.Meta(ge=1, le=500)] = 120
-    """A pet press this close to a beat earns a treat on the next downbeat."""
+    note: Midi7 = 96
+    channel: Channel = 15
+    velocity: Midi7 = 127
+    duration_ms: Annotated[float, msgspec.Meta(ge=10, le=1000)] = 60
+    file: str | None = None
+    """Play this wav/ogg/mp3 as the marker instead (needs the 'audio' extra)."""
+
+
+class TrainingConfig(Section):
+    """Clicker training on the rig: a curriculum of levels, treats only when earned and allowed."""
+
+    enabled: bool = True
+    pet: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "pet"
+    """The pet's name: its level and progress live in ``<session.dir>/pets/<pet>.json``."""
+    levels: Annotated[list[LevelConfig], msgspec.Meta(min_length=1, max_length=20)] = msgspec.field(
+        default_factory=_default_levels)
+    window: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+    """Trials looked at for a level-up (CleverPet's 20)."""
+    successes_to_level_up: Annotated[int, msgspec.Meta(ge=1, le=200)] = 17
+    """Successes among the last ``window`` trials that move the pet up (CleverPet's 17)."""
+    failures_to_level_down: Annotated[int, msgspec.Meta(ge=1, le=200)] = 8
+    """Failures in a row that move the pet down a level."""
+    on_beat_tolerance_ms: Annotated[float, msgspec.Meta(ge=10, le=500)] = 120
+    """What counts as on the beat in the progress figures (``neurojam pet``)."""
+    marker: MarkerConfig = msgspec.field(default_factory=MarkerConfig)
+
+    def __post_init__(self) -> None:
+        if self.successes_to_level_up > self.window:
+            raise ValueError(f"successes_to_level_up ({self.successes_to_level_up}) cannot exceed window "
+                             f"({self.window})")
 
 
 class SimPetConfig(Section):
     enabled: bool = False
     presses_per_beat: Annotated[float, msgspec.Meta(ge=0, le=4)] = 0.5
     on_beat_probability: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.6
+    """Where the simulated pet starts; with ``learning`` it rises with rewards and falls back without."""
+    learning: bool = True
+    learn_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.15
+    """Each marked press moves the on-beat probability this share of the way to 1."""
+    forget_per_beat: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.004
+    """Each beat moves it this share of the way back to where it started."""
     seed: int = 1
 
 
@@ -115,6 +175,6 @@ class RigConfig(Section):
     metronome: MetronomeConfig = msgspec.field(default_factory=MetronomeConfig)
     scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)
     dispenser: DispenserConfig = msgspec.field(default_factory=DispenserConfig)
-    reward: LocalRewardConfig = msgspec.field(default_factory=LocalRewardConfig)
+    training: TrainingConfig = msgspec.field(default_factory=TrainingConfig)
     sim_pet: SimPetConfig = msgspec.field(default_factory=SimPetConfig)
     sim_human: SimHumanConfig = msgspec.field(default_factory=SimHumanConfig)

@@ -15,7 +15,8 @@ from core.errors import DeviceError
 from rig import gpio
 from rig.beat import BeatClock, MidiClockFollower
 from rig.config import RigConfig
-from rig.dispenser import OnBeatRewardRule, TreatCaps, TreatDispenser
+from rig.curriculum import Curriculum
+from rig.dispenser import TreatCaps, TreatDispenser
 from rig.midi_io import NoteOutput, NullOutput, open_output
 from rig.pads import Pad
 from rig.scheduler import AccompScheduler
@@ -35,7 +36,8 @@ class RigDevices:
     samples: object | None
     """A :class:`rig.audio.SamplePlayer` when pads play the owner's sound files."""
     dispenser: TreatDispenser
-    reward_rule: OnBeatRewardRule | None
+    curriculum: Curriculum | None
+    """The training curriculum (None when ``rig.training.enabled`` is off)."""
     scheduler: AccompScheduler
     clock_follower: MidiClockFollower | None
     pet: SimulatedPet | None
@@ -54,14 +56,21 @@ class RigDevices:
         self.factory.close()
 
 
+MARKER_SAMPLE = -1
+"""The sample player's key for the marker's sound file (pads use their index)."""
+
+
 def build_devices(rc: RigConfig, *, output: NoteOutput | None = None, pin_factory: gpio.PinFactory | None = None,
-                  clock: Callable[[], float] = time.monotonic) -> RigDevices:
+                  clock: Callable[[], float] = time.monotonic, level: int = 1) -> RigDevices:
+    """Every device from config; ``level`` is where the pet's curriculum starts (its saved progress)."""
     timeline = Timeline(clock)
     beats = BeatClock(timeline, rc.tempo_bpm, rc.beats_per_bar, external=rc.midi.clock == "external")
     factory = pin_factory or gpio.pin_factory(rc.gpio.backend, clock)
     pads = [Pad(i, factory.input_pin(pc.pin, pc.pull), active_low=pc.active == "low", debounce_ms=pc.debounce_ms,
                 timeline=timeline, name=pc.name) for i, pc in enumerate(rc.pads)]
     files = {i: pc.sound.file for i, pc in enumerate(rc.pads) if pc.sound.file}
+    if rc.training.enabled and rc.training.marker.file:
+        files[MARKER_SAMPLE] = rc.training.marker.file
     samples = None
     if files:
         from rig.audio import SamplePlayer
@@ -71,7 +80,7 @@ def build_devices(rc: RigConfig, *, output: NoteOutput | None = None, pin_factor
         factory.output_pin(dc.pin, initial=not dc.active_high), timeline, beats, TreatCaps.from_config(dc),
         pulse_s=dc.pulse_ms / 1000, downbeat_only=dc.dispense_on == "next_downbeat", active_high=dc.active_high,
         enabled=dc.enabled)
-    reward_rule = OnBeatRewardRule(dispenser, beats, rc.reward.tolerance_ms / 1000) if rc.reward.enabled else None
+    curriculum = Curriculum(rc.training, beats, timeline, dispenser, level=level) if rc.training.enabled else None
     sc = rc.scheduler
     output = output if output is not None else _open_output(rc)
     scheduler = AccompScheduler(timeline, beats, output, late=sc.late, late_tolerance_s=sc.late_tolerance_ms / 1000,
@@ -79,10 +88,13 @@ def build_devices(rc: RigConfig, *, output: NoteOutput | None = None, pin_factor
     pet = None
     if rc.sim_pet.enabled:
         pins = [p.pin for p in pads if isinstance(p.pin, gpio.SimInputPin)]
-        pet = SimulatedPet(pins, timeline, beats, presses_per_beat=rc.sim_pet.presses_per_beat,
-                           on_beat_probability=rc.sim_pet.on_beat_probability, seed=rc.sim_pet.seed)
+        sp = rc.sim_pet
+        pet = SimulatedPet(pins, timeline, beats, presses_per_beat=sp.presses_per_beat,
+                           on_beat_probability=sp.on_beat_probability, seed=sp.seed,
+                           learn_rate=sp.learn_rate if sp.learning else 0.0,
+                           forget_per_beat=sp.forget_per_beat if sp.learning else 0.0)
     return RigDevices(timeline=timeline, beats=beats, factory=factory, output=output, pads=pads, samples=samples,
-                      dispenser=dispenser, reward_rule=reward_rule, scheduler=scheduler,
+                      dispenser=dispenser, curriculum=curriculum, scheduler=scheduler,
                       clock_follower=MidiClockFollower(beats) if beats.external else None, pet=pet)
 
 

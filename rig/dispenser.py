@@ -4,7 +4,7 @@ Treats are food. Whatever any message asks, the rig never dispenses closer
 than ``min_interval_s``, more than ``max_per_minute`` in any 60 s, or more
 than ``max_per_session``. The caps are checked when a request arrives (to
 answer at once) and again at the pulse itself (the authority). Requests from
-the brain, the local reward rule and the manual trigger all go through here.
+the brain, the training curriculum and the manual trigger all go through here.
 """
 
 from __future__ import annotations
@@ -64,21 +64,31 @@ class TreatDispenser:
             return "max_per_minute", f"max_per_minute ({self.caps.max_per_minute}) reached"
         return None
 
+    def _plan(self, now: float) -> tuple[tuple[Refusal, str] | None, int, float]:
+        """(refusal or None, beat, time) that a request at ``now`` would get. Call with the lock held."""
+        if not self.enabled:
+            return ("disabled", "dispenser disabled in config"), -1, now
+        if not self.beats.running:
+            return ("no_beat", "no beat clock running"), -1, now
+        if self._pending is not None:
+            return ("pending", "a treat is already due on the next beat"), -1, now
+        beat = self.beats.next_beat(now, downbeat=self.downbeat_only)
+        at = self.beats.time_of_beat(beat)
+        return self.violation(at), beat, at
+
+    def check(self, now: float | None = None) -> Refusal | None:
+        """What a request at ``now`` would be refused for, or None if it would be granted. Changes nothing:
+        the curriculum asks first so that it requests only what the caps allow."""
+        now = self.timeline.clock() if now is None else now
+        with self._lock:
+            refusal = self._plan(now)[0]
+        return None if refusal is None else refusal[0]
+
     def request(self, source: TreatSource = "brain", request_id: int = 0, now: float | None = None) -> bool:
         """Ask for a treat on the next beat (or downbeat). False if refused now."""
         now = self.timeline.clock() if now is None else now
         with self._lock:
-            refusal: tuple[Refusal, str] | None = None
-            if not self.enabled:
-                refusal = "disabled", "dispenser disabled in config"
-            elif not self.beats.running:
-                refusal = "no_beat", "no beat clock running"
-            elif self._pending is not None:
-                refusal = "pending", "a treat is already due on the next beat"
-            if refusal is None:
-                beat = self.beats.next_beat(now, downbeat=self.downbeat_only)
-                at = self.beats.time_of_beat(beat)
-                refusal = self.violation(at)
+            refusal, beat, at = self._plan(now)
             if refusal is None:
                 handle = self.timeline.at(at, self._fire, source, request_id, beat, at)
                 self._pending = (handle, beat)
@@ -117,22 +127,3 @@ class TreatDispenser:
                 self.timeline.cancel(self._pending[0])
                 self._pending = None
         self.pin.write(not self.active_high)
-
-
-class OnBeatRewardRule:
-    """The rig's own rule (works with no brain): a pet press within
-    ±tolerance of a beat earns a treat on the next downbeat."""
-
-    def __init__(self, dispenser: TreatDispenser, beats: BeatClock, tolerance_s: float = 0.12) -> None:
-        self.dispenser, self.beats, self.tolerance = dispenser, beats, tolerance_s
-        self.on_beat_presses = 0
-        self.presses = 0
-
-    def pressed(self, t: float) -> bool:
-        if not self.beats.running:
-            return False
-        self.presses += 1
-        if abs(self.beats.offset_from_nearest(t)) <= self.tolerance:
-            self.on_beat_presses += 1
-            return self.dispenser.request(source="rig", now=t)
-        return False

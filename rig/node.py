@@ -8,6 +8,7 @@ the brain's commands, keeps heartbeats and writes stats once a second.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import signal
 import threading
@@ -19,16 +20,18 @@ import mido
 
 from bridge.config import BridgeConfig
 from bridge.link import Link
-from bridge.messages import Accomp, Beat, Hello, Neurons, Note, Pad, TreatRequest, TreatResult
+from bridge.messages import Accomp, Beat, Hello, Neurons, Note, Pad, TrainingTrial, TreatRequest, TreatResult
 from core.config import to_dict
 from recording.config import SessionConfig
 from recording.export import load_midi
 from recording.log import SessionRecorder, new_session_dir
 from rig import gpio
 from rig.config import RigConfig
-from rig.devices import build_devices
+from rig.curriculum import Trial
+from rig.devices import MARKER_SAMPLE, build_devices
 from rig.midi_io import NoteOutput, open_input
 from rig.pads import Pad as PadDevice
+from rig.progress import PetProgress, SessionSummary
 from rig.sim import SimulatedHuman
 
 log = logging.getLogger("neurojam.rig")
@@ -58,7 +61,9 @@ class RigNode:
         rc = config.rig
         self.clock = clock
         self.stop_event = threading.Event()
-        self.devices = build_devices(rc, output=output, pin_factory=pin_factory, clock=clock)
+        self.progress = PetProgress.load(config.session.dir, rc.training.pet) if rc.training.enabled else None
+        self.devices = build_devices(rc, output=output, pin_factory=pin_factory, clock=clock,
+                                     level=self.progress.level if self.progress else 1)
         d = self.devices
         self.timeline, self.beats, self.output, self.pads = d.timeline, d.beats, d.output, d.pads
         self.dispenser, self.scheduler = d.dispenser, d.scheduler
@@ -77,12 +82,19 @@ class RigNode:
             pad.when_pressed = self._pad_pressed
             pad.when_released = self._pad_released
         self.dispenser.on_result = self._treat_result
+        if d.curriculum is not None:
+            d.curriculum.recent.extend(self.progress.recent)
+            d.curriculum.on_earned = self._earned
+            d.curriculum.on_trial = self._trial
+        self.level_start = d.curriculum.level if d.curriculum else None
         self.scheduler.on_note = self._brain_note_played
         self.beats.listeners.append(self._on_beat)
         self.keyboard = open_input(rc.midi.input, rc.midi.backend, self._keyboard_msg) if rc.midi.input else None
         self.human: SimulatedHuman | None = None
         self.brain_alive = False
         self.last_neurons: Neurons | None = None
+        self.started_at: float | None = None
+        self.started_utc = ""
         self.counts = {"pad_presses": 0, "human_notes": 0, "beats": 0, "treats_dispensed": 0, "treats_refused": 0}
         self._closed = False
 
@@ -102,8 +114,45 @@ class RigNode:
         self.link.send(Pad(pad=pad.index, down=True))
         for note in sound.notes:
             self.link.send(Note(source="pet", note=note, velocity=sound.velocity, on=True, channel=sound.channel))
-        if self.devices.reward_rule:
-            self.devices.reward_rule.pressed(t)
+        if self.devices.curriculum:
+            self.devices.curriculum.press(pad.index, t)
+
+    # -- training: the marker, trials, levels -------------------------------------------
+    def _earned(self, trial: Trial) -> None:
+        """The click, at the press that earned it; the treat follows on the beat."""
+        m = self.config.rig.training.marker
+        samples = self.devices.samples
+        if m.enabled and not (samples and samples.play(MARKER_SAMPLE)):
+            self.output.note_on(m.channel, m.note, m.velocity)
+            self.timeline.at(trial.time + m.duration_ms / 1000, self._marker_off)
+        if m.enabled:
+            self.link.send(Note(source="marker", note=m.note, velocity=m.velocity, on=True, channel=m.channel))
+        if self.devices.pet is not None:
+            self.devices.pet.rewarded()
+
+    def _marker_off(self) -> None:
+        m = self.config.rig.training.marker
+        self.output.note_off(m.channel, m.note)
+        self.link.send(Note(source="marker", note=m.note, velocity=0, on=False, channel=m.channel))
+
+    def _trial(self, trial: Trial, level_after: int) -> None:
+        tc = self.config.rig.training
+        self.link.send(TrainingTrial(level=trial.level, level_after=level_after, pet=tc.pet,
+                                     level_name=tc.levels[level_after - 1].name, pad=trial.pad, success=trial.success,
+                                     earned=trial.earned, offset_ms=trial.offset_ms))
+        if level_after != trial.level:
+            log.info("%s moves to level %d (%s)", tc.pet, level_after, tc.levels[level_after - 1].name)
+            self._save_progress()
+
+    def _save_progress(self, summary: SessionSummary | None = None) -> None:
+        curriculum = self.devices.curriculum
+        self.progress.level, self.progress.recent = curriculum.level, list(curriculum.recent)
+        if summary is not None:
+            self.progress.sessions.append(summary)
+        try:
+            self.progress.save()
+        except OSError as exc:
+            log.warning("could not save %s's progress to %s: %s", self.progress.name, self.progress.path, exc)
 
     def _pad_sound_off(self, channel: int, notes: tuple[int, ...]) -> None:
         for note in notes:
@@ -126,6 +175,8 @@ class RigNode:
                 self.output.send(msg)
             self.link.send(Note(source="human", note=msg.note, velocity=msg.velocity if on else 0, on=on,
                                 channel=msg.channel))
+            if on and self.devices.curriculum:
+                self.devices.curriculum.human_note(t)
         elif self.devices.clock_follower and msg.type in ("clock", "start", "stop", "continue"):
             self.devices.clock_follower.handle(msg.type, t)
 
@@ -155,7 +206,10 @@ class RigNode:
         if isinstance(msg, Accomp):
             self.scheduler.schedule(msg)
         elif isinstance(msg, TreatRequest):  # from the wire: never the rig's own rule
-            self.dispenser.request(source=msg.source if msg.source != "rig" else "brain", request_id=msg.request_id)
+            if self.devices.curriculum is not None:  # training: the brain's rule is a criterion a level may use
+                self.devices.curriculum.brain_request(self.clock())
+            else:
+                self.dispenser.request(source=msg.source if msg.source != "rig" else "brain", request_id=msg.request_id)
         elif isinstance(msg, Neurons):
             self.last_neurons = msg
         elif isinstance(msg, Hello):
@@ -170,6 +224,15 @@ class RigNode:
             log.info("brain connected")
         self.brain_alive = alive
 
+    def _session_summary(self) -> SessionSummary:
+        tc = self.config.rig.training
+        minutes = max(1e-9, (self.clock() - self.started_at) / 60) if self.started_at is not None else 0.0
+        return SessionSummary.of(self.devices.curriculum.trials, tolerance_ms=tc.on_beat_tolerance_ms,
+                                 minutes=minutes, treats=self.counts["treats_dispensed"],
+                                 refused=self.counts["treats_refused"], level_start=self.level_start,
+                                 level_end=self.devices.curriculum.level, started_utc=self.started_utc,
+                                 session=self.recorder.path.name if self.recorder else "")
+
     def stats(self) -> dict:
         late = [abs(x) for x in list(self.timeline.lateness)]
         return {
@@ -179,7 +242,9 @@ class RigNode:
             "counts": dict(self.counts),
             "scheduler": dict(self.scheduler.counts),
             "treat_refusals": dict(self.dispenser.refusals),
-            "on_beat_presses": self.devices.reward_rule.on_beat_presses if self.devices.reward_rule else None,
+            "training": None if not self.devices.curriculum else {
+                "level": self.devices.curriculum.level, "trials": len(self.devices.curriculum.trials),
+                "held_back": dict(self.devices.curriculum.held_back)},
             "timeline_late_us_p50": None if not late else round(_percentile(late, 0.5) * 1e6, 1),
             "timeline_late_us_p99": None if not late else round(_percentile(late, 0.99) * 1e6, 1),
             "recorder": None if not self.recorder else {"recorded": self.recorder.recorded,
@@ -188,6 +253,8 @@ class RigNode:
 
     # -- run -------------------------------------------------------------------------------
     def start(self) -> None:
+        self.started_at = self.clock()
+        self.started_utc = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.timeline.start()
         self.link.hello(session=str(self.recorder.path) if self.recorder else "", software=SOFTWARE)
         t0 = self.clock() + 0.3
@@ -224,6 +291,8 @@ class RigNode:
             self.keyboard.close()
         self.devices.close()
         stats = self.stats()
+        if self.devices.curriculum is not None:
+            self._save_progress(self._session_summary())
         self.link.close()
         if self.recorder:
             self.recorder.write_stats(stats)

@@ -20,20 +20,33 @@ from rig.timeline import Timeline
 
 class SimulatedPet:
     """On each beat, presses a random pad with probability ``presses_per_beat``;
-    it lands on the beat with probability ``on_beat_probability``, else somewhere
-    off it. Each press holds 80-200 ms and bounces a little, like foil does."""
+    it lands on the beat with probability ``on_beat``, else somewhere off it.
+    Each press holds 80-200 ms and bounces a little, like foil does.
+
+    Learning (a simple rule, for the curriculum's tests and the bench): each
+    marked press moves ``on_beat`` ``learn_rate`` of the way to 1 (reward makes
+    the timing that earned it likelier); each beat moves it ``forget_per_beat``
+    of the way back to where it started (unrewarded habits fade)."""
 
     def __init__(self, pins: list[SimInputPin], timeline: Timeline, beats: BeatClock, *,
                  presses_per_beat: float = 0.5, on_beat_probability: float = 0.6, seed: int = 1,
-                 active_low: bool = True) -> None:
+                 active_low: bool = True, learn_rate: float = 0.0, forget_per_beat: float = 0.0) -> None:
         self.pins, self.timeline, self.beats = pins, timeline, beats
-        self.rate, self.on_beat = presses_per_beat, on_beat_probability
+        self.rate, self.on_beat, self.start_on_beat = presses_per_beat, on_beat_probability, on_beat_probability
+        self.learn_rate, self.forget_per_beat = learn_rate, forget_per_beat
+        self.rewards = 0
         self.rng = random.Random(seed)
         self.active_low = active_low
         self.presses = 0
         beats.listeners.append(self._on_beat)
 
+    def rewarded(self) -> None:
+        """The marker sounded for the pet's last press."""
+        self.rewards += 1
+        self.on_beat += self.learn_rate * (1.0 - self.on_beat)
+
     def _on_beat(self, index: int, bar: int, beat: int, tempo: float, t: float) -> None:
+        self.on_beat -= self.forget_per_beat * (self.on_beat - self.start_on_beat)
         if not self.pins:
             return
         whole = int(self.rate)

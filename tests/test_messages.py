@@ -22,6 +22,7 @@ from bridge.messages import (
     Pong,
     Steer,
     SteerReply,
+    TrainingTrial,
     TreatRequest,
     TreatResult,
     decode,
@@ -43,6 +44,8 @@ SAMPLES = [
                 beat_index=20),
     Neurons(event_seq=9, event_node="rig", text="C4", hits=[NeuronHit(layer=1, index=42, activation=2.5, normalized=0.9, label="after a rising 4th")]),
     Steer(layer=0, neuron=5, factor=0.0),
+    TrainingTrial(level=2, level_after=3, level_name="two in a row", pet="rex", pad=1, success=True, earned=True,
+                  offset_ms=-12.5),
     SteerReply(applied=False, layer=0, neuron=5, factor=0.0, reason="no neuron 0.5000"),
 ]
 
@@ -59,7 +62,7 @@ def test_round_trip_every_kind(msg):
 
 @settings(max_examples=200, deadline=None)
 @given(note=st.integers(0, 127), vel=st.integers(0, 127), ch=st.integers(0, 15), on=st.booleans(),
-       src=st.sampled_from(["pet", "human", "brain", "metronome"]), seq=st.integers(0, 2**62), t=st.floats(0, 1e9))
+       src=st.sampled_from(["pet", "human", "brain", "metronome", "marker"]), seq=st.integers(0, 2**62), t=st.floats(0, 1e9))
 def test_note_round_trip_property(note, vel, ch, on, src, seq, t):
     msg = Note(source=src, note=note, velocity=vel, channel=ch, on=on, seq=seq, t=t, node="x")
     assert decode(encode(msg)) == msg

@@ -88,7 +88,7 @@ def wait_offset(link, timeout=10.0):
 
 
 def test_keyboard_note_reaches_brain_and_accomp_plays_on_time(jack_server, tmp_path, ports):
-    rig = RigProcess(tmp_path, ports, "--set", "rig.reward.enabled=false", name="a")
+    rig = RigProcess(tmp_path, ports, "--set", "rig.training.enabled=false", name="a")
     link = brain_link(ports)
     try:
         wait_for(link, lambda m: isinstance(m, Beat))

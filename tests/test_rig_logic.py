@@ -6,7 +6,7 @@ import pytest
 
 from bridge.messages import Accomp, AccompNote
 from rig.beat import BeatClock, MidiClockFollower
-from rig.dispenser import OnBeatRewardRule, TreatCaps, TreatDispenser
+from rig.dispenser import TreatCaps, TreatDispenser
 from rig.gpio import RPiPinFactory, SimPinFactory
 from rig.midi_io import RecordingOutput
 from rig.pads import Debouncer, Pad
@@ -228,17 +228,6 @@ def test_treats_only_on_downbeats(world):
     highs = [t for t, lvl in pin.history if lvl]
     lows = [t for t, lvl in pin.history[1:] if not lvl]
     assert [round(lo - hi, 6) for hi, lo in zip(highs, lows)] == [0.15] * 4
-
-
-def test_on_beat_press_earns_a_treat_off_beat_does_not(world):
-    clock, tl, beats = world
-    pin, d, results = make_dispenser(world, TreatCaps(min_interval_s=1, max_per_minute=30, max_per_session=100))
-    rule = OnBeatRewardRule(d, beats, tolerance_s=0.1)
-    tl.advance_to(101.0)
-    assert rule.pressed(101.26) is False   # half a beat off
-    assert rule.pressed(101.53) is True    # 30 ms after a beat
-    tl.advance_to(104.0)
-    assert len(pin.pulses()) == 1 and beats.beat_at(pin.pulses()[0]) == pytest.approx(4.0)
 
 
 def test_a_result_handler_that_asks_for_a_treat_does_not_deadlock(world):

@@ -27,7 +27,8 @@ def test_pad_press_plays_its_chord_immediately(tmp_path, ports):
     node.beats.start()
     press(node, 3)  # the chord pad
     ons = [(t, m.note) for t, m in node.output.log if m.type == "note_on"]
-    assert [n for _, n in ons] == [60, 64, 67]
+    assert [n for _, n in ons] == [60, 64, 67, 96]  # the chord first, then the marker (every press earns at level 1)
+    assert [m.channel for _, m in node.output.log if m.type == "note_on"] == [0, 0, 0, 15]
     assert node.counts["pad_presses"] == 1
     node.close()
 
@@ -53,7 +54,7 @@ def test_pad_can_play_an_audio_file(tmp_path, ports, monkeypatch):
         w.setsampwidth(2)
         w.setframerate(44100)
         w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 20))) for i in range(22050)))
-    node = make_node(tmp_path, ports, f"rig.pads=[{{pin: 5, sound: {{file: '{path}'}}}}]")
+    node = make_node(tmp_path, ports, f"rig.pads=[{{pin: 5, sound: {{file: '{path}'}}}}]", "rig.training.enabled=false")
     node.beats.start()
     press(node, 0)
     assert node.devices.samples.played == 1

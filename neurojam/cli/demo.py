@@ -72,6 +72,7 @@ class LiveView:
         self.neurons = None
         self.treats = {"dispensed": 0, "refused": 0}
         self.last_refusal = ""
+        self.trials: deque = deque(maxlen=20)
         self.sent_at: dict[int, float] = {}
         self.latency_ms: deque[float] = deque(maxlen=200)
         self.brain_seen = False
@@ -79,7 +80,7 @@ class LiveView:
 
     def feed(self, records) -> None:
         from brain.encoder import note_word as note_label
-        from bridge.messages import Accomp, Beat, Neurons, Note, TreatResult
+        from bridge.messages import Accomp, Beat, Neurons, Note, TrainingTrial, TreatResult
 
         for direction, t, m in records:
             if isinstance(m, Beat):
@@ -95,6 +96,8 @@ class LiveView:
                 self.brain_seen = True
             elif isinstance(m, Accomp) and m.event_seq in self.sent_at:
                 self.latency_ms.append((t - self.sent_at.pop(m.event_seq)) * 1000)
+            elif isinstance(m, TrainingTrial):
+                self.trials.append(m)
             elif isinstance(m, TreatResult):
                 self.treats[m.outcome] += 1
                 if m.outcome == "refused":
@@ -122,6 +125,12 @@ class LiveView:
         if self.last_refusal:
             treat += f" (last: {self.last_refusal})"
         t.add_row("treats", treat)
+        if self.trials:
+            from recording.jam import trial_strip
+
+            last = self.trials[-1]
+            t.add_row("training", f"{last.pet}: level {last.level_after} ({last.level_name})   "
+                                  f"{trial_strip(list(self.trials))}")
         if self.latency_ms:
             lat = sorted(self.latency_ms)
             t.add_row("latency", f"event → accompaniment p50 {lat[len(lat) // 2]:.1f} ms, "
@@ -155,7 +164,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     if model:
         brain_cmd += ["--model", model]
     rig_cmd = py + ["rig", "--config", "lab", *common, "--session", str(session), "--seconds", str(seconds),
-                    "--human", str(melody_path()), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true",
+                    "--human", str(melody_path()), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true", "--set", "rig.training.pet=demo-dog",
                     "--set", "rig.tempo_bpm=112"]
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("brain", "rig")}
     console.print(f"[bold]neurojam demo[/bold]: {seconds:.0f} s jam; rig and brain as two processes on "

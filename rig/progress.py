@@ -1,0 +1,94 @@
+"""A pet's progress between sessions: its level, its last trials, and one row per session.
+
+One small JSON file per pet, ``<session.dir>/pets/<name>.json``, written
+atomically (temp file + rename) so a crash leaves the old file or the new
+one, never half of one. A file that cannot be read is moved aside (kept for
+the owner, never deleted) and the pet starts fresh, with a message that says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("neurojam.rig")
+FORMAT = "neurojam-pet/1"
+
+
+@dataclass
+class SessionSummary:
+    session: str
+    started_utc: str
+    minutes: float
+    level_start: int
+    level_end: int
+    presses: int
+    on_beat: float | None
+    """Share of presses within the on-beat tolerance."""
+    mean_abs_offset_ms: float | None
+    presses_per_minute: float
+    treats: int
+    refused: int
+
+    @classmethod
+    def of(cls, trials: list, *, tolerance_ms: float, minutes: float, treats: int, refused: int, level_start: int,
+           level_end: int, started_utc: str, session: str = "") -> "SessionSummary":
+        """A session's row from its trials (``rig.curriculum.Trial``: ``offset_ms`` to the nearest beat)."""
+        offsets = [abs(t.offset_ms) for t in trials]
+        return cls(session=session, started_utc=started_utc,
+                   minutes=round(minutes, 2), level_start=level_start, level_end=level_end, presses=len(trials),
+                   on_beat=round(sum(o <= tolerance_ms for o in offsets) / len(offsets), 3) if offsets else None,
+                   mean_abs_offset_ms=round(sum(offsets) / len(offsets), 1) if offsets else None,
+                   presses_per_minute=round(len(trials) / minutes, 1) if minutes > 0 else 0.0,
+                   treats=treats, refused=refused)
+
+
+@dataclass
+class PetProgress:
+    name: str
+    path: Path
+    level: int = 1
+    recent: list[bool] = field(default_factory=list)
+    """The last trials' outcomes (the curriculum's window), oldest first."""
+    sessions: list[SessionSummary] = field(default_factory=list)
+    problem: str = ""
+    """Why an existing file was not used (empty when all was well)."""
+
+    @classmethod
+    def load(cls, root: str | Path, name: str) -> "PetProgress":
+        path = Path(root) / "pets" / f"{name}.json"
+        fresh = cls(name, path)
+        if not path.exists():
+            return fresh
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+            return cls(name, path, level=int(data["level"]), recent=[bool(x) for x in data.get("recent", [])],
+                       sessions=[SessionSummary(**s) for s in data.get("sessions", [])])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+            try:
+                path.rename(aside)
+            except OSError:
+                aside = path
+            fresh.problem = (f"{path}: the progress file could not be read ({type(exc).__name__}: {exc}); it was kept "
+                             f"as {aside.name} and {name} starts again at level 1.")
+            log.warning(fresh.problem)
+            return fresh
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"format": FORMAT, "name": self.name, "level": self.level, "recent": self.recent,
+                "sessions": [asdict(s) for s in self.sessions]}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
