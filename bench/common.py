@@ -32,4 +32,4 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
         t.add_column(c, justify="right")
     for r in rows:
         t.add_row(*[f"{x:,.3f}" if isinstance(x, float) else str(x) for x in r])
-    Console().print(t)
+    Console(width=max(120, int(os.environ.get("COLUMNS", 0) or 0)) if not sys.stdout.isatty() else None).print(t)

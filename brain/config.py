@@ -8,27 +8,38 @@ import msgspec
 
 from core.config import Section
 from core.units import Channel, Midi7, SteerFactor
+from recording.harmony import NAMES
 
-KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-KeyName = Literal[KEYS]  # type: ignore[valid-type]  (one list of key names)
+KeyName = Literal[NAMES]  # type: ignore[valid-type]  (one list of key names)
 
 
 class SonifyConfig(Section):
-    key: KeyName = "C"
-    scale: Literal["major", "minor", "dorian", "pentatonic", "blues", "chromatic"] = "pentatonic"
+    """How neurons become the band (``brain/sonify.py`` explains the design)."""
+
     follow_key: bool = True
-    """Shift the key to the human's recent notes."""
+    """Track the key from the human's notes (else play in ``key`` / ``mode``)."""
+    key: KeyName = "C"
+    mode: Literal["major", "minor"] = "major"
+    gate: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.8
+    """A neuron sounds only at or above this share of its calibration quantile: a quiet model is a quiet band."""
+    full_at: Annotated[float, msgspec.Meta(gt=0, le=20)] = 1.4
+    """Normalized activation that plays at ``velocity_max`` (velocity rises linearly from the gate)."""
+    listen_beats: Annotated[float, msgspec.Meta(gt=0, le=16)] = 1.0
+    """Silent when neither human nor pet played within this many beats."""
     subdivision: Annotated[int, msgspec.Meta(ge=1, le=8)] = 2
     """Quantize accompaniment to 1/N of a beat."""
-    max_voices: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
+    max_voices: Annotated[int, msgspec.Meta(ge=1, le=16)] = 4
+    """A last resort: notes started per slot."""
     velocity_min: Midi7 = 45
     velocity_max: Midi7 = 105
-    note_beats: Annotated[float, msgspec.Meta(gt=0, le=8)] = 0.5
+    note_beats: Annotated[float, msgspec.Meta(gt=0, le=8)] = 1.0
+    """How long a voice rings after its neuron was last active."""
     layer_channels: list[Channel] = msgspec.field(default_factory=lambda: [1, 2, 3, 4])
     layer_octaves: list[Annotated[int, msgspec.Meta(ge=1, le=8)]] = msgspec.field(default_factory=lambda: [3, 4, 5, 5])
-    min_normalized: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.25
-    prediction_voice: bool = False
+    prediction_voice: bool = True
+    """Play the model's predicted next note on the next slot, so the model can lead."""
     prediction_channel: Channel = 5
+    prediction_velocity: Midi7 = 50
 
 
 class BrainRewardConfig(Section):

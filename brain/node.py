@@ -131,7 +131,8 @@ class BrainNode:
         notes = self.sonifier.notes_for(r.hits, r.event.time, r.predicted_note)
         if notes:
             self.counts["accomp_notes"] += len(notes)
-            self.link.send(Accomp(notes=notes, event_seq=r.event.seq))
+            self.link.send(Accomp(notes=notes, event_seq=r.event.seq, chord=list(self.sonifier.chord or ()),
+                                  key=str(self.sonifier.key or "")))
         reason = self.reward.check(r)
         if reason:
             self.counts["reward_requests"] += 1

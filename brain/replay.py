@@ -13,6 +13,7 @@ at the recorded pace divided by ``speed``.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ from bridge.messages import Beat, Heartbeat, Note, Pad, Ping, Pong
 from core.config import to_dict
 from core.errors import SessionError
 from recording.log import SessionRecorder, new_session_dir, read_session
+
+log = logging.getLogger("neurojam.replay")
 
 if TYPE_CHECKING:
     from brain.node import BrainSettings
@@ -79,7 +82,10 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
 
     def serve() -> None:
         while not stop.is_set():
-            brain.step(timeout_ms=5)
+            try:
+                brain.step(timeout_ms=5)
+            except Exception:  # keep answering: one bad step must not leave the replay waiting forever
+                log.exception("replay: the brain failed on a batch of events; going on")
 
     thread = threading.Thread(target=serve, name="replay-brain", daemon=True)
     thread.start()
@@ -122,7 +128,11 @@ def _send_all(link: Link, events: list, speed: float | None, progress: bool) -> 
     for i in range(0, len(events), batch):
         k = i // batch
         if speed is None:  # fast: at most two batches in flight
+            waited = time.monotonic()
             while acked < k - 2:
+                if time.monotonic() - waited > 30:
+                    raise SessionError(f"replay: the brain stopped answering after {i} of {len(events)} events "
+                                       f"(no pong in 30 s); the new session keeps what it answered.")
                 for m in link.receive(timeout_ms=20):
                     if isinstance(m, Pong) and m.ping_seq in pings:
                         acked = max(acked, pings[m.ping_seq])

@@ -214,6 +214,7 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
     counts = jam.count_by_source()
     title = str(Path(*session.resolve().parts[-2:]))
     rate = "–" if pet["on_beat_rate"] is None else f"{pet['on_beat_rate']:.0%}"
+    score_html = score_section(opened)
     training = ""
     if jam.trials:
         last = jam.trials[-1]
@@ -233,6 +234,7 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
 <p class="muted">Each row is a neuron (activation ÷ its 1−1e-5 quantile over the calibration corpus); each column an
 event of the note text the model read.</p><img alt="neuron heatmap" src="{heatmap(per_event[:, top].T, ids, labels, words)}"></section>
 <section id="neuron-cards"><h2>Neurons</h2><div class="cards">{''.join(cards)}</div></section>
+{score_html}
 <section id="pet-stats"><h2>The pet</h2><div class="stats"><img alt="on-beat rate" src="{pet_png}">
 <table class="kv"><tr><td>pad presses</td><td>{pet['presses']}</td></tr>
 <tr><td>on the beat (±120 ms)</td><td>{rate}</td></tr>
@@ -244,6 +246,23 @@ event of the note text the model read.</p><img alt="neuron heatmap" src="{heatma
     out = Path(out) if out else session / "report.html"
     out.write_text(page)
     return out
+
+
+def score_section(session) -> str:
+    """The accompaniment's score (``neurojam score``) as a table, or why it could not be measured."""
+    from recording.score import score_rows, score_session
+
+    try:
+        score = score_session(session)
+    except ModuleNotFoundError as exc:
+        return f'<section id="score"><h2>How the band sounded</h2><p class="muted">not scored: {exc}</p></section>'
+    rows = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td>"
+                   f"<td>{html.escape(d)}</td></tr>" for a, b, c, d in score_rows(score))
+    notes = "".join(f'<p class="muted">{html.escape(n)}</p>' for n in score.notes)
+    return (f'<section id="score"><h2>How the band sounded</h2><p class="muted">Beside baselines on this same '
+            f'session (`neurojam score`); keys heard: {html.escape(", ".join(score.keys) or "–")}.</p>'
+            f'<table class="kv"><tr><th>figure</th><th>the brain</th><th>baseline</th><th>target</th></tr>{rows}'
+            f'</table>{notes}</section>')
 
 
 def _hidden_tokens(model) -> list[int]:

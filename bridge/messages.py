@@ -116,11 +116,18 @@ class AccompNote(msgspec.Struct, kw_only=True):
     due_time: float | None = None
     due_beat: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
     neurons: list[str] = []
+    tie: bool = False
+    """Extend this note if it is still sounding (a neuron that stays active rings on) instead of striking it
+    again; if it is not sounding, play it."""
 
 
 class Accomp(Message, tag="accomp"):
     notes: Annotated[list[AccompNote], msgspec.Meta(max_length=64)]
     event_seq: int = -1
+    chord: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=11)]], msgspec.Meta(max_length=4)] = []
+    """Pitch classes (root, third, fifth) of the chord the notes were voiced on: the brain's hearing of the human."""
+    key: str = ""
+    """The key the brain heard ("D major"), which sets each neuron's role."""
 
 
 class TreatRequest(Message, tag="treat_request"):

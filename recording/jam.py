@@ -54,6 +54,12 @@ class Jam:
     neurons: list[Neurons] = field(default_factory=list)
     accomps: list[Accomp] = field(default_factory=list)
     trials: list[TrainingTrial] = field(default_factory=list)
+    events: list = field(default_factory=list)
+    """The rig's events (notes and beats) as it sent them: what the brain's answers refer to by (node, seq)."""
+    restrikes: Counter = field(default_factory=Counter)
+    """Note-ons, by source, of a (channel, pitch) that was still sounding."""
+    stuck: list[PlayedNote] = field(default_factory=list)
+    """Notes still sounding when the log ends (a rig that stopped cleanly leaves none)."""
 
     @property
     def duration(self) -> float:
@@ -87,6 +93,10 @@ class Jam:
     def _beat_indices(self) -> list[int]:
         return [b.index for b in self.beats]
 
+    def accomp_time(self, note) -> float | None:
+        """Rig time an accompaniment note was due."""
+        return note.due_time if note.due_time is not None else self.time_of_beat(note.due_beat)
+
     def on_beat_rate(self, tolerance_s: float = 0.12) -> float | None:
         """Share of pet presses within ±tolerance of a beat."""
         if not self.pad_presses or not self.beats:
@@ -112,8 +122,11 @@ def jam_from_log(log: SessionLog) -> Jam:
             key = (m.source, m.channel, m.note)
             if m.source == "brain":
                 brain_played = True
+            if m.source in ("pet", "human") and m.on:
+                jam.events.append(m)
             if m.on:
                 if key in open_notes:  # retrigger: close the previous one
+                    jam.restrikes[m.source] += 1
                     s, v = open_notes.pop(key)
                     jam.notes.append(PlayedNote(m.source, s, m.t, m.note, v, m.channel))
                 open_notes[key] = (m.t, m.velocity)
@@ -122,6 +135,7 @@ def jam_from_log(log: SessionLog) -> Jam:
                 jam.notes.append(PlayedNote(m.source, s, m.t, m.note, v, m.channel))
         elif isinstance(m, Beat) and r.direction == "out":
             jam.beats.append(m)
+            jam.events.append(m)
         elif isinstance(m, Pad) and m.down:
             jam.pad_presses.append(m.t)
         elif isinstance(m, TreatResult):
@@ -134,12 +148,26 @@ def jam_from_log(log: SessionLog) -> Jam:
             jam.accomps.append(m)
     for (source, channel, note), (s, v) in open_notes.items():  # still sounding at the end
         jam.notes.append(PlayedNote(source, s, max(s, jam.end), note, v, channel))
-    if not brain_played:
-        for a in jam.accomps:
-            for n in a.notes:
-                start = n.due_time if n.due_time is not None else jam.time_of_beat(n.due_beat)
-                if start is not None:
-                    jam.notes.append(PlayedNote("brain", start, start + n.duration, n.note, n.velocity, n.channel))
+        jam.stuck.append(jam.notes[-1])
+    if not brain_played:  # a replay has no rig: what the brain asked for, at its due times, ties extending
+        requested = sorted(((jam.accomp_time(n), n) for a in jam.accomps for n in a.notes), key=lambda x: x[0])
+        sounding: dict[tuple[int, int], PlayedNote] = {}
+        for start, n in requested:
+            if start is None:
+                continue
+            held = sounding.get((n.channel, n.note))
+            if held is not None and held.end > start + 1e-6:
+                if n.tie:
+                    held.end = max(held.end, start + n.duration)
+                    continue
+                jam.restrikes["brain"] += 1
+                held.end = start
+            played = PlayedNote("brain", start, start + n.duration, n.note, n.velocity, n.channel)
+            sounding[(n.channel, n.note)] = played
+            jam.notes.append(played)
+    if jam.events:  # the rig's own clock: a replay's pings (stamped at replay time) must not stretch the jam
+        jam.start = min(m.time if isinstance(m, Beat) else m.t for m in jam.events)
+        jam.end = max(m.time if isinstance(m, Beat) else m.t for m in jam.events)
     jam.notes.sort(key=lambda n: (n.start, n.source, n.note))
     if jam.notes:
         jam.end = max(jam.end, max(n.end for n in jam.notes))

@@ -58,6 +58,11 @@ class AccompScheduler:
         key = (note.channel, note.note)
         with self._lock:
             self._pending.discard(cell[0])
+            if note.tie and key in self._voices:  # still sounding: let it ring on, no new attack
+                self.timeline.cancel(self._voices[key])
+                self._voices[key] = self.timeline.at(due + note.duration, self._note_off, key)
+                self.counts["tied"] += 1
+                return
             if key in self._voices:  # same note again: restart it cleanly
                 self.timeline.cancel(self._voices.pop(key))
                 self.output.note_off(*key)

@@ -10,6 +10,7 @@ from brain.neuron_stats import direct_logit_effect, promoted_notes
 from brain.rig_view import RigView
 from brain.sonify import Sonifier
 from brain.stream import Hit, NeuronStream, StreamEvent
+from recording.harmony import Key
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +106,15 @@ def test_direct_logit_pitch_selection():
         model.bridge.blocks[1].mlp.out.weight[:, 7] = W_U[:, g4] * 50  # plant: neuron 1.7 writes G4's unembedding
     assert int(direct_logit_effect(model, 1, 7).argmax()) == g4
     assert int(promoted_notes(model)[1, 7]) == 67
+    # G promoted: a fifth above C (the fifth of every chord), a fourth above D (3-5 semitones: the third)
     son = Sonifier(SonifyConfig(), RigView(), {(1, 7): 67})
-    assert son.pitch(Hit(1, 7, 1.0, 1.0)) % 12 == 7
-    # without note words a stable hash into the scale decides
-    hashed = Sonifier(SonifyConfig(scale="major", key="D", follow_key=False), RigView())
-    p = hashed.pitch(Hit(0, 3, 1.0, 1.0))
-    assert (p - 2) % 12 in (0, 2, 4, 5, 7, 9, 11) and p == hashed.pitch(Hit(0, 3, 1.0, 1.0))
+    c_major, d_major = Key(0, "major"), Key(2, "major")
+    assert son.role(Hit(1, 7, 1.0, 1.0), c_major) == 2 and son.role(Hit(1, 7, 1.0, 1.0), d_major) == 1
+    assert son.pitch(Hit(1, 7, 1.0, 1.0), c_major, (5, 9, 0)) % 12 == 0  # the fifth of F major
+    assert son.role(Hit(1, 7, 1.0, 1.0), Key(9, "minor")) == 2  # A minor reads like C major: the same voice
+    # without note words a stable hash picks the role
+    hashed = Sonifier(SonifyConfig(), RigView())
+    assert hashed.role(Hit(0, 3, 1.0, 1.0), c_major) == hashed.role(Hit(0, 3, 1.0, 1.0), d_major)
 
 
 def test_steering_changes_activations_and_predictions(tiny):

@@ -88,7 +88,37 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from recording import open_session
+    from recording.score import score_rows, score_session
+
+    session = open_session(args.session, warn=True)
+    score = score_session(session, gate=args.gate)
+    if args.json:
+        print(json.dumps(score.as_dict(), indent=1))
+        return 0
+    table = Table(title=f"{args.session}: {score.brain_notes} brain notes, {score.human_notes} human notes, "
+                        f"{score.minutes:.1f} min; keys {', '.join(score.keys) or '–'}")
+    for col in ("figure", "the brain", "baseline", "target"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    for row in score_rows(score):
+        table.add_row(*row)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(table)
+    for note in score.notes:
+        console.print(f"note: {note}")
+    return 0
+
+
 def register(sub, add) -> None:
+    p = add("score", cmd_score, "how the accompaniment sounds (key fit, harmony, response, faithfulness, hygiene) "
+            "beside baselines on the same session")
+    p.add_argument("session")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--gate", type=float, default=None, help="activity threshold (default: the session's sonify.gate)")
     p = add("replay", cmd_replay, "replay a recorded session through a brain into a new session")
     p.add_argument("session")
     config_args(p)

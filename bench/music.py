@@ -1,0 +1,124 @@
+"""How the accompaniment sounds, on held-out tunes in all 12 keys, beside baselines.
+
+    python bench/music.py [--quick] [--tunes N]
+
+Tunes from the default model's *test* split (never trained on, never used to tune the sonifier: that was
+done on the demo's Soldier's Joy), rendered as even eighth notes at 112 BPM with a pet on the drum pads,
+transposed to each of the 12 keys, replayed through the brain over the real bridge, and scored by
+`recording/score.py` (`neurojam score`) with its baselines on the same sessions. Plus a pet-only session.
+Targets (issue 13): key fit ≥ 95 % in every key; harmony ≥ random in key + 15 points; response ρ ≥ 0.5;
+silent within a beat after everyone stops; 0 restrikes / double onsets / stuck notes; stable voice ≥ 95 %;
+ρ(velocity, activation) ≥ 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import machine, table
+
+from brain.encoder import word_note
+from brain.models import MODELS_DIR, load_model
+from brain.replay import replay
+from core.errors import SessionError
+from neurojam.cli.demo import free_port_pair
+from neurojam.config import load_config
+from recording import open_session
+from recording.harmony import NAMES
+from recording.score import score_session
+from recording.synthetic import write_melody_session
+
+
+def held_out_tunes(n: int, min_notes: int = 64, max_notes: int = 160) -> list[tuple[str, list]]:
+    from brain import corpus
+
+    out = []
+    for tune in corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz"):
+        if tune["split"] != "test":
+            continue
+        notes = [x for x in (word_note(w) for w in tune["text"].split()) if x is not None][:max_notes]
+        if len(notes) >= min_notes:
+            out.append((tune["id"], [(i * 0.5, 0.5, note) for i, note in enumerate(notes)]))
+        if len(out) == n:
+            break
+    return out
+
+
+def run(tunes, transpositions, model, root: Path) -> dict[int, list]:
+    config = load_config(None, [f"session.dir={root}"])
+    scores: dict[int, list] = {}
+    for k, shift in enumerate(transpositions):
+        for i, (tid, melody) in enumerate(tunes):
+            src = write_melody_session(root / f"src-{shift}-{i}", melody, transpose=shift, pet_every_beats=3, seed=i)
+            try:
+                out = replay(src, config, speed=None, out=root / f"out-{shift}-{i}", progress=False, model=model,
+                             port=free_port_pair())
+            except SessionError as exc:
+                print(f"{tid} {shift:+d}: {exc}")
+                continue
+            scores.setdefault(shift, []).append(score_session(open_session(out)))
+    return scores
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def pct(x):
+    return "–" if x is None else f"{x:.0%}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 tunes, 4 keys")
+    ap.add_argument("--tunes", type=int, default=4)
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    model = load_model("notes-default", "cpu")
+    tunes = held_out_tunes(2 if args.quick else args.tunes)
+    shifts = [-6, -2, 1, 4] if args.quick else list(range(-5, 7))
+    root = Path(tempfile.mkdtemp())
+    scores = run(tunes, shifts, model, root)
+    rows = []
+    for shift in shifts:
+        s = scores[shift]
+        base = [x.baselines for x in s]
+        key = NAMES[(2 + shift) % 12]  # the tunes are mostly in D or G: the shift names the D-tune's key
+        rows.append([f"{shift:+d} ({key})", pct(mean(x.key_fit for x in s)), pct(mean(x.harmony for x in s)),
+                     pct(mean(b.get("random_in_key", {}).get("harmony") for b in base)),
+                     pct(mean(b.get("shuffled_brain", {}).get("harmony") for b in base)),
+                     pct(mean(b.get("oracle_last_beat_chord", {}).get("harmony") for b in base)),
+                     f"{mean(x.clashes_per_min for x in s):.0f} / "
+                     f"{mean(b.get('random_in_key', {}).get('clashes_per_min') for b in base):.0f}",
+                     f"{mean(x.response_rho for x in s):.2f}", f"{max(x.beats_after_stop or 0 for x in s):.1f}",
+                     pct(mean(x.stable_voices for x in s)), f"{mean(x.velocity_rho for x in s):.2f}",
+                     f"{sum(x.restrikes for x in s)}/{sum(x.double_onsets for x in s)}/{sum(x.stuck for x in s)}/"
+                     f"{sum(x.off_grid for x in s)}",
+                     f"{pct(mean(x.prediction_hits for x in s))} / "
+                     f"{pct(mean(b.get('repeat_last_human_note', {}).get('prediction_hits') for b in base))}"])
+    table(f"accompaniment on {len(tunes)} held-out tunes × {len(shifts)} keys (+ pet on the drum pads)",
+          ["shift (key)", "key fit", "harmony", "random in key", "shuffled", "oracle", "clashes/min brain / random",
+           "response ρ", "beats after stop (max)", "stable voice", "ρ(vel, act)", "restrike/double/stuck/off-grid",
+           "prediction / repeat-last"], rows)
+    all_scores = [x for s in scores.values() for x in s]
+    worst = min(shifts, key=lambda sh: mean(x.key_fit for x in scores[sh]))
+    print(f"overall: key fit {pct(mean(x.key_fit for x in all_scores))} (worst key {worst:+d}: "
+          f"{pct(mean(x.key_fit for x in scores[worst]))}), harmony {pct(mean(x.harmony for x in all_scores))} vs "
+          f"random in key {pct(mean(x.baselines['random_in_key']['harmony'] for x in all_scores))}")
+
+    pet_only = write_melody_session(root / "pet-only", [], pet_every_beats=1.0, pet_beats=32, seed=3)
+    out = replay(pet_only, load_config(None, [f"session.dir={root}"]), speed=None, out=root / "pet-out",
+                 progress=False, model=model, port=free_port_pair())
+    s = score_session(open_session(out))
+    print(f"pet only (8 bars of drum pads, then 2 bars of silence): {s.brain_notes} brain notes, response ρ "
+          f"{s.response_rho}, beats played after the pet stopped {s.beats_after_stop}; "
+          f"restrikes/double/stuck/off-grid {s.restrikes}/{s.double_onsets}/{s.stuck}/{s.off_grid}; "
+          f"{'; '.join(s.notes) or ''}")
+
+
+if __name__ == "__main__":
+    main()

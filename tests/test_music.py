@@ -1,0 +1,178 @@
+"""The listening accompaniment: key and chord tracking, gating, ties, and the score against known answers."""
+
+import pytest
+
+from brain.config import SonifyConfig
+from brain.rig_view import RigView
+from brain.sonify import Sonifier
+from brain.stream import Hit
+from bridge.messages import Beat, Note
+from recording import open_session
+from recording.harmony import Key, KeyTracker, beat_chord
+from recording.synthetic import melody_from_midi, write_melody_session
+from tests.conftest import ROOT
+
+MELODY = ROOT / "configs" / "melodies" / "soldiers-joy.mid"
+PERIOD = 60 / 120
+
+
+def heard_key(notes) -> Key:
+    k = KeyTracker()
+    for n in notes:
+        k.add(n)
+    return k.key
+
+
+@pytest.mark.parametrize("shift", [0, 1, 5, 6, -3])
+def test_key_tracking_follows_a_known_tune_into_every_key(shift):
+    """Soldier's Joy is in D major: transposed by `shift`, the tracker hears D + shift, as music21 does."""
+    from recording.score import find_key
+
+    notes = [n + shift for _, _, n in melody_from_midi(MELODY)][:64]
+    assert heard_key(notes).scale == Key((2 + shift) % 12, "major").scale
+    assert find_key(notes).scale == Key((2 + shift) % 12, "major").scale
+
+
+def test_key_hysteresis_ignores_a_passing_note():
+    k = KeyTracker()
+    for n in [60, 64, 67, 72, 65, 69, 67, 60, 62, 64, 67, 60]:
+        k.add(n)
+    assert k.key == Key(0, "major")
+    k.add(66)  # one F#: not a modulation
+    assert k.key == Key(0, "major") and k.changes == 0
+
+
+def test_beat_chord_is_the_covering_triad():
+    d = Key(2, "major")
+    assert beat_chord(d, [66, 69]) == (2, 6, 9)       # F#, A → D major
+    assert beat_chord(d, [67, 71]) == (7, 11, 2)      # G, B → G major
+    assert beat_chord(d, [64, 67, 71]) == (4, 7, 11)  # E, G, B → E minor
+    assert beat_chord(d, []) is None
+
+
+def rig_in(key_notes, t0=100.0):
+    rig = RigView()
+    rig.observe(Beat(index=0, bar=0, beat=0, tempo_bpm=120, time=t0))
+    for i, n in enumerate(key_notes):
+        rig.observe(Note(source="human", note=n, t=t0 + i * 0.25))
+    return rig, t0 + len(key_notes) * 0.25
+
+
+def test_gating_ties_and_no_double_onsets():
+    promoted = {(0, 1): 62, (0, 2): 62, (0, 3): 69, (1, 4): 66}
+    rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])  # D major, last beat F# G A
+    son = Sonifier(SonifyConfig(gate=0.8), rig, promoted)
+    quiet = son.notes_for([Hit(0, 1, 1.0, 0.5), Hit(0, 3, 1.0, 0.79)], t)
+    assert [n for n in quiet if n.neurons != ["prediction"]] == []  # below the gate: nothing sounds
+    first = son.notes_for([Hit(0, 1, 2.0, 1.2), Hit(0, 2, 2.0, 0.9), Hit(1, 4, 2.0, 1.0)], t)
+    by_neuron = {tuple(n.neurons): n for n in first}
+    assert ("0.1", "0.2") in by_neuron  # the same pitch on one channel: one shared note, not two onsets
+    assert not any(n.tie for n in first)
+    assert by_neuron[("0.1", "0.2")].velocity > SonifyConfig().velocity_min  # louder when more active
+    again = son.notes_for([Hit(0, 1, 2.0, 1.1)], t + 0.2)  # still active, chord unchanged: it rings on
+    assert [(n.neurons, n.tie) for n in again] == [(["0.1"], True)]
+    for dt in (1.8, 1.9, 2.0):  # the human plays on, in the same D major harmony
+        rig.observe(Note(source="human", note=66 if dt < 2 else 69, t=t + dt))
+    later = son.notes_for([Hit(0, 1, 2.0, 1.1)], t + 2.0)  # its note ended long ago: struck anew
+    assert [n.tie for n in later] == [False]
+
+
+def test_silent_when_nobody_plays():
+    rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])
+    son = Sonifier(SonifyConfig(listen_beats=1.0), rig, {(0, 1): 62})
+    last_note = t - 0.25  # 102.25; slots every 0.25 s from 100
+    assert son.notes_for([Hit(0, 1, 2.0, 1.2)], last_note + 0.2)  # due at 102.5: half a beat after the last note
+    assert son.notes_for([Hit(0, 1, 2.0, 1.2)], last_note + 0.55) == []  # due at 103.0: more than a beat after
+    assert son.counts["nobody_playing"] == 1
+
+
+def test_notes_follow_the_human_into_another_key():
+    """The same neurons, the same melody transposed a tritone: every voice moves by the tritone."""
+    promoted = {(0, 1): 62, (0, 3): 69, (1, 4): 66}
+    hits = [Hit(0, 1, 2.0, 1.2), Hit(0, 3, 2.0, 1.0), Hit(1, 4, 2.0, 0.9)]
+    melody = [62, 66, 69, 74, 73, 71, 69, 66, 67, 69]
+    out = {}
+    for shift in (0, 6):
+        rig, t = rig_in([n + shift for n in melody])
+        out[shift] = sorted(n.note % 12 for n in Sonifier(SonifyConfig(prediction_voice=False), rig, promoted)
+                            .notes_for(hits, t))
+    assert out[6] == sorted((p + 6) % 12 for p in out[0]) and out[0]
+
+
+def known_session(tmp_path):
+    """Two bars of C major arpeggio at 120 BPM, and a 'brain' whose notes we choose: the score's answers are known."""
+    from bridge.messages import Accomp, AccompNote, NeuronHit, Neurons, encode
+    from recording.log import SessionRecorder
+
+    melody = [(b * 1.0, 0.9, n) for b, n in enumerate([60, 64, 67, 72, 60, 64, 67, 72])]
+    src = write_melody_session(tmp_path / "src", melody, tempo_bpm=120, rest_bars=1)
+    rec = SessionRecorder(tmp_path / "s")
+    for r in open_session(src).log.records:
+        rec.record("out", encode(r.msg), r.time)
+    t0 = 1000.0
+    # beats 0-3: brain plays E (a chord tone of C); beats 4-5: F# (out of key, clashing with nothing sounding)
+    for b, note in enumerate([64, 64, 64, 64, 66, 66]):
+        acc = Accomp(notes=[AccompNote(note=note, velocity=60 + 10 * (b % 3), channel=1, duration=0.4,
+                                       due_beat=b + 0.5, neurons=["0.1"])], event_seq=b, chord=[0, 4, 7],
+                     key="C major", node="brain", seq=b, t=t0 + b * PERIOD)
+        neurons = Neurons(event_seq=b, event_node="rig", hits=[NeuronHit(layer=0, index=1, activation=1.0,
+                                                                         normalized=0.8 + 0.1 * (b % 3))],
+                          node="brain", seq=100 + b, t=t0 + b * PERIOD)
+        rec.record("in", encode(acc), t0 + b * PERIOD)
+        rec.record("in", encode(neurons), t0 + b * PERIOD)
+    rec.close()
+    return tmp_path / "s"
+
+
+def test_score_against_a_session_with_known_answers(tmp_path):
+    from recording.score import score_session
+
+    s = score_session(open_session(known_session(tmp_path)), gate=0.8)
+    assert s.brain_notes == 6 and s.keys == ["C major"]
+    assert s.key_fit == pytest.approx(4 / 6, abs=1e-3)    # the two F# are out of C major
+    # a beat holding only C or E is heard as C major (a primary triad holding it), one holding only G as G major:
+    # E fits beats 0, 1 and 3, not beat 2 (G) nor the F# of beats 4-5
+    assert s.harmony == pytest.approx(3 / 6, abs=1e-3)
+    assert s.velocity_rho == pytest.approx(1.0)           # velocity rises with activation, note for note
+    assert s.restrikes == s.double_onsets == s.stuck == s.off_grid == 0
+    assert s.beats_after_stop is not None and s.beats_after_stop <= 0  # nothing after the human's last note
+    base = s.baselines
+    assert base["random_in_key"]["key_fit"] == 1.0
+    assert 0.2 < base["random_in_key"]["harmony"] < 0.8  # 3 of 7 scale tones fit a triad: about 0.43
+    assert base["shuffled_brain"]["harmony"] == pytest.approx(4 / 6 * 5 / 6, abs=0.12)  # E fits 5 of the 6 beats
+
+
+def test_score_says_when_there_is_no_human(tmp_path):
+    from recording.score import score_session
+
+    src = write_melody_session(tmp_path / "pet", [], pet_every_beats=1.0, pet_beats=8)
+    s = score_session(open_session(src))
+    assert s.key_fit is None and any("no human part" in n for n in s.notes)
+
+
+def test_score_command(tmp_path):
+    from tests.conftest import run_cli
+
+    r = run_cli("score", str(known_session(tmp_path)))
+    assert r.returncode == 0 and "key fit" in r.stdout and "67%" in r.stdout, r.stdout + r.stderr
+    bad = run_cli("score", str(tmp_path / "nowhere"))
+    assert bad.returncode == 2 and "no session here" in bad.stderr
+
+
+def test_the_demo_transposed_to_g_sharp_stays_in_key(tmp_path, ports):
+    """The demo's tune moved from D to G# (the key the old sonifier got 32 % right), replayed through the real
+    brain over the bridge: the band follows it."""
+    from brain.replay import replay
+    from neurojam.config import load_config
+    from recording.score import score_session
+
+    melody = [m for m in melody_from_midi(MELODY, tempo_bpm=112) if m[0] < 64]
+    src = write_melody_session(tmp_path / "src", melody, transpose=6, pet_every_beats=3, tempo_bpm=112)
+    out = replay(src, load_config(None, [f"session.dir={tmp_path}"]), speed=None, out=tmp_path / "out",
+                 progress=False, port=ports)
+    s = score_session(open_session(out))
+    assert set(s.keys) <= {"Ab major", "F minor"}, s.keys  # G# = Ab
+    assert s.brain_notes > 50 and s.key_fit >= 0.95, s
+    assert s.harmony > s.baselines["random_in_key"]["harmony"], s
+    assert 0.1 < s.minutes < 1.0  # the rig's clock, not the replay's
+    assert s.restrikes == s.double_onsets == s.stuck == 0
