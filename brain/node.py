@@ -9,6 +9,7 @@ the bridge. Nothing a peer sends can stop it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -187,13 +188,33 @@ class BrainNode:
 
 
 def run_brain(config: BrainSettings, seconds: float | None = None, session_dir: str | None = None) -> int:
+    stop = threading.Event()
+
+    def on_signal(*_) -> None:
+        if stop.is_set():  # a second Ctrl-C: now, whatever is loading
+            os._exit(130)
+        stop.set()
+
+    # Installed before the model loads: importing torch/transformer_lens can swallow a KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     import torch
 
     if config.brain.device in ("auto", "cpu") and not torch.cuda.is_available():
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    print(f"brain: loading {config.brain.model} ...", flush=True)
-    node = BrainNode(config, session_dir=session_dir)
-    previous = {sig: signal.signal(sig, lambda *_: node.stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"brain: loading {config.brain.model} ... (Ctrl-C stops)", flush=True)
+    try:
+        node = BrainNode(config, session_dir=session_dir)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    node.stop_event = stop
+    if stop.is_set():
+        node.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("brain: stopped while loading the model.", flush=True)
+        return 130
     b = config.bridge
     print(f"brain: {node.model.name} on {node.model.device} ({node.model.n_layers} layers × {node.model.d_mlp} "
           f"neurons), listening on tcp://{b.bind_host}:{b.events_port}/{b.commands_port}; Ctrl-C to stop", flush=True)

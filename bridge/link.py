@@ -41,6 +41,9 @@ from bridge.messages import (
 
 log = logging.getLogger("neurojam.bridge")
 
+MAX_PLAUSIBLE_GAP = 1_000_000
+"""More messages than every queue on the path could hold: a larger jump in ``seq`` is not a loss."""
+
 Role = Literal["rig", "brain", "replay", "tool"]
 FrameTap = Callable[[str, bytes, float], None]
 """Called with (direction 'in'|'out', raw frame, local monotonic time) for recording."""
@@ -76,6 +79,8 @@ class LinkStats:
     dropped_in: Counter = field(default_factory=Counter)
     gaps: int = 0
     lost_in_gaps: int = 0
+    seq_jumps: int = 0
+    """Sequence numbers that leapt further than any queue could have lost (counted, not added to the gaps)."""
     peer_restarts: int = 0
     last_heard: float | None = None
 
@@ -87,6 +92,7 @@ class LinkStats:
             "dropped_in": dict(self.dropped_in),
             "gaps": self.gaps,
             "lost_in_gaps": self.lost_in_gaps,
+            "seq_jumps": self.seq_jumps,
             "peer_restarts": self.peer_restarts,
             "last_heard_age_s": None if self.last_heard is None else round(now - self.last_heard, 3),
         }
@@ -226,6 +232,9 @@ class Link:
         last = self._peer_seq.get(msg.node)
         if last is not None and (isinstance(msg, Hello) or msg.seq <= last):
             self.stats.peer_restarts += 1
+        elif last is not None and msg.seq > last + 1 + MAX_PLAUSIBLE_GAP:
+            self.stats.seq_jumps += 1  # no queue holds that many: a forged or corrupt number, not lost messages
+            self._log_once("seq_jump", f"{msg.node} jumped from seq {last} to {msg.seq}; resynchronised")
         elif last is not None and msg.seq > last + 1:
             self.stats.gaps += 1
             self.stats.lost_in_gaps += msg.seq - last - 1

@@ -22,7 +22,7 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
-from core.units import Bpm, Channel, Midi7, SteerFactor
+from core.units import Bpm, Channel, Level, Midi7, PadIndex, SteerFactor
 
 PROTOCOL_VERSION = 2
 MIN_PROTOCOL_VERSION = 1
@@ -80,7 +80,7 @@ class Pong(Message, tag="pong"):
 
 
 class Pad(Message, tag="pad"):
-    pad: Annotated[int, msgspec.Meta(ge=0, le=63)]
+    pad: PadIndex
     down: bool
 
 
@@ -152,11 +152,11 @@ class TreatResult(Message, tag="treat"):
 class TrainingTrial(Message, tag="trial"):
     """One pet press judged by the rig's curriculum: the level it was judged at, the level after it."""
 
-    level: Annotated[int, msgspec.Meta(ge=1, le=20)]
-    level_after: Annotated[int, msgspec.Meta(ge=1, le=20)]
+    level: Level
+    level_after: Level
     level_name: str = ""
     pet: str = ""
-    pad: Annotated[int, msgspec.Meta(ge=0, le=63)] = 0
+    pad: PadIndex = 0
     success: bool = False
     earned: bool = False
     """Marked and a treat requested (a success the caps allowed)."""

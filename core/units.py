@@ -14,5 +14,9 @@ BcmPin = Annotated[int, msgspec.Meta(ge=0, le=27)]
 MIN_BPM, MAX_BPM = 20.0, 300.0
 """Tempo bounds, also for code that clamps (an external MIDI clock)."""
 Bpm = Annotated[float, msgspec.Meta(ge=MIN_BPM, le=MAX_BPM)]
+MAX_PADS, MAX_LEVELS = 64, 20
+PadIndex = Annotated[int, msgspec.Meta(ge=0, le=MAX_PADS - 1)]
+Level = Annotated[int, msgspec.Meta(ge=1, le=MAX_LEVELS)]
+"""A training level, counted from 1."""
 SteerFactor = Annotated[float, msgspec.Meta(ge=-10, le=10)]
 """How much a neuron is multiplied by when steered (0 silences it, 2 doubles it)."""

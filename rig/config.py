@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from core.config import Section
-from core.units import BcmPin, Bpm, Channel, Midi7
+from core.units import MAX_LEVELS, BcmPin, Bpm, Channel, Midi7, PadIndex
 
 
 class PadSound(Section):
@@ -97,7 +97,7 @@ class LevelConfig(Section):
     pad_on_downbeat (``pad`` on a bar's first beat); copy_rhythm (a half-beat slot where the human played in the
     last bar); brain (the brain's neuron rule asks for it within a beat of the press)."""
     tolerance_ms: Annotated[float, msgspec.Meta(ge=10, le=500)] = 150
-    pad: Annotated[int, msgspec.Meta(ge=0, le=63)] = 0
+    pad: PadIndex = 0
     """The pad ``pad_on_downbeat`` asks for (0 = the first pad)."""
 
 
@@ -129,7 +129,7 @@ class TrainingConfig(Section):
     enabled: bool = True
     pet: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "pet"
     """The pet's name: its level and progress live in ``<session.dir>/pets/<pet>.json``."""
-    levels: Annotated[list[LevelConfig], msgspec.Meta(min_length=1, max_length=20)] = msgspec.field(
+    levels: Annotated[list[LevelConfig], msgspec.Meta(min_length=1, max_length=MAX_LEVELS)] = msgspec.field(
         default_factory=_default_levels)
     window: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
     """Trials looked at for a level-up (CleverPet's 20)."""

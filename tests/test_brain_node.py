@@ -131,3 +131,29 @@ def test_steer_command_reaches_a_running_brain(ports):
         brain.wait(timeout=15)
     gone = run_cli("steer", "1.42", "0", "--timeout", "1", *sets)
     assert gone.returncode == 2 and "no brain" in gone.stderr
+
+
+def test_ctrl_c_while_the_model_loads_stops_the_brain(ports):
+    """Importing torch and transformer_lens used to swallow the interrupt: the brain loaded and ran on."""
+    import signal
+
+    args = [sys.executable, "-m", "neurojam.cli", "brain", "--set", f"bridge.events_port={ports}",
+            "--set", f"bridge.commands_port={ports + 1}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert "loading" in proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)  # while it loads
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 130) and "stopped" in out, out
+
+
+def test_demo_passes_set_to_both_nodes(tmp_path):
+    """`neurojam demo --set KEY=VALUE` reaches the nodes as a --set (it used to arrive as a bare argument)."""
+    r = run_cli("demo", "--seconds", "3", "--no-view", "--out", str(tmp_path), "--set", "rig.tempo_bpm=90",
+                "--set", "brain.sonify.gate=0.9", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    from recording import open_session
+
+    jam = open_session(tmp_path / "session").jam
+    assert jam.beats and all(b.tempo_bpm == 90 for b in jam.beats)  # the user's value wins over the demo's 112
+    bad = run_cli("demo", "--seconds", "3", "--no-view", "--out", str(tmp_path / "b"), "--set", "rig.tempoo=90")
+    assert bad.returncode == 2 and "Did you mean 'tempo_bpm'" in bad.stderr

@@ -67,6 +67,16 @@ def test_gaps_are_detected(ports):
     assert res["gaps"] == 1 and res["lost_in_gaps"] == 3
 
 
+def test_a_forged_sequence_number_is_not_counted_as_loss(ports):
+    proc = start_receiver(ports, expect=4)
+    sock = raw_sender(ports)
+    for seq in (0, 1, 500_000_000, 500_000_001):  # a forger's number: no queue ever held 500 million messages
+        sock.send(encode(Note(source="pet", note=60, node="r", seq=seq, t=time.monotonic())))
+    res = result(proc)
+    sock.close()
+    assert res["gaps"] == 0 and res["lost_in_gaps"] == 0 and res["seq_jumps"] == 1
+
+
 def test_sender_never_blocks_without_receiver_and_reconnects(ports):
     link = Link("rig", "rig-test", events_port=ports, commands_port=ports + 1, hwm=100)
     # No brain at all: 2,000 sends return at once, each dropped and counted.

@@ -187,7 +187,9 @@ def test_a_corrupt_progress_file_never_stops_the_rig(tmp_path, ports, caplog):
     with caplog.at_level("WARNING"):
         rig = make_rig(tmp_path, ports, clock=ManualClock(0.0))
     assert rig.devices.curriculum.level == 1 and "could not be read" in caplog.text
+    session = rig.recorder.path
     rig.close()
+    assert (session / "events.njlog").exists() and (session / "meta.json").exists()  # the session is kept
     assert json.loads((tmp_path / "pets" / "rex.json").read_text())["level"] == 1  # a fresh, readable file
     assert list((tmp_path / "pets").glob("rex.json.unreadable-*"))
 

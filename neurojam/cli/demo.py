@@ -22,7 +22,7 @@ from collections import deque
 from pathlib import Path
 
 from core.errors import ConfigError
-from neurojam.config import profile_dirs
+from neurojam.config import load_config, profile_dirs
 
 MELODY = Path("melodies") / "soldiers-joy.mid"
 
@@ -158,14 +158,17 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     session = out_dir / "session"
     port = free_port_pair()
-    common = ["--set", f"bridge.events_port={port}", "--set", f"bridge.commands_port={port + 1}", *(extra or [])]
+    load_config("lab", list(extra or []))  # a mistake in the user's --set is told here, before anything starts
+    common = ["--set", f"bridge.events_port={port}", "--set", f"bridge.commands_port={port + 1}"]
+    user = [x for item in extra or [] for x in ("--set", item)]  # last, so that the user's values win
     py = [sys.executable, "-m", "neurojam.cli"]
     brain_cmd = py + ["brain", "--config", "lab", *common, "--session", str(out_dir / "brain-session")]
     if model:
         brain_cmd += ["--model", model]
+    brain_cmd += user
     rig_cmd = py + ["rig", "--config", "lab", *common, "--session", str(session), "--seconds", str(seconds),
-                    "--human", str(melody_path()), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true", "--set", "rig.training.pet=demo-dog",
-                    "--set", "rig.tempo_bpm=112"]
+                    "--human", str(melody_path()), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true",
+                    "--set", "rig.training.pet=demo-dog", "--set", "rig.tempo_bpm=112", *user]
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("brain", "rig")}
     console.print(f"[bold]neurojam demo[/bold]: {seconds:.0f} s jam; rig and brain as two processes on "
                   f"tcp://127.0.0.1:{port}/{port + 1}; output in {out_dir}/")
