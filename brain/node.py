@@ -27,6 +27,7 @@ from brain.stream import NeuronStream, StepResult, stream_event
 from bridge.config import BridgeConfig
 from bridge.link import Link
 from bridge.messages import Accomp, Hello, Message, NeuronHit, Neurons, Steer, SteerReply, TreatRequest
+from bridge.security import security_for
 from core.config import to_dict
 from core.errors import NeurojamError
 from recording.config import SessionConfig
@@ -89,7 +90,7 @@ class BrainNode:
         b = config.bridge
         self.link = Link("brain", bc.node_id, bind_host=b.bind_host, events_port=b.events_port,
                          commands_port=b.commands_port, heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s,
-                         hwm=b.hwm, tap=self.recorder)
+                         hwm=b.hwm, tap=self.recorder, security=security_for(b, bc.node_id, server=True))
         self.stop_event = threading.Event()
         self.step_ms: deque[float] = deque(maxlen=5000)
         self.counts = {"events": 0, "accomp_notes": 0, "reward_requests": 0, "refused_controls": 0}

@@ -74,6 +74,8 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
         events = sorted(events + notes, key=lambda m: m.t)
     config = copy.deepcopy(config)
     config.bridge.hwm = max(config.bridge.hwm, 100_000)
+    config.bridge.bind_host = config.bridge.host = "127.0.0.1"  # a private brain on loopback: no keys needed
+    config.bridge.curve = False
     if port:
         config.bridge.events_port, config.bridge.commands_port = port, port + 1
     out_dir = Path(out) if out else new_session_dir(config.session.dir)

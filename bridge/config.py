@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -20,3 +20,12 @@ class BridgeConfig(Section):
     heartbeat_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
     liveness_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     hwm: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    curve: bool | Literal["auto"] = "auto"
+    """CurveZMQ: on (true), off (false), or 'auto': on whenever the brain listens on (or the rig dials) a non-loopback
+    address."""
+    keys_dir: str = "~/.config/neurojam/keys"
+    """Where this node's keypair lives (``neurojam keys init`` writes NODE.key and NODE.key_secret)."""
+    brain_public_key: str = ""
+    """The brain's public key (40 characters of Z85), pinned by rigs and tools."""
+    allowed_keys: list[str] = []
+    """Public keys of the rigs and tools the brain lets in."""

@@ -13,7 +13,8 @@ resets sequence tracking. Incoming frames that fail :func:`decode` are
 counted by reason and logged at most once per reason per minute.
 
 Security: every socket passes through ``security.apply`` before it binds or
-connects, so CurveZMQ can be switched on there without touching message code.
+connects (:mod:`bridge.security`: none on loopback, CurveZMQ with an
+allow-list otherwise), so no message code knows about it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bridge.messages import (
     decode,
     encode,
 )
+from bridge.security import CurveServer, Security
 
 log = logging.getLogger("neurojam.bridge")
 
@@ -47,28 +49,6 @@ MAX_PLAUSIBLE_GAP = 1_000_000
 Role = Literal["rig", "brain", "replay", "tool"]
 FrameTap = Callable[[str, bytes, float], None]
 """Called with (direction 'in'|'out', raw frame, local monotonic time) for recording."""
-
-
-class Security:
-    """No security (plain TCP). Subclass and override ``apply`` for CurveZMQ."""
-
-    def apply(self, sock: zmq.Socket, *, server: bool) -> None:  # noqa: ARG002
-        return None
-
-
-class CurveSecurity(Security):
-    """CurveZMQ: the brain is the server, the rig a client that knows its key."""
-
-    def __init__(self, server_public: bytes, secret: bytes, public: bytes) -> None:
-        self.server_public, self.secret, self.public = server_public, secret, public
-
-    def apply(self, sock: zmq.Socket, *, server: bool) -> None:
-        sock.curve_secretkey = self.secret
-        sock.curve_publickey = self.public
-        if server:
-            sock.curve_server = True
-        else:
-            sock.curve_serverkey = self.server_public
 
 
 @dataclass
@@ -129,7 +109,7 @@ class Link:
         self._last_beat_sent = float("-inf")
         self._last_log: dict[str, float] = {}
         self._ctx = zmq.Context.instance()
-        security = security or Security()
+        self.security = security = security or Security()
         server = role == "brain"
         self._out = self._ctx.socket(zmq.PUSH)
         self._in = self._ctx.socket(zmq.PULL)
@@ -248,6 +228,9 @@ class Link:
     def stats_dict(self) -> dict:
         d = self.stats.as_dict(self.clock())
         d["peer_alive"] = self.peer_alive()
+        d["security"] = self.security.name
+        if isinstance(self.security, CurveServer):
+            d["refused_keys"] = self.security.allow.refused
         if self.offset.ready:
             d["clock_offset_s"] = round(self.offset.offset, 6)
             d["rtt_ms"] = round(self.offset.rtt * 1000, 3)
@@ -265,6 +248,7 @@ class Link:
             for sock in (self._out, self._in):
                 if not sock.closed:
                     sock.close(linger=0)
+        self.security.close()
 
     def __enter__(self) -> "Link":
         return self

@@ -21,6 +21,7 @@ import mido
 from bridge.config import BridgeConfig
 from bridge.link import Link
 from bridge.messages import Accomp, Beat, Hello, Neurons, Note, Pad, TrainingTrial, TreatRequest, TreatResult
+from bridge.security import security_for
 from core.config import to_dict
 from recording.config import SessionConfig
 from recording.export import load_midi
@@ -76,7 +77,8 @@ class RigNode:
                                             buffer=config.session.buffer, flush_ms=config.session.flush_ms)
         b = config.bridge
         self.link = Link("rig", rc.node_id, host=b.host, events_port=b.events_port, commands_port=b.commands_port,
-                         heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s, hwm=b.hwm, tap=self.recorder, clock=clock)
+                         heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s, hwm=b.hwm, tap=self.recorder, clock=clock,
+                         security=security_for(b, rc.node_id, server=False))
 
         for pad in self.pads:
             pad.when_pressed = self._pad_pressed

@@ -46,6 +46,17 @@ def test_environment_variables_are_consistent():
     assert "NEUROJAM_BRAIN_HOST" in " ".join(COMPOSE["services"]["rig"]["command"])
 
 
+def test_the_locked_wire_gets_its_keys():
+    services = COMPOSE["services"]
+    brain, rig = " ".join(services["brain"]["command"]), " ".join(services["rig"]["command"])
+    assert "bridge.allowed_keys=${NEUROJAM_ALLOWED_KEYS:?" in brain and "bridge.bind_host=0.0.0.0" in brain
+    assert "bridge.brain_public_key='${NEUROJAM_BRAIN_KEY:?" in rig
+    for svc in services.values():
+        assert any(v.endswith(":/app/keys:ro") for v in svc["volumes"]) and "bridge.keys_dir=/app/keys" in svc["command"]
+    unit = (ROOT / "deploy" / "neurojam-rig.service").read_text()
+    assert "bridge.brain_public_key='${NEUROJAM_BRAIN_KEY}'" in unit
+
+
 def test_rig_image_installs_no_torch():
     rig = (ROOT / "deploy" / "rig.Dockerfile").read_text()
     assert "torch" not in rig.replace("no torch", "") and ".[rig" in rig

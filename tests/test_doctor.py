@@ -83,3 +83,23 @@ def test_cuda_check(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Fake GPU")
     assert doctor.check_cuda().ok is True
+
+
+def test_keys_check_says_which_side_is_wrong(tmp_path):
+    from bridge.security import create_keys, public_key_text
+
+    assert doctor.check_keys(cfg(), "rig").ok is None  # loopback: off, nothing to check
+    on = ("bridge.curve=true", f"bridge.keys_dir={tmp_path}")
+    missing = doctor.check_keys(cfg(*on), "rig")
+    assert missing.ok is False and "neurojam keys init --node rig" in missing.fix
+    create_keys(tmp_path, "rig")
+    create_keys(tmp_path, "brain")
+    no_pin = doctor.check_keys(cfg(*on), "rig")
+    assert no_pin.ok is False and "brain_public_key" in no_pin.detail
+    brain_key, rig_key = public_key_text(tmp_path / "brain.key"), public_key_text(tmp_path / "rig.key")
+    assert doctor.check_keys(cfg(*on, f"bridge.brain_public_key='{brain_key}'"), "rig").ok is True
+    no_allow = doctor.check_keys(cfg(*on), "brain")
+    assert no_allow.ok is False and "allowed_keys" in no_allow.fix
+    assert doctor.check_keys(cfg(*on, f"bridge.allowed_keys=['{rig_key}']"), "brain").ok is True
+    garbled = doctor.check_keys(cfg(*on, "bridge.allowed_keys=['not-a-key']"), "brain")
+    assert garbled.ok is False and "40 characters" in garbled.fix

@@ -79,12 +79,58 @@ def check_dispenser(config: Config) -> Check:
                  f"≤{d.max_per_minute}/min, ≤{d.max_per_session}/session")
 
 
+def check_keys(config: Config, node: str) -> Check:
+    """CurveZMQ: is it on here, and does this side hold what it needs? Says which side is wrong."""
+    import zmq.utils.z85
+
+    from bridge.security import curve_wanted, keys_dir, load_keys
+
+    b = config.bridge
+    server = node == "brain"
+    if not curve_wanted(b, server):
+        return Check("keys", None, "CurveZMQ off (loopback)", "on by itself when the brain listens beyond loopback")
+    name = config.brain.node_id if server else config.rig.node_id
+    try:
+        public, _ = load_keys(keys_dir(b), name)
+    except NeurojamError as exc:
+        return Check("keys", False, f"this {node} has no keys: {exc}", f"neurojam keys init --node {name}")
+    listed = b.allowed_keys if server else [b.brain_public_key]
+    bad = [k for k in listed if len(k.strip()) != 40 or _not_z85(k.strip(), zmq.utils.z85)]
+    if server and not b.allowed_keys:
+        return Check("keys", False, "the brain allows no rig (bridge.allowed_keys is empty)",
+                     "add each rig's public key (printed by `neurojam keys init` on the rig) to bridge.allowed_keys")
+    if not server and not b.brain_public_key:
+        return Check("keys", False, "the rig does not know the brain's key (bridge.brain_public_key is empty)",
+                     "paste the brain's public key, printed by `neurojam keys init --node brain` on the brain")
+    if bad:
+        return Check("keys", False, f"not a CurveZMQ public key: {bad[0][:44]!r}",
+                     "keys are 40 characters of Z85; copy them again from `neurojam keys init`")
+    return Check("keys", True, f"CurveZMQ on; this {node} is {name} ({public.decode()}); "
+                 + (f"{len(b.allowed_keys)} rig key(s) allowed" if server else "the brain's key is pinned"),
+                 "" if server else "if the brain does not answer, its bridge.allowed_keys must list this rig's key")
+
+
+def _not_z85(key: str, z85) -> bool:
+    try:
+        z85.decode(key)
+        return False
+    except Exception:
+        return True
+
+
 def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
     from bridge.link import Link
     from bridge.messages import Ping, Pong
+    from bridge.security import TOOL_KEY, curve_wanted, security_for
 
     b = config.bridge
-    link = Link("tool", "doctor", host=b.host, events_port=b.events_port, commands_port=b.commands_port)
+    try:
+        security = security_for(b, TOOL_KEY, server=False)
+    except NeurojamError as exc:
+        return Check("brain reachable", False, str(exc), f"neurojam keys init --node {TOOL_KEY}, and allow its key "
+                     f"on the brain")
+    link = Link("tool", "doctor", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
+                security=security)
     try:
         deadline = time.monotonic() + timeout
         last_ping = 0.0
@@ -99,6 +145,11 @@ def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
                                  f"{sample.rtt * 1000:.2f} ms, clock offset {sample.offset * 1000:+.1f} ms")
     finally:
         link.close()
+    if curve_wanted(b, False):
+        return Check("brain reachable", False, f"nothing answered at {b.host}:{b.events_port}/{b.commands_port} "
+                     f"with CurveZMQ on", "either the brain is not running there, or it refused this key: its "
+                     "bridge.allowed_keys must list this machine's 'tool' public key, and bridge.brain_public_key "
+                     "here must be the brain's")
     return Check("brain reachable", False, f"nothing answered at {b.host}:{b.events_port}/{b.commands_port}",
                  "start `neurojam brain` there, check bridge.host and the firewall (the rig still plays alone)")
 
@@ -134,9 +185,10 @@ def run_checks(node: str, profile: str | None, overrides: list[str]) -> list[Che
     if config is None:
         return checks
     if node in ("rig", "both"):
-        checks += [check_gpio(config), check_midi(config), check_dispenser(config), check_brain_reachable(config)]
+        checks += [check_gpio(config), check_midi(config), check_dispenser(config), check_keys(config, "rig"),
+                   check_brain_reachable(config)]
     if node in ("brain", "both"):
-        checks += [check_model(config), check_cuda()]
+        checks += [check_keys(config, "brain"), check_model(config), check_cuda()]
     return checks
 
 

@@ -27,6 +27,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
 
     from bridge.link import Link
     from bridge.messages import MessageError, Steer, SteerReply, encode
+    from bridge.security import TOOL_KEY, security_for
 
     config = load_config_from(args)
     b = config.bridge
@@ -45,7 +46,8 @@ def cmd_steer(args: argparse.Namespace) -> int:
         except MessageError as exc:
             raise SessionError(f"steer: {args.neuron} {args.factor:g} cannot be sent: {exc}. The factor is "
                                f"-10..10 (0 silences a neuron, 1 leaves it alone, 2 doubles it).") from exc
-    link = Link("tool", "steer", host=b.host, events_port=b.events_port, commands_port=b.commands_port)
+    link = Link("tool", "steer", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
+                security=security_for(b, TOOL_KEY, server=False))
     try:
         deadline = time.monotonic() + args.timeout
         while not link.send(msg):

@@ -1,0 +1,99 @@
+"""CurveZMQ on the wire, over real sockets between real processes: keys, the allow-list, intruders get nothing."""
+
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import zmq
+
+from bridge.config import BridgeConfig
+from bridge.messages import Note, encode
+from bridge.security import Security, create_keys, public_key_text, security_for
+from core.errors import ConfigError
+from recording import open_session
+from tests.conftest import ROOT, run_cli
+
+MELODY = ROOT / "configs" / "melodies" / "soldiers-joy.mid"
+
+
+def test_keys_init_writes_a_private_secret_and_prints_the_public_key(tmp_path):
+    r = run_cli("keys", "init", "--node", "brain", "--dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    secret = tmp_path / "brain.key_secret"
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+    key = public_key_text(tmp_path / "brain.key")
+    assert len(key) == 40 and f"bridge.brain_public_key: '{key}'" in r.stdout
+    again = run_cli("keys", "init", "--node", "brain", "--dir", str(tmp_path))
+    assert "already exists" in again.stdout and public_key_text(tmp_path / "brain.key") == key  # never overwritten
+
+
+def test_loopback_needs_no_keys_and_the_network_needs_them(tmp_path):
+    assert type(security_for(BridgeConfig(), "rig", server=False)) is Security
+    assert type(security_for(BridgeConfig(), "brain", server=True)) is Security
+    with pytest.raises(ConfigError, match="neurojam keys init --node brain"):
+        security_for(BridgeConfig(bind_host="0.0.0.0", keys_dir=str(tmp_path)), "brain", server=True)
+    create_keys(tmp_path, "brain")
+    with pytest.raises(ConfigError, match="allowed_keys is empty"):
+        security_for(BridgeConfig(bind_host="0.0.0.0", keys_dir=str(tmp_path)), "brain", server=True)
+    with pytest.raises(ConfigError, match="neurojam keys init --node rig"):
+        security_for(BridgeConfig(host="brain.local", keys_dir=str(tmp_path)), "rig", server=False)
+
+
+def test_intruders_get_nothing_and_inject_nothing_while_a_real_rig_jams(tmp_path, ports):
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    create_keys(keys, "brain")
+    create_keys(keys, "rig")
+    create_keys(other, "rig")  # a key the brain never allowed
+    brain_key, rig_key = public_key_text(keys / "brain.key"), public_key_text(keys / "rig.key")
+    wire = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}",
+            "--set", "bridge.curve=on", "--set", f"bridge.brain_public_key='{brain_key}'"]
+    brain = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "brain", *wire, "--set", f"bridge.keys_dir={keys}",
+                              "--set", f"bridge.allowed_keys=['{rig_key}']", "--session", str(tmp_path / "brain"),
+                              "--seconds", "25"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while "listening on" not in (line := brain.stdout.readline()):
+        assert line, "the brain did not start"
+    ctx = zmq.Context.instance()
+    thief = ctx.socket(zmq.PULL)  # no key at all, on the command port
+    thief.connect(f"tcp://127.0.0.1:{ports + 1}")
+    forger = ctx.socket(zmq.PUSH)  # no key, on the events port
+    forger.connect(f"tcp://127.0.0.1:{ports}")
+    impostor = ctx.socket(zmq.PUSH)  # a CurveZMQ client, but with a key the brain does not allow
+    pub, sec = zmq.auth.load_certificate(str(other / "rig.key_secret"))
+    impostor.curve_publickey, impostor.curve_secretkey, impostor.curve_serverkey = pub, sec, brain_key.encode()
+    impostor.connect(f"tcp://127.0.0.1:{ports}")
+    rig = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "rig", *wire, "--set", f"bridge.keys_dir={keys}",
+                            "--set", "rig.sim_pet.enabled=true", "--human", str(MELODY), "--seconds", "8",
+                            "--session", str(tmp_path / "rig"), "--set", f"session.dir={tmp_path}"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stolen = 0
+    deadline = time.monotonic() + 9
+    seq = 0
+    while time.monotonic() < deadline:
+        for sock, node in ((forger, "forger"), (impostor, "impostor")):
+            try:
+                sock.send(encode(Note(source="human", note=61, node=node, seq=seq, t=time.monotonic())), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+        seq += 1
+        if thief.poll(20):
+            thief.recv()
+            stolen += 1
+    rig_out, _ = rig.communicate(timeout=30)
+    brain.terminate()
+    brain.wait(timeout=20)
+    for sock in (thief, forger, impostor):
+        sock.close(linger=0)
+    assert rig.returncode == 0, rig_out
+    assert stolen == 0  # an unauthenticated PULL on the command port received nothing
+    heard = open_session(tmp_path / "brain").log
+    nodes = {r.msg.node for r in heard.records if r.direction == "in"}
+    assert "rig" in nodes and not nodes & {"forger", "impostor"}  # nothing injected
+    jam = open_session(tmp_path / "rig").jam
+    assert sum(n.source == "brain" for n in jam.notes) > 10  # the real rig got its accompaniment
+    import json
+
+    stats = json.loads((tmp_path / "brain" / "stats.json").read_text())
+    assert stats["bridge"]["security"] == "curve" and stats["bridge"]["refused_keys"] >= 1  # the impostor, counted
