@@ -47,9 +47,9 @@ def codec_rows(n: int) -> list[tuple[str, float, int]]:
     return rows
 
 
-def run(port: int, count: int, rate: float) -> tuple[dict, int]:
-    proc = start_receiver(port, count)
-    link = send_paced(port, count, rate)
+def run(port: int, count: int, rate: float, keys: str | None = None) -> tuple[dict, int]:
+    proc = start_receiver(port, count, keys)
+    link = send_paced(port, count, rate, keys)
     res = finish_receiver(proc)
     sent, dropped = link.stats.sent, sum(link.stats.dropped_out.values())
     link.close()
@@ -72,12 +72,21 @@ def main() -> None:
     console.print(table)
 
     lat_n = 1000 if args.quick else 5000
-    res, _ = run(args.port, lat_n, 1000)
-    lat = res["latency_s"]
+    import tempfile
+
+    from bridge.security import create_keys
+
+    keys = tempfile.mkdtemp()
+    create_keys(keys, "brain")
+    create_keys(keys, "rig")
     table = Table(title=f"one-way latency, two processes, loopback TCP ({lat_n} notes at 1,000/s)")
-    for col in ("p50 µs", "p99 µs", "max µs", "received"):
+    for col in ("wire", "p50 µs", "p99 µs", "max µs", "received"):
         table.add_column(col, justify="right")
-    table.add_row(f"{pct(lat, .5) * 1e6:.0f}", f"{pct(lat, .99) * 1e6:.0f}", f"{max(lat) * 1e6:.0f}", f"{res['notes']}/{lat_n}")
+    for name, k in (("plain", None), ("CurveZMQ + allow-list", keys), ("plain, again", None)):
+        res, _ = run(args.port + (4 if k else 0), lat_n, 1000, k)
+        lat = res["latency_s"]
+        table.add_row(name, f"{pct(lat, .5) * 1e6:.0f}", f"{pct(lat, .99) * 1e6:.0f}", f"{max(lat) * 1e6:.0f}",
+                      f"{res['notes']}/{lat_n}")
     console.print(table)
 
     table = Table(title="sustained rate, two processes, loopback TCP")

@@ -17,8 +17,26 @@ from bridge.link import Link
 from bridge.messages import Note
 
 
-def receive(port: int, expect: int, idle_s: float = 2.0) -> dict:
-    link = Link("brain", "selftest-brain", events_port=port, commands_port=port + 1, hwm=100_000)
+def curve(keys: str | None, server: bool):
+    """CurveZMQ for the selftest from a folder holding brain.* and rig.* keys (None: plain TCP)."""
+    if keys is None:
+        return None
+    from pathlib import Path
+
+    from bridge.security import CurveClient, CurveServer, load_keys
+
+    brain_pub, brain_sec = load_keys(Path(keys), "brain")
+    rig_pub, rig_sec = load_keys(Path(keys), "rig")
+    if server:
+        import zmq
+
+        return CurveServer(zmq.Context.instance(), brain_pub, brain_sec, [rig_pub.decode()])
+    return CurveClient(rig_pub, rig_sec, brain_pub)
+
+
+def receive(port: int, expect: int, idle_s: float = 2.0, keys: str | None = None) -> dict:
+    link = Link("brain", "selftest-brain", events_port=port, commands_port=port + 1, hwm=100_000,
+                security=curve(keys, server=True))
     latencies: list[float] = []
     print("ready", flush=True)
     last = time.monotonic()
@@ -36,9 +54,9 @@ def receive(port: int, expect: int, idle_s: float = 2.0) -> dict:
     return out
 
 
-def start_receiver(port: int, expect: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.selftest", "--receive", str(port), str(expect)],
-                            stdout=subprocess.PIPE, text=True)
+def start_receiver(port: int, expect: int, keys: str | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.selftest", "--receive", str(port), str(expect)]
+                            + ([keys] if keys else []), stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise RuntimeError("receiver did not start")
@@ -50,8 +68,9 @@ def finish_receiver(proc: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def send_paced(port: int, count: int, rate: float) -> Link:
-    link = Link("rig", "selftest-rig", events_port=port, commands_port=port + 1, hwm=100_000)
+def send_paced(port: int, count: int, rate: float, keys: str | None = None) -> Link:
+    link = Link("rig", "selftest-rig", events_port=port, commands_port=port + 1, hwm=100_000,
+                security=curve(keys, server=False))
     deadline = time.monotonic() + 5
     while not link.send(Note(source="human", note=60)) and time.monotonic() < deadline:
         time.sleep(0.01)  # wait for the connection
@@ -89,7 +108,8 @@ def run_selftest(count: int = 5000, port: int = 15555, rate: float = 10_000) -> 
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--receive":
-        print(json.dumps(receive(int(sys.argv[2]), int(sys.argv[3]))), flush=True)
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--receive":
+        print(json.dumps(receive(int(sys.argv[2]), int(sys.argv[3]), keys=sys.argv[4] if len(sys.argv) > 4 else None)),
+              flush=True)
     else:
         sys.exit(run_selftest())
