@@ -80,7 +80,7 @@ def main() -> None:
                                          f"brain.context_tokens={ctx}", f"brain.device={args.device}",
                                          f"brain.kv_cache={str(kv).lower()}"])
                 node = BrainNode(cfg, model=m)
-                path = "key/value cache" if node.stream._kv is not None else "full recompute"
+                path = "key/value cache" if node.rig_state("rig").stream._kv is not None else "full recompute"
                 one = measure(node, n, 1)
                 eight = measure(node, n, 8)
                 node.close()

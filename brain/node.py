@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +30,7 @@ from bridge.link import Link
 from bridge.messages import Accomp, Hello, Message, NeuronHit, Neurons, Steer, SteerReply, TreatRequest
 from bridge.security import security_for
 from core.config import to_dict
-from core.errors import NeurojamError
+from core.errors import ModelError, NeurojamError
 from recording.config import SessionConfig
 from recording.log import SessionRecorder
 
@@ -54,6 +55,14 @@ def load_stats(model: LoadedModel, stats_dir: str) -> NeuronStats | None:
     return stats
 
 
+@dataclass
+class RigState:
+    stream: NeuronStream
+    view: RigView
+    sonifier: Sonifier
+    reward: BrainRewardRule
+
+
 class BrainSettings(Protocol):
     """What the brain node reads: its own section, the wire's and the recorder's (``neurojam.config.Config`` is one)."""
 
@@ -68,21 +77,22 @@ class BrainNode:
         self.config = config
         bc = config.brain
         self.model = model or load_model(bc.model, bc.device, bc.dtype)
-        stats = load_stats(self.model, bc.stats_dir)
-        layers = None if bc.layers == "all" else list(bc.layers)
-        self.stream = NeuronStream(self.model, layers=layers, top_k=bc.top_k, context_tokens=bc.context_tokens,
-                                   stats=stats, kv_cache=bc.kv_cache)
-        for s in bc.steering:
-            self.stream.steering.set(s.layer, s.neuron, s.factor)
-        self.labels = stats.labels if stats else {}
-        promoted = {}
+        self.stats_ = load_stats(self.model, bc.stats_dir)
+        self.labels = self.stats_.labels if self.stats_ else {}
+        self.promoted = {}
         if self.model.note_token_ids():
             table = promoted_notes(self.model)
-            promoted = {(lay, n): int(table[lay, n]) for lay in range(self.model.n_layers)
-                        for n in range(self.model.d_mlp)}
-        self.rig = RigView()
-        self.sonifier = Sonifier(bc.sonify, self.rig, promoted)
-        self.reward = BrainRewardRule(bc.reward, self.rig)
+            self.promoted = {(lay, n): int(table[lay, n]) for lay in range(self.model.n_layers)
+                             for n in range(self.model.d_mlp)}
+        for layer in [] if bc.layers == "all" else bc.layers:  # told now, not when the first rig plays
+            self.model.check_neuron(layer)
+        self.steering_all: dict[tuple[int, int], float] = {}
+        """Steering every rig gets (from config, and live steers addressed to all), new rigs included."""
+        for s in bc.steering:
+            self.model.check_neuron(s.layer, s.neuron)
+            self.steering_all[(s.layer, s.neuron)] = s.factor
+        self.rigs: dict[str, RigState] = {}
+        """One context, key/value cache, picture of the rig, band and reward rule per rig (by node id)."""
         self.recorder = None
         if session_dir is not None:
             self.recorder = SessionRecorder(session_dir, {"node": "brain", "config": to_dict(config),
@@ -96,63 +106,95 @@ class BrainNode:
         self.counts = {"events": 0, "accomp_notes": 0, "reward_requests": 0, "refused_controls": 0}
         self._closed = False
 
+    def rig_state(self, node: str) -> "RigState":
+        """The state of rig ``node``, made on its first event."""
+        state = self.rigs.get(node)
+        if state is None:
+            bc = self.config.brain
+            layers = None if bc.layers == "all" else list(bc.layers)
+            stream = NeuronStream(self.model, layers=layers, top_k=bc.top_k, context_tokens=bc.context_tokens,
+                                  stats=self.stats_, kv_cache=bc.kv_cache)
+            for (layer, neuron), factor in self.steering_all.items():
+                stream.steering.set(layer, neuron, factor)
+            view = RigView()
+            state = self.rigs[node] = RigState(stream, view, Sonifier(bc.sonify, view, self.promoted),
+                                               BrainRewardRule(bc.reward, view))
+            log.info("serving rig %s (%d rigs)", node, len(self.rigs))
+        return state
+
     # -- messages in ----------------------------------------------------------------------
     def handle(self, msgs: list[Message]) -> list[StepResult]:
-        """Messages in arrival order → events → one forward → answers.
+        """Messages in arrival order → events → one forward per rig → answers to that rig only.
 
-        What a message tells about the rig (its grid, the human's notes) is
-        applied just before that event's answer, so the answers do not depend on
-        how the events were batched (replays reproduce live sessions)."""
-        pending: list[tuple[object, Message]] = []  # (stream event, the message it came from)
+        What a message tells about its rig (grid, the human's notes) is applied
+        just before that event's answer, so the answers do not depend on how the
+        events were batched (replays reproduce live sessions)."""
+        pending: dict[str, list[tuple[object, Message]]] = {}  # rig → (stream event, the message it came from)
         for msg in msgs:
             event = stream_event(msg)
             if event is not None:
-                pending.append((event, msg))
+                pending.setdefault(msg.node, []).append((event, msg))
             elif isinstance(msg, Steer):
                 self.steer(msg)
             elif isinstance(msg, Hello) and msg.role == "rig":
                 log.info("rig %s connected", msg.node)
-        if not pending:
-            return []
-        self.counts["events"] += len(pending)
-        results = self.stream.step([e for e, _ in pending])
-        by_event = {id(r.event): r for r in results}
-        for event, msg in pending:
-            self.rig.observe(msg)
-            r = by_event.get(id(event))
-            if r is not None:
-                self.respond(r)
+        results: list[StepResult] = []
+        for node, items in pending.items():
+            state = self.rig_state(node)
+            self.counts["events"] += len(items)
+            done = state.stream.step([e for e, _ in items])
+            by_event = {id(r.event): r for r in done}
+            for event, msg in items:
+                state.view.observe(msg)
+                r = by_event.get(id(event))
+                if r is not None:
+                    self.respond(r, state)
+            results += done
         return results
 
-    def respond(self, r: StepResult) -> None:
+    def respond(self, r: StepResult, state: "RigState") -> None:
         self.step_ms.append(r.step_ms)
         hits = [NeuronHit(layer=h.layer, index=h.index, activation=h.activation, normalized=h.normalized,
                           label=self.labels.get(h.id, "")) for h in r.hits]
+        to = r.event.node
         self.link.send(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
-                               step_ms=round(r.step_ms, 3)))
-        notes = self.sonifier.notes_for(r.hits, r.event.time, r.predicted_note)
+                               step_ms=round(r.step_ms, 3)), to=to)
+        sonifier = state.sonifier
+        notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note)
         if notes:
             self.counts["accomp_notes"] += len(notes)
-            self.link.send(Accomp(notes=notes, event_seq=r.event.seq, chord=list(self.sonifier.chord or ()),
-                                  key=str(self.sonifier.key or "")))
-        reason = self.reward.check(r)
+            self.link.send(Accomp(notes=notes, event_seq=r.event.seq, chord=list(sonifier.chord or ()),
+                                  key=str(sonifier.key or "")), to=to)
+        reason = state.reward.check(r)
         if reason:
             self.counts["reward_requests"] += 1
-            self.link.send(TreatRequest(source="brain", request_id=self.reward.requests, why=reason))
+            self.link.send(TreatRequest(source="brain", request_id=state.reward.requests, why=reason), to=to)
 
     def steer(self, msg: Steer) -> None:
         try:
-            if msg.clear:
-                self.stream.steering.clear()
-            else:
-                self.stream.steering.set(msg.layer, msg.neuron, msg.factor)
+            if msg.rig and msg.rig not in self.rigs:
+                raise ModelError(f"no rig called {msg.rig!r} is playing (rigs: {', '.join(self.rigs) or 'none yet'})")
+            if not msg.clear:
+                self.model.check_neuron(msg.layer, msg.neuron)
+            targets = [self.rigs[msg.rig]] if msg.rig else list(self.rigs.values())
+            if not msg.rig:  # every rig, and the ones still to come
+                if msg.clear:
+                    self.steering_all.clear()
+                else:
+                    self.steering_all[(msg.layer, msg.neuron)] = msg.factor
+            for state in targets:
+                if msg.clear:
+                    state.stream.steering.clear()
+                else:
+                    state.stream.steering.set(msg.layer, msg.neuron, msg.factor)
         except NeurojamError as exc:
             self.counts["refused_controls"] += 1
             log.warning("refused steering: %s", exc)
             self.link.send(SteerReply(applied=False, reason=str(exc), layer=msg.layer, neuron=msg.neuron,
-                                      factor=msg.factor, clear=msg.clear))
+                                      factor=msg.factor, clear=msg.clear), to=msg.node)
             return
-        self.link.send(SteerReply(applied=True, layer=msg.layer, neuron=msg.neuron, factor=msg.factor, clear=msg.clear))
+        self.link.send(SteerReply(applied=True, layer=msg.layer, neuron=msg.neuron, factor=msg.factor, clear=msg.clear),
+                       to=msg.node)
 
     # -- run -------------------------------------------------------------------------------
     def step(self, timeout_ms: float = 5) -> list[StepResult]:
@@ -164,8 +206,10 @@ class BrainNode:
         ms = sorted(self.step_ms)
         pick = (lambda q: round(ms[min(len(ms) - 1, int(len(ms) * q))], 3)) if ms else (lambda q: None)
         return {"node": "brain", "model": self.model.name, "bridge": self.link.stats_dict(), "counts": dict(self.counts),
-                "sonifier": dict(self.sonifier.counts), "step_ms_p50": pick(0.5), "step_ms_p99": pick(0.99),
-                "steering": {f"{k[0]}.{k[1]}": v for k, v in self.stream.steering.factors.items()}}
+                "rigs": {node: {"sonifier": dict(s.sonifier.counts),
+                                "steering": {f"{k[0]}.{k[1]}": v for k, v in s.stream.steering.factors.items()}}
+                         for node, s in self.rigs.items()},
+                "step_ms_p50": pick(0.5), "step_ms_p99": pick(0.99)}
 
     def run(self, seconds: float | None = None) -> None:
         self.link.hello(software=SOFTWARE)
@@ -181,7 +225,8 @@ class BrainNode:
         if self._closed:
             return
         self._closed = True
-        self.stream.close()
+        for state in self.rigs.values():
+            state.stream.close()
         self.link.close()
         if self.recorder:
             self.recorder.write_stats(self.stats())

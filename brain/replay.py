@@ -95,7 +95,8 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
             "config": to_dict(config), "speed": "fast" if speed is None else speed, "human_midi": human}
     recorder = SessionRecorder(out_dir, meta)
     b = config.bridge
-    link = Link("replay", "replay", host="127.0.0.1", events_port=b.events_port, commands_port=b.commands_port,
+    node = events[0].node or "replay"  # the brain answers the node the events name: be that node
+    link = Link("replay", node, host="127.0.0.1", events_port=b.events_port, commands_port=b.commands_port,
                 hwm=100_000, tap=recorder)
     try:
         _wait_connected(link)

@@ -79,6 +79,12 @@ class Pong(Message, tag="pong"):
     ping_t: float = 0.0
 
 
+class Refused(Message, tag="refused"):
+    """The brain will not serve this peer (another with its node id is connected); ``reason`` says what to do."""
+
+    reason: str = ""
+
+
 class Pad(Message, tag="pad"):
     pad: PadIndex
     down: bool
@@ -189,6 +195,8 @@ class Steer(Message, tag="steer"):
     neuron: Annotated[int, msgspec.Meta(ge=0)] = 0
     factor: SteerFactor = 1.0
     clear: bool = False
+    rig: str = ""
+    """The rig whose brain state to steer ('' : every rig, and rigs yet to come)."""
 
 
 class SteerReply(Message, tag="steer_reply"):
@@ -202,7 +210,7 @@ class SteerReply(Message, tag="steer_reply"):
     reason: str = ""
 
 
-ALL_KINDS = (Hello, Heartbeat, Ping, Pong, Pad, Note, Beat, Accomp, TreatRequest, TreatResult, TrainingTrial, Neurons,
+ALL_KINDS = (Hello, Heartbeat, Ping, Pong, Refused, Pad, Note, Beat, Accomp, TreatRequest, TreatResult, TrainingTrial, Neurons,
              Steer, SteerReply)
 KINDS: dict[str, type[Message]] = {cls.__struct_config__.tag: cls for cls in ALL_KINDS}
 AnyMessage = Union[ALL_KINDS]  # type: ignore[valid-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -268,6 +269,8 @@ class RigNode:
     def step(self, timeout_ms: float = 20) -> None:
         for msg in self.link.receive(timeout_ms=timeout_ms):
             self.handle(msg)
+        if self.link.refused and not self.stop_event.is_set():  # a rig with our name is already playing
+            self.stop_event.set()
         self.link.tick()
         self._check_brain()
 
@@ -324,6 +327,9 @@ def run_rig(config: RigSettings, seconds: float | None = None, session_dir: str 
         node.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if node.link.refused:
+        print(f"rig: the brain refused this rig: {node.link.refused}", file=sys.stderr, flush=True)
+        return 2
     c = node.counts
     print(f"rig: stopped. {c['pad_presses']} pad presses, {c['human_notes']} human notes, "
           f"{c['treats_dispensed']} treats ({c['treats_refused']} refused), {c['beats']} beats. Session: {where}",

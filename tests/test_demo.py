@@ -10,10 +10,11 @@ import wave
 
 import numpy as np
 
-from bridge.messages import TreatResult
+from bridge.messages import Neurons, TreatResult
+from recording import open_session
 from recording.jam import jam_from_log
 from recording.log import read_session
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 
 def demo(out, seconds):
@@ -62,3 +63,14 @@ def test_killing_the_brain_does_not_stop_the_rig(tmp_path):
     assert last_beat - jam.beats[0].time > 8  # the rig kept its beat to the end
     assert (tmp_path / "jam.mid").exists()
     assert any(n.start > killed for n in jam.notes if n.source in ("pet", "human"))  # still playing, still recorded
+
+
+def test_demo_with_two_rigs_on_one_brain(tmp_path):
+    r = run_cli("demo", "--seconds", "6", "--rigs", "2", "--no-view", "--out", str(tmp_path), timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for session, node in ((tmp_path / "session", "rig"), (tmp_path / "session-2", "rig-2")):
+        s = open_session(session)
+        assert sum(n.source == "brain" for n in s.jam.notes) > 5, session
+        answers = [r.msg for r in s.log.records if isinstance(r.msg, Neurons)]
+        assert answers and {m.event_node for m in answers} == {node}  # each rig hears only its own answers
+    assert (tmp_path / "jam-2.mid").stat().st_size > 100

@@ -126,6 +126,58 @@ def test_commands_flow_back_and_clock_offset(ports):
     brain.close()
 
 
+def test_commands_reach_only_their_rig_and_a_duplicate_id_is_refused(ports):
+    """Two rigs on one brain get only what is addressed to them; a second 'a' gets a refusal and nothing else."""
+    from bridge.messages import Accomp, AccompNote, Refused
+
+    brain = Link("brain", "b", events_port=ports, commands_port=ports + 1)
+    a = Link("rig", "a", events_port=ports, commands_port=ports + 1)
+    b = Link("rig", "b-rig", events_port=ports, commands_port=ports + 1)
+
+    def pump(until, *links, seconds=5.0):
+        got = {id(x): [] for x in links}
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until(got):
+            brain.receive(timeout_ms=10)
+            for x in links:
+                got[id(x)] += x.receive(timeout_ms=5)
+        return got
+
+    pump(lambda g: {"a", "b-rig"} <= set(brain.peers), a, b)
+    for i in range(20):
+        brain.send(Accomp(notes=[AccompNote(note=60, due_beat=1.0)], event_seq=i), to="a" if i % 2 else "b-rig")
+    got = pump(lambda g: sum(isinstance(m, Accomp) for v in g.values() for m in v) >= 20, a, b)
+    seqs = {name: sorted(m.event_seq for m in got[id(x)] if isinstance(m, Accomp)) for name, x in (("a", a), ("b", b))}
+    assert seqs == {"a": list(range(1, 20, 2)), "b": list(range(0, 20, 2))}  # no cross-talk
+    twin = Link("rig", "a", events_port=ports, commands_port=ports + 1)  # a second rig called 'a', while 'a' lives
+    got = pump(lambda g: twin.refused is not None, a, twin)
+    assert twin.refused and "already connected" in twin.refused and brain.stats.refused_duplicates == 1
+    brain.send(Accomp(notes=[AccompNote(note=60, due_beat=1.0)], event_seq=99), to="a")
+    got = pump(lambda g: any(isinstance(m, Accomp) for m in g[id(a)]), a, twin)
+    assert any(isinstance(m, Accomp) for m in got[id(a)]) and not any(isinstance(m, Accomp) for m in got[id(twin)])
+    assert not any(isinstance(m, Refused) for m in got[id(a)])
+    for x in (a, b, twin, brain):
+        x.close()
+
+
+def test_a_restarted_rig_keeps_its_identity(ports):
+    brain = Link("brain", "b", events_port=ports, commands_port=ports + 1, liveness_s=0.3)
+    first = Link("rig", "a", events_port=ports, commands_port=ports + 1)
+    deadline = time.monotonic() + 5
+    while "a" not in brain.peers and time.monotonic() < deadline:
+        brain.receive(timeout_ms=10)
+    old = brain.peers["a"].routing_id
+    first.close()  # the rig process dies
+    time.sleep(0.4)  # longer than liveness_s
+    again = Link("rig", "a", events_port=ports, commands_port=ports + 1)
+    deadline = time.monotonic() + 5
+    while brain.peers["a"].routing_id == old and time.monotonic() < deadline:
+        brain.receive(timeout_ms=10)
+    assert brain.peers["a"].routing_id != old and brain.stats.refused_duplicates == 0 and again.refused is None
+    again.close()
+    brain.close()
+
+
 def test_hello_resets_sequence_tracking(ports):
     brain = Link("brain", "b", events_port=ports, commands_port=ports + 1)
     brain.accept(encode(Note(source="pet", note=60, node="r", seq=50)))
@@ -140,11 +192,11 @@ def test_writable_waits_for_a_peer_without_consuming_sequence_numbers(ports):
     assert not rig.writable(timeout_ms=100)
     brain = Link("brain", "b", events_port=ports, commands_port=ports + 1)
     assert rig.writable(timeout_ms=5000)
-    assert rig.send(Note(source="pet", note=60)) and rig.stats.sent == 1
+    assert rig.send(Note(source="pet", note=60)) and rig.stats.sent == 2  # its hello, then the note
     got = []
     deadline = time.monotonic() + 5
-    while not got and time.monotonic() < deadline:
-        got = brain.receive(timeout_ms=50)
-    assert got[0].seq == 0  # nothing was spent while waiting
+    while not any(isinstance(m, Note) for m in got) and time.monotonic() < deadline:
+        got += brain.receive(timeout_ms=50)
+    assert next(m for m in got if isinstance(m, Note)).seq == 0  # nothing was spent while waiting, nor by hello
     rig.close()
     brain.close()

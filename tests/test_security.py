@@ -97,3 +97,38 @@ def test_intruders_get_nothing_and_inject_nothing_while_a_real_rig_jams(tmp_path
 
     stats = json.loads((tmp_path / "brain" / "stats.json").read_text())
     assert stats["bridge"]["security"] == "curve" and stats["bridge"]["refused_keys"] >= 1  # the impostor, counted
+
+
+def test_two_rigs_on_one_brain_hear_only_themselves_and_a_twin_is_refused(tmp_path, ports):
+    """Real processes: a dog's rig with the human's tune and a cat's rig with pads only, one brain. Each gets
+    answers to its own events only; a second 'dog' is refused on both sides and the first plays on."""
+    wire = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}"]
+    brain = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "brain", *wire, "--seconds", "40"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while "listening on" not in (line := brain.stdout.readline()):
+        assert line, "the brain did not start"
+
+    def rig(name, *extra, seconds=8):
+        return subprocess.Popen([sys.executable, "-m", "neurojam.cli", "rig", *wire, "--set", f"rig.node_id={name}",
+                                 "--set", "rig.sim_pet.enabled=true", "--set", f"session.dir={tmp_path}",
+                                 "--session", str(tmp_path / name), "--seconds", str(seconds), *extra],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    dog = rig("dog", "--human", str(MELODY))
+    cat = rig("cat", "--set", "rig.sim_pet.seed=7")
+    time.sleep(4)
+    twin = rig("dog-twin", "--set", "rig.node_id=dog", seconds=5)
+    twin_out, _ = twin.communicate(timeout=60)
+    dog_out, _ = dog.communicate(timeout=60)
+    cat_out, _ = cat.communicate(timeout=60)
+    brain.terminate()
+    brain_out, _ = brain.communicate(timeout=30)
+    assert dog.returncode == 0 and cat.returncode == 0, dog_out + cat_out
+    assert twin.returncode == 2 and "already connected" in twin_out, twin_out
+    for name in ("dog", "cat"):
+        log = open_session(tmp_path / name).log
+        answers = [r.msg for r in log.records if r.direction == "in" and type(r.msg).__name__ == "Neurons"]
+        assert answers and {m.event_node for m in answers} == {name}, name  # no cross-talk
+    dog_words = {w for r in open_session(tmp_path / "dog").log.records if type(r.msg).__name__ == "Neurons"
+                 for w in r.msg.text.split()}
+    assert dog_words - {"|", "r", "C2", "D2", "C4", "E4", "G4", "C5"}  # the human's tune: not only pads

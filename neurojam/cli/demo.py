@@ -147,7 +147,7 @@ class LiveView:
 
 
 def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | None = None, seed: int = 1,
-             view: bool = True, extra: list[str] | None = None) -> int:
+             view: bool = True, extra: list[str] | None = None, rigs: int = 1) -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -175,7 +175,15 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     brain = subprocess.Popen(brain_cmd, stdout=logs["brain"], stderr=subprocess.STDOUT)
     _wait_brain_ready(out_dir / "brain.log", brain, console)
     rig = subprocess.Popen(rig_cmd, stdout=logs["rig"], stderr=subprocess.STDOUT)
-    (out_dir / "pids.json").write_text(json.dumps({"brain": brain.pid, "rig": rig.pid}))
+    others = []  # more rigs on the same brain (--rigs N): rig-2, rig-3, ..., each its own pet and session
+    for k in range(2, rigs + 1):
+        cmd = [x if x != str(session) else str(out_dir / f"session-{k}") for x in rig_cmd]
+        cmd += ["--set", f"rig.node_id=rig-{k}", "--set", f"rig.sim_pet.seed={seed + k}",
+                "--set", f"rig.training.pet=demo-dog-{k}"]
+        logs[f"rig-{k}"] = open(out_dir / f"rig-{k}.log", "w")
+        others.append(subprocess.Popen(cmd, stdout=logs[f"rig-{k}"], stderr=subprocess.STDOUT))
+    (out_dir / "pids.json").write_text(json.dumps({"brain": brain.pid, "rig": rig.pid,
+                                                   "rigs": [p.pid for p in others]}))
     live_view = LiveView(seconds)
     tail = LogTail(session / LOG_NAME)
     brain_died_at = None
@@ -200,11 +208,36 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
         rig.send_signal(signal.SIGINT)
         rig.wait(timeout=15)
     finally:
+        for other in others:
+            try:
+                other.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                stop_process(other)
         stop_process(brain)
         for f in logs.values():
             f.close()
     live_view.feed(tail.read())
-    return _finish(console, out_dir, session, rig.returncode, brain_died_at)
+    code = _finish(console, out_dir, session, rig.returncode, brain_died_at)
+    for k in range(2, rigs + 1):
+        _extra_jam(console, out_dir, k)
+    return code
+
+
+def _extra_jam(console, out_dir: Path, k: int) -> None:
+    """The jam of rig k (--rigs N): its own session and MIDI file."""
+    from core.errors import NeurojamError
+    from recording import open_session
+    from recording.export import write_midi
+
+    try:
+        jam = open_session(out_dir / f"session-{k}").jam
+    except NeurojamError as exc:
+        console.print(f"[yellow]rig-{k}: no jam ({exc})[/yellow]")
+        return
+    midi = write_midi(jam, out_dir / f"jam-{k}.mid")
+    counts = jam.count_by_source()
+    console.print(f"  rig-{k}    {out_dir / f'session-{k}'}: {counts.get('pet', 0)} pet, {counts.get('human', 0)} "
+                  f"human, {counts.get('brain', 0)} brain notes → {midi}")
 
 
 class _Null:
@@ -268,7 +301,8 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=args.overrides)
+    return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=args.overrides,
+                    rigs=args.rigs)
 
 
 def register(sub, add) -> None:
@@ -278,4 +312,6 @@ def register(sub, add) -> None:
     p.add_argument("--model", default=None, help="model name (default: the embedded notes-default)")
     p.add_argument("--seed", type=int, default=1, help="the simulated pet's seed")
     p.add_argument("--no-view", action="store_true", help="no live terminal view (a status line every 5 s instead)")
+    p.add_argument("--rigs", type=int, default=1, choices=range(1, 9), metavar="N",
+                   help="simulated rigs on the one brain (1-8): each its own pet, context and jam")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -7,6 +7,7 @@ Each check is a small function returning a :class:`Check`; ``ok`` is True
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
 
@@ -129,7 +130,7 @@ def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
     except NeurojamError as exc:
         return Check("brain reachable", False, str(exc), f"neurojam keys init --node {TOOL_KEY}, and allow its key "
                      f"on the brain")
-    link = Link("tool", "doctor", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
+    link = Link("tool", f"doctor-{os.getpid()}", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
                 security=security)
     try:
         deadline = time.monotonic() + timeout
@@ -139,7 +140,7 @@ def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
                 link.send(Ping())
                 last_ping = time.monotonic()
             for m in link.receive(timeout_ms=20):
-                if isinstance(m, Pong) and m.node != "doctor":
+                if isinstance(m, Pong) and m.node != link.node_id:
                     sample = link.offset.add(m.ping_t, m.t, time.monotonic())
                     return Check("brain reachable", True, f"{b.host}:{b.events_port} answers; RTT "
                                  f"{sample.rtt * 1000:.2f} ms, clock offset {sample.offset * 1000:+.1f} ms")

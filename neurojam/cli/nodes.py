@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from core.errors import SessionError
 from neurojam.cli.args import config_args, load_config_from
@@ -32,7 +33,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
     config = load_config_from(args)
     b = config.bridge
     if args.clear:
-        msg = Steer(clear=True)
+        msg = Steer(clear=True, rig=args.rig or "")
     else:
         if args.neuron is None or args.factor is None:
             raise SessionError("steer: give L.N FACTOR (e.g. `neurojam steer 1.42 0` silences it) or --clear.")
@@ -40,13 +41,13 @@ def cmd_steer(args: argparse.Namespace) -> int:
             layer, neuron = (int(x) for x in args.neuron.split("."))
         except ValueError as exc:
             raise SessionError(f"{args.neuron!r} is not a neuron id: write LAYER.NEURON, e.g. 1.42.") from exc
-        msg = Steer(layer=layer, neuron=neuron, factor=args.factor)
+        msg = Steer(layer=layer, neuron=neuron, factor=args.factor, rig=args.rig or "")
         try:
             encode(msg)
         except MessageError as exc:
             raise SessionError(f"steer: {args.neuron} {args.factor:g} cannot be sent: {exc}. The factor is "
                                f"-10..10 (0 silences a neuron, 1 leaves it alone, 2 doubles it).") from exc
-    link = Link("tool", "steer", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
+    link = Link("tool", f"steer-{os.getpid()}", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
                 security=security_for(b, TOOL_KEY, server=False))
     try:
         deadline = time.monotonic() + args.timeout
@@ -86,5 +87,6 @@ def register(sub, add) -> None:
     p.add_argument("neuron", nargs="?", metavar="L.N")
     p.add_argument("factor", nargs="?", type=float)
     p.add_argument("--clear", action="store_true", help="remove all steering")
+    p.add_argument("--rig", help="steer only this rig's brain state (default: every rig the brain serves)")
     p.add_argument("--timeout", type=float, default=3.0)
     config_args(p)
