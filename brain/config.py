@@ -66,6 +66,9 @@ class BrainConfig(Section):
     layers: list[Annotated[int, msgspec.Meta(ge=0)]] | Literal["all"] = "all"
     top_k: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     context_tokens: Annotated[int, msgspec.Meta(ge=8, le=8192)] = 128
+    cpu_threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    """Torch threads on a CPU. One keeps the live step steady beside the rig on a small machine (round trip p99
+    4.8 ms vs 15 ms with two, bench/loop.py); raise it for a big model on a many-core box."""
     kv_cache: bool = True
     """Run only new tokens against cached keys/values (embedded models); else recompute the window."""
     sonify: SonifyConfig = msgspec.field(default_factory=SonifyConfig)

@@ -246,7 +246,7 @@ def run_brain(config: BrainSettings, seconds: float | None = None, session_dir: 
     import torch
 
     if config.brain.device in ("auto", "cpu") and not torch.cuda.is_available():
-        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+        torch.set_num_threads(config.brain.cpu_threads)
     print(f"brain: loading {config.brain.model} ... (Ctrl-C stops)", flush=True)
     try:
         node = BrainNode(config, session_dir=session_dir)
