@@ -119,7 +119,8 @@ class BrainNode:
             view = RigView()
             state = self.rigs[node] = RigState(stream, view, Sonifier(bc.sonify, view, self.promoted),
                                                BrainRewardRule(bc.reward, view))
-            log.info("serving rig %s (%d rigs)", node, len(self.rigs))
+            print(f"brain: serving rig {node} ({len(self.rigs)} rig{'s' if len(self.rigs) > 1 else ''}: "
+                  f"{', '.join(self.rigs)})", flush=True)
         return state
 
     # -- messages in ----------------------------------------------------------------------
