@@ -135,6 +135,7 @@ class NeuronStream:
         self._captured: dict[int, torch.Tensor] = {}
         self._handles = [self._hook_point(layer).add_hook(self._make_hook(layer), is_permanent=True) for layer in range(model.n_layers)]
         self.last_logits: torch.Tensor | None = None
+        self._logits: torch.Tensor | None = None
         from brain.kv_cache import KVCachedForward, supports_kv_cache
 
         self._kv = KVCachedForward(model) if kv_cache and supports_kv_cache(model) else None
@@ -199,9 +200,8 @@ class NeuronStream:
             positions = [prefix_len + i for i, o in enumerate(owner) if o in wanted]
             hits = self._top_k(positions)
             results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
-                self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens))
-        if results:
-            results[-1].predicted_note = self.predicted_note()
+                self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
+                predicted_note=self.predicted_note(max(positions)) if positions else None))
         return results
 
     def _forward_full(self) -> tuple[int, list[int], int]:
@@ -213,6 +213,7 @@ class NeuronStream:
             ids, offsets = ids[-budget:], offsets[-budget:]
         prefix = [tok.bos_id] if tok.bos_id is not None else []
         logits = self.model.bridge(torch.tensor([prefix + ids], device=self.model.device))
+        self._logits = logits[0]  # [T, vocab], indexed like the captured activations
         self.last_logits = logits[0, -1].float()
         return len(prefix), align_tokens(offsets, self.text.spans), len(prefix) + len(ids)
 
@@ -229,6 +230,7 @@ class NeuronStream:
         prefix = [tok.bos_id] if self._kv.length == 0 and tok.bos_id is not None else []
         logits, posts = self._kv.forward(prefix + ids, self.steering)
         self._captured = {layer: posts[layer][None] for layer in self.layers}
+        self._logits = logits  # [T_new, vocab], indexed like the captured activations
         self.last_logits = logits[-1].float()
         self._fed = len(self.text.spans)
         return len(prefix), align_tokens(offsets, self.text.spans), self._kv.length
@@ -251,9 +253,11 @@ class NeuronStream:
                     activation=round(float(raw.flatten()[i]), 5), normalized=round(float(v), 5))
                 for v, i in zip(vals, idx)]
 
-    def predicted_note(self) -> int | None:
-        """The model's most likely next note (note-vocabulary models only)."""
+    def predicted_note(self, position: int | None = None) -> int | None:
+        """The model's most likely next note after ``position`` of the last forward (default: its end), so each
+        event gets its own prediction however events were batched (note-vocabulary models only)."""
         if self.last_logits is None or not self.note_ids:
             return None
-        logits = self.last_logits[self._note_index.to(self.last_logits.device)]
+        row = self.last_logits if position is None else self._logits[position].float()
+        logits = row[self._note_index.to(row.device)]
         return self.note_ids[int(self._note_index[int(logits.argmax())])]

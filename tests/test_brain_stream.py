@@ -96,6 +96,9 @@ def test_batched_events_equal_one_at_a_time(tiny):
     for x, y in zip(batched, single):
         assert [(h.layer, h.index) for h in x.hits] == [(h.layer, h.index) for h in y.hits]
         assert [h.activation for h in x.hits] == pytest.approx([h.activation for h in y.hits], abs=1e-4)
+    # each event's own prediction, not the batch's last: the prediction voice does not depend on batching
+    assert [r.predicted_note for r in batched] == [r.predicted_note for r in single]
+    assert sum(r.predicted_note is not None for r in batched) == len(batched)
 
 
 def test_direct_logit_pitch_selection():
