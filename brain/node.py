@@ -16,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from brain.config import BrainConfig
 from brain.models import LoadedModel, load_model
@@ -77,8 +77,8 @@ class BrainNode:
         self.config = config
         bc = config.brain
         self.model = model or load_model(bc.model, bc.device, bc.dtype)
-        self.stats_ = load_stats(self.model, bc.stats_dir)
-        self.labels = self.stats_.labels if self.stats_ else {}
+        self.neuron_stats = load_stats(self.model, bc.stats_dir)
+        self.labels = self.neuron_stats.labels if self.neuron_stats else {}
         self.promoted = {}
         if self.model.note_token_ids():
             table = promoted_notes(self.model)
@@ -93,6 +93,8 @@ class BrainNode:
             self.steering_all[(s.layer, s.neuron)] = s.factor
         self.rigs: dict[str, RigState] = {}
         """One context, key/value cache, picture of the rig, band and reward rule per rig (by node id)."""
+        self.on_new_rig: Callable[[str], None] | None = None
+        """Told each rig's node id when it first plays (``neurojam brain`` prints it)."""
         self.recorder = None
         if session_dir is not None:
             self.recorder = SessionRecorder(session_dir, {"node": "brain", "config": to_dict(config),
@@ -113,14 +115,15 @@ class BrainNode:
             bc = self.config.brain
             layers = None if bc.layers == "all" else list(bc.layers)
             stream = NeuronStream(self.model, layers=layers, top_k=bc.top_k, context_tokens=bc.context_tokens,
-                                  stats=self.stats_, kv_cache=bc.kv_cache)
+                                  stats=self.neuron_stats, kv_cache=bc.kv_cache)
             for (layer, neuron), factor in self.steering_all.items():
                 stream.steering.set(layer, neuron, factor)
             view = RigView()
             state = self.rigs[node] = RigState(stream, view, Sonifier(bc.sonify, view, self.promoted),
                                                BrainRewardRule(bc.reward, view))
-            print(f"brain: serving rig {node} ({len(self.rigs)} rig{'s' if len(self.rigs) > 1 else ''}: "
-                  f"{', '.join(self.rigs)})", flush=True)
+            log.info("serving rig %s (%d rigs)", node, len(self.rigs))
+            if self.on_new_rig:
+                self.on_new_rig(node)
         return state
 
     # -- messages in ----------------------------------------------------------------------
@@ -256,6 +259,7 @@ def run_brain(config: BrainSettings, seconds: float | None = None, session_dir: 
             signal.signal(sig, handler)
         raise
     node.stop_event = stop
+    node.on_new_rig = lambda rig: print(f"brain: serving rig {rig} (rigs: {', '.join(node.rigs)})", flush=True)
     if stop.is_set():
         node.close()
         for sig, handler in previous.items():

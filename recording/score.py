@@ -97,6 +97,9 @@ class _Timeline:
     def beat(self, t: float) -> float | None:
         return self.jam.beat_at(t)
 
+    def keys_heard(self) -> list[str]:
+        return sorted({str(k) for k in self._keys.values() if k is not None})
+
     def key_at(self, t: float) -> Key | None:
         b = self.beat(t)
         if b is None:
@@ -151,7 +154,7 @@ def _harmony(out: Score, tl: _Timeline, brain: list[PlayedNote], rng: random.Ran
     keyed = [(n, k) for n, k in keyed if k is not None]
     if keyed:
         out.key_fit = round(sum(n.note % 12 in k.scale for n, k in keyed) / len(keyed), 3)
-    out.keys = sorted({str(k) for k in tl._keys.values() if k is not None})
+    out.keys = tl.keys_heard()
     judged = [(n, tl.chord_at(n.start), tl.chord_at(n.start, -1), k) for n, k in keyed]
     judged = [x for x in judged if x[1] is not None]
     if not judged:

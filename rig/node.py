@@ -98,6 +98,7 @@ class RigNode:
         self.last_neurons: Neurons | None = None
         self.started_at: float | None = None
         self.started_utc = ""
+        self._progress_dirty = False
         self.counts = {"pad_presses": 0, "human_notes": 0, "beats": 0, "treats_dispensed": 0, "treats_refused": 0}
         self._closed = False
 
@@ -145,7 +146,7 @@ class RigNode:
                                      earned=trial.earned, offset_ms=trial.offset_ms))
         if level_after != trial.level:
             log.info("%s moves to level %d (%s)", tc.pet, level_after, tc.levels[level_after - 1].name)
-            self._save_progress()
+            self._progress_dirty = True  # saved by the main loop: no file write on the press's thread
 
     def _save_progress(self, summary: SessionSummary | None = None) -> None:
         curriculum = self.devices.curriculum
@@ -284,6 +285,9 @@ class RigNode:
                 next_stats += 1.0
                 if self.recorder:
                     self.recorder.write_stats(self.stats())
+                if self._progress_dirty:
+                    self._progress_dirty = False
+                    self._save_progress()
                 if on_second:
                     on_second(self)
 
