@@ -49,37 +49,67 @@ class KVCachedForward:
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
 
-    @torch.inference_mode()
     def forward(self, tokens: list[int], steering=None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Run the new tokens; returns logits [T, vocab] and hook_post per layer [T, d_mlp]."""
-        T, start = len(tokens), self.length
-        if start + T > self.n_ctx:
-            raise ValueError(f"context full: {start} + {T} > n_ctx {self.n_ctx}; reset and re-read the window")
-        device = self.w["embed.weight"].device
-        ids = torch.tensor(tokens, device=device)
-        pos = torch.arange(start, start + T, device=device)
-        x = self.w["embed.weight"][ids] + self.w["pos_embed.weight"][pos]  # (T, d_model)
-        posts = {}
-        for layer in range(self.n_layers):
-            p = f"blocks.{layer}"
-            h = self._ln(x, f"{p}.ln1")
-            q, k, v = (self._linear(h, f"{p}.attn.{n}").view(T, self.n_heads, self.d_head).transpose(0, 1)
-                       for n in "qkv")  # (heads, T, d_head)
-            if self.keys[layer] is not None:
-                k = torch.cat([self.keys[layer], k], dim=1)
-                v = torch.cat([self.values[layer], v], dim=1)
-            self.keys[layer], self.values[layer] = k, v
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (heads, T, start+T)
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=device).triu(start + 1)
-            pattern = scores.masked_fill(mask, float("-inf")).softmax(-1)
-            attn = (pattern @ v).transpose(0, 1).reshape(T, -1)
-            x = x + self._linear(attn, f"{p}.attn.o")
-            post = self.act(self._linear(self._ln(x, f"{p}.ln2"), f"{p}.mlp.in"))  # blocks.{L}.mlp.hook_post
-            if steering:
-                for neuron, factor in steering.for_layer(layer):
-                    post[:, neuron] *= factor
-            posts[layer] = post
-            x = x + self._linear(post, f"{p}.mlp.out")
-        logits = self._linear(self._ln(x, "ln_final"), "unembed")
-        self.length += T
-        return logits, posts
+        return forward_batch([self], [tokens], [steering])[0]
+
+
+@torch.inference_mode()
+def forward_batch(caches: list[KVCachedForward], tokens: list[list[int]],
+                  steerings: list | None = None) -> list[tuple[torch.Tensor, dict[int, torch.Tensor]]]:
+    """One forward pass for several contexts (one per rig), each with its own cache and steering.
+
+    Row i's new tokens sit at positions ``L_i .. L_i+T_i-1`` (``L_i`` its cache length); rows are padded to
+    the longest ``T``. Keys are laid out by absolute position, so the plain causal rule "key j is seen by
+    query t iff j <= L_i + t" also hides the padding (it only ever lies after a row's last real token).
+    Returns per row logits [T_i, vocab] and hook_post per layer [T_i, d_mlp]; each cache grows by T_i."""
+    first = caches[0]
+    w, H, dh = first.w, first.n_heads, first.d_head
+    B, T = len(caches), max(len(t) for t in tokens)
+    steerings = steerings or [None] * B
+    starts = [c.length for c in caches]
+    for c, t, s in zip(caches, tokens, starts):
+        if not t:
+            raise ValueError("every row needs at least one new token")
+        if s + len(t) > c.n_ctx:
+            raise ValueError(f"context full: {s} + {len(t)} > n_ctx {c.n_ctx}; reset and re-read the window")
+    device = w["embed.weight"].device
+    ids = torch.tensor([t + [0] * (T - len(t)) for t in tokens], device=device)  # (B, T)
+    start = torch.tensor(starts, device=device)[:, None]
+    pos = (start + torch.arange(T, device=device)).clamp(max=first.n_ctx - 1)  # pads: any valid row of pos_embed
+    x = w["embed.weight"][ids] + w["pos_embed.weight"][pos]  # (B, T, d_model)
+    S = max(starts) + T
+    mask = torch.arange(S, device=device)[None, None, :] > pos[:, :, None]  # (B, T, S): True = hidden
+    posts: dict[int, torch.Tensor] = {}
+    for layer in range(first.n_layers):
+        p = f"blocks.{layer}"
+        h = first._ln(x, f"{p}.ln1")
+        q, k, v = (first._linear(h, f"{p}.attn.{n}").view(B, T, H, dh).transpose(1, 2) for n in "qkv")  # (B,H,T,dh)
+        if B == 1 and starts[0] + T == S:  # one row: no layout needed
+            keys = k if first.keys[layer] is None else torch.cat([first.keys[layer][None], k], dim=2)
+            values = v if first.values[layer] is None else torch.cat([first.values[layer][None], v], dim=2)
+        else:
+            keys = k.new_zeros(B, H, S, dh)
+            values = v.new_zeros(B, H, S, dh)
+            for i, (c, s) in enumerate(zip(caches, starts)):
+                if s:
+                    keys[i, :, :s], values[i, :, :s] = c.keys[layer], c.values[layer]
+                keys[i, :, s:s + T], values[i, :, s:s + T] = k[i], v[i]
+        for i, (c, s, t) in enumerate(zip(caches, starts, tokens)):
+            c.keys[layer], c.values[layer] = keys[i, :, :s + len(t)], values[i, :, :s + len(t)]
+        scores = q @ keys.transpose(-2, -1) / math.sqrt(dh)  # (B, H, T, S)
+        pattern = scores.masked_fill(mask[:, None], float("-inf")).softmax(-1)
+        attn = (pattern @ values).transpose(1, 2).reshape(B, T, H * dh)
+        x = x + first._linear(attn, f"{p}.attn.o")
+        post = first.act(first._linear(first._ln(x, f"{p}.ln2"), f"{p}.mlp.in"))  # blocks.{L}.mlp.hook_post
+        for i, steering in enumerate(steerings):
+            for neuron, factor in steering.for_layer(layer) if steering else ():
+                post[i, :, neuron] *= factor
+        posts[layer] = post
+        x = x + first._linear(post, f"{p}.mlp.out")
+    logits = first._linear(first._ln(x, "ln_final"), "unembed")
+    out = []
+    for i, (c, t) in enumerate(zip(caches, tokens)):
+        c.length += len(t)
+        out.append((logits[i, :len(t)], {layer: post[i, :len(t)] for layer, post in posts.items()}))
+    return out

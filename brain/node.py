@@ -24,7 +24,7 @@ from brain.neuron_stats import NeuronStats, promoted_notes
 from brain.reward_rule import BrainRewardRule
 from brain.rig_view import RigView
 from brain.sonify import Sonifier
-from brain.stream import NeuronStream, StepResult, stream_event
+from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.config import BridgeConfig
 from bridge.link import Link
 from bridge.messages import Accomp, Hello, Message, NeuronHit, Neurons, Steer, SteerReply, TreatRequest
@@ -128,7 +128,7 @@ class BrainNode:
 
     # -- messages in ----------------------------------------------------------------------
     def handle(self, msgs: list[Message]) -> list[StepResult]:
-        """Messages in arrival order → events → one forward per rig → answers to that rig only.
+        """Messages in arrival order → events → one forward pass for all rigs → answers to each rig, its own only.
 
         What a message tells about its rig (grid, the human's notes) is applied
         just before that event's answer, so the answers do not depend on how the
@@ -143,10 +143,10 @@ class BrainNode:
             elif isinstance(msg, Hello) and msg.role == "rig":
                 log.info("rig %s connected", msg.node)
         results: list[StepResult] = []
-        for node, items in pending.items():
-            state = self.rig_state(node)
+        states = [self.rig_state(node) for node in pending]
+        stepped = step_streams([(state.stream, [e for e, _ in items]) for state, items in zip(states, pending.values())])
+        for state, items, done in zip(states, pending.values(), stepped):
             self.counts["events"] += len(items)
-            done = state.stream.step([e for e, _ in items])
             by_event = {id(r.event): r for r in done}
             for event, msg in items:
                 state.view.observe(msg)

@@ -12,8 +12,10 @@ by a rule that depends only on the event sequence (when it outgrows
 ``context_tokens``, drop the oldest half), so replaying a session gives the
 same contexts whatever the batching.
 
-The TL-native models have no key/value cache, so each step recomputes the
-window; at the default model's size that is a few milliseconds on a CPU.
+The TL-native models have no key/value cache of their own: ``brain/kv_cache.py``
+runs only the new tokens against cached keys/values, and :func:`step_streams`
+runs the new tokens of several rigs (each its own context and cache) in one
+padded forward pass. Other models recompute the window, one rig at a time.
 """
 
 from __future__ import annotations
@@ -173,6 +175,12 @@ class NeuronStream:
     @torch.inference_mode()
     def step(self, events: list[StreamEvent]) -> list[StepResult]:
         """Read new events; one result per event that added words to the text."""
+        results, pending = self._read(events)
+        return results + (self._run(pending) if pending else [])
+
+    def _read(self, events: list[StreamEvent]) -> tuple[list[StepResult], list[tuple[StreamEvent, list[EventSpan]]]]:
+        """Append events to the text; what must run before a trim runs now. Returns those results and the
+        events still pending a forward pass."""
         results: list[StepResult] = []
         pending: list[tuple[StreamEvent, list[EventSpan]]] = []
         for event in events:
@@ -185,14 +193,19 @@ class NeuronStream:
             spans = self._append(event)
             if spans:
                 pending.append((event, spans))
-        if pending:
-            results += self._run(pending)
-        return results
+        return results, pending
 
     def _run(self, pending: list[tuple[StreamEvent, list[EventSpan]]]) -> list[StepResult]:
         start = time.perf_counter()
-        prefix_len, owner, n_tokens = self._forward_cached() if self._kv is not None else self._forward_full()
-        elapsed = (time.perf_counter() - start) * 1000
+        if self._kv is not None:
+            tokens, prefix_len, owner = self._kv_input()
+            logits, posts = self._kv.forward(tokens, self.steering)
+            n_tokens = self._kv_output(logits, posts)
+        else:
+            prefix_len, owner, n_tokens = self._forward_full()
+        return self._results(pending, prefix_len, owner, n_tokens, (time.perf_counter() - start) * 1000)
+
+    def _results(self, pending, prefix_len: int, owner: list[int], n_tokens: int, elapsed: float) -> list[StepResult]:
         span_index = {id(s): i for i, s in enumerate(self.text.spans)}
         results = []
         for event, spans in pending:
@@ -217,8 +230,9 @@ class NeuronStream:
         self.last_logits = logits[0, -1].float()
         return len(prefix), align_tokens(offsets, self.text.spans), len(prefix) + len(ids)
 
-    def _forward_cached(self) -> tuple[int, list[int], int]:
-        """Run only the words not yet in the key/value cache (word-level tokenizers: one word, one token)."""
+    def _kv_input(self) -> tuple[list[int], int, list[int]]:
+        """The words not yet in the key/value cache, as tokens (word-level tokenizers: one word, one token):
+        the tokens, how many lead them (BOS), and which span each token belongs to."""
         if self._fed == 0 or self._steering_version != self.steering.version:
             self._kv.reset()
             self._fed = 0
@@ -228,12 +242,14 @@ class NeuronStream:
         ids, offsets = tok.encode(self.text.text[first:])
         offsets = [(a + first, b + first) for a, b in offsets]
         prefix = [tok.bos_id] if self._kv.length == 0 and tok.bos_id is not None else []
-        logits, posts = self._kv.forward(prefix + ids, self.steering)
+        return prefix + ids, len(prefix), align_tokens(offsets, self.text.spans)
+
+    def _kv_output(self, logits: torch.Tensor, posts: dict[int, torch.Tensor]) -> int:
         self._captured = {layer: posts[layer][None] for layer in self.layers}
         self._logits = logits  # [T_new, vocab], indexed like the captured activations
         self.last_logits = logits[-1].float()
         self._fed = len(self.text.spans)
-        return len(prefix), align_tokens(offsets, self.text.spans), self._kv.length
+        return self._kv.length
 
     def _top_k(self, positions: list[int]) -> list[Hit]:
         if not positions:
@@ -261,3 +277,34 @@ class NeuronStream:
         row = self.last_logits if position is None else self._logits[position].float()
         logits = row[self._note_index.to(row.device)]
         return self.note_ids[int(self._note_index[int(logits.argmax())])]
+
+
+@torch.inference_mode()
+def step_streams(work: list[tuple[NeuronStream, list[StreamEvent]]]) -> list[list[StepResult]]:
+    """Step several streams (one per rig) at once: the key/value-cached ones share one padded forward pass.
+
+    Each stream's answers are the same as from its own :meth:`NeuronStream.step` (each row reads only its own
+    cache and steering); only the Python and dispatch overhead is shared, which is most of a small model's step."""
+    out: list[list[StepResult]] = []
+    batch: list[tuple[int, NeuronStream, list]] = []
+    for i, (stream, events) in enumerate(work):
+        results, pending = stream._read(events)
+        out.append(results)
+        if pending and stream._kv is not None and (not batch or stream.model is batch[0][1].model):
+            batch.append((i, stream, pending))
+        elif pending:
+            out[i] += stream._run(pending)
+    if len(batch) == 1:
+        i, stream, pending = batch[0]
+        out[i] += stream._run(pending)
+    elif batch:
+        from brain.kv_cache import forward_batch
+
+        start = time.perf_counter()
+        inputs = [stream._kv_input() for _, stream, _ in batch]
+        rows = forward_batch([s._kv for _, s, _ in batch], [t for t, _, _ in inputs], [s.steering for _, s, _ in batch])
+        elapsed = (time.perf_counter() - start) * 1000
+        for (i, stream, pending), (_, prefix_len, owner), (logits, posts) in zip(batch, inputs, rows):
+            n_tokens = stream._kv_output(logits, posts)
+            out[i] += stream._results(pending, prefix_len, owner, n_tokens, elapsed)
+    return out

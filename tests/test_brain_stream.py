@@ -9,7 +9,7 @@ from brain.models import ModelError, build_tiny, load_model
 from brain.neuron_stats import direct_logit_effect, promoted_notes
 from brain.rig_view import RigView
 from brain.sonify import Sonifier
-from brain.stream import Hit, NeuronStream, StreamEvent
+from brain.stream import Hit, NeuronStream, StreamEvent, step_streams
 from recording.harmony import Key
 
 
@@ -195,6 +195,45 @@ def test_kv_cache_path_matches_full_recompute(tiny, steer_at):
         assert [h.activation for h in ra.hits] == pytest.approx([h.activation for h in rb.hits], abs=1e-4)
         assert torch.allclose(la, lb, atol=1e-4)
     assert max(r.tokens for r, _ in b) <= 16
+
+
+def test_rigs_in_one_forward_pass_hear_only_themselves(tiny):
+    """Three rigs with different tunes, context lengths, batch sizes and steering share padded forward passes;
+    each gets exactly what it would get alone (window cuts included)."""
+    import random
+
+    rng = random.Random(5)
+    tunes = [[("note", 55 + (i * 7 + j * 3) % 24, False) if j % 3 else ("beat", -1, j % 6 == 0) for j in range(90)]
+             for i in range(3)]
+    together = [NeuronStream(tiny, top_k=5, context_tokens=24, kv_cache=True) for _ in tunes]
+    alone = [NeuronStream(tiny, top_k=5, context_tokens=24, kv_cache=True) for _ in tunes]
+    for streams in (together, alone):
+        streams[1].steering.set(0, 5, 0.0)
+        streams[2].steering.set(1, 7, 2.5)
+    cursor, got, want, batched_steps = [0, 0, 0], [[], [], []], [[], [], []], 0
+    while any(c < len(t) for c, t in zip(cursor, tunes)):
+        work = []
+        for i, tune in enumerate(tunes):
+            n = rng.choice([0, 1, 1, 2, 3]) if i else rng.choice([1, 2])  # rigs differ in how much arrives
+            events = [StreamEvent(k, float(j), source="pet", note=note, downbeat=d, seq=j)
+                      for j, (k, note, d) in enumerate(tune[cursor[i]:cursor[i] + n], start=cursor[i])]
+            cursor[i] += n
+            if events:
+                work.append((i, events))
+                want[i] += alone[i].step(events)
+        batched_steps += len(work) > 1
+        for (i, _), results in zip(work, step_streams([(together[i], ev) for i, ev in work])):
+            got[i] += results
+    assert batched_steps > 20
+    for g, w in zip(got, want):
+        assert len(g) == len(w) > 50
+        for x, y in zip(g, w):
+            assert x.event.seq == y.event.seq and x.predicted_note == y.predicted_note
+            assert [(h.layer, h.index) for h in x.hits] == [(h.layer, h.index) for h in y.hits]
+            assert [h.activation for h in x.hits] == pytest.approx([h.activation for h in y.hits], abs=1e-4)
+    assert [h.index for h in got[0][-1].hits] != [h.index for h in got[1][-1].hits] or got[0][-1].text != got[1][-1].text
+    for s in together + alone:
+        s.close()
 
 
 def test_kv_cache_batched_equals_one_at_a_time(tiny):
