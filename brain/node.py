@@ -23,11 +23,23 @@ from brain.models import LoadedModel, load_model
 from brain.neuron_stats import NeuronStats, promoted_notes
 from brain.reward_rule import BrainRewardRule
 from brain.rig_view import RigView
+from brain.stage_feed import StageFeed
 from brain.sonify import Sonifier
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.config import BridgeConfig
 from bridge.link import Link
-from bridge.messages import Accomp, Hello, Message, NeuronHit, Neurons, Steer, SteerReply, TreatRequest
+from bridge.messages import (
+    Accomp,
+    CardRequest,
+    Hello,
+    Message,
+    NeuronHit,
+    Neurons,
+    Steer,
+    SteerReply,
+    Tempo,
+    TreatRequest,
+)
 from bridge.security import security_for
 from core.config import to_dict
 from core.errors import ModelError, NeurojamError
@@ -61,6 +73,7 @@ class RigState:
     view: RigView
     sonifier: Sonifier
     reward: BrainRewardRule
+    events: int = 0
 
 
 class BrainSettings(Protocol):
@@ -103,6 +116,8 @@ class BrainNode:
         self.link = Link("brain", bc.node_id, bind_host=b.bind_host, events_port=b.events_port,
                          commands_port=b.commands_port, heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s,
                          hwm=b.hwm, tap=self.recorder, security=security_for(b, bc.node_id, server=True))
+        self.stage = StageFeed(self)
+        """Copies for the stages watching (``neurojam stage``); nothing is sent while none is."""
         self.stop_event = threading.Event()
         self.step_ms: deque[float] = deque(maxlen=5000)
         self.counts = {"events": 0, "accomp_notes": 0, "reward_requests": 0, "refused_controls": 0}
@@ -140,13 +155,22 @@ class BrainNode:
                 pending.setdefault(msg.node, []).append((event, msg))
             elif isinstance(msg, Steer):
                 self.steer(msg)
-            elif isinstance(msg, Hello) and msg.role == "rig":
-                log.info("rig %s connected", msg.node)
+            elif isinstance(msg, (Tempo, TreatRequest)):
+                self.pass_on(msg)
+            elif isinstance(msg, CardRequest):
+                self.stage.card(msg)
+            elif isinstance(msg, Hello):
+                self.stage.hello(msg)
+                if msg.role == "rig":
+                    log.info("rig %s connected", msg.node)
+            if msg.node in self.rigs or event is not None:
+                self.stage.copy(msg.node, "in", msg)
         results: list[StepResult] = []
         states = [self.rig_state(node) for node in pending]
         stepped = step_streams([(state.stream, [e for e, _ in items]) for state, items in zip(states, pending.values())])
         for state, items, done in zip(states, pending.values(), stepped):
             self.counts["events"] += len(items)
+            state.events += len(items)
             by_event = {id(r.event): r for r in done}
             for event, msg in items:
                 state.view.observe(msg)
@@ -161,18 +185,40 @@ class BrainNode:
         hits = [NeuronHit(layer=h.layer, index=h.index, activation=h.activation, normalized=h.normalized,
                           label=self.labels.get(h.id, "")) for h in r.hits]
         to = r.event.node
-        self.link.send(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
-                               step_ms=round(r.step_ms, 3)), to=to)
+        self.send_rig(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
+                              step_ms=round(r.step_ms, 3)), to)
         sonifier = state.sonifier
         notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note)
         if notes:
             self.counts["accomp_notes"] += len(notes)
-            self.link.send(Accomp(notes=notes, event_seq=r.event.seq, chord=list(sonifier.chord or ()),
-                                  key=str(sonifier.key or "")), to=to)
+            self.send_rig(Accomp(notes=notes, event_seq=r.event.seq, chord=list(sonifier.chord or ()),
+                                 key=str(sonifier.key or "")), to)
         reason = state.reward.check(r)
         if reason:
             self.counts["reward_requests"] += 1
-            self.link.send(TreatRequest(source="brain", request_id=state.reward.requests, why=reason), to=to)
+            self.send_rig(TreatRequest(source="brain", request_id=state.reward.requests, why=reason), to)
+        if self.stage.stages:
+            self.stage.heard(to, r)
+
+    def send_rig(self, msg: Message, rig: str) -> None:
+        """To rig ``rig`` only (and a copy to each stage)."""
+        self.link.send(msg, to=rig)
+        self.stage.copy(rig, "out", msg)
+
+    def pass_on(self, msg: Tempo | TreatRequest) -> None:
+        """A tool's tempo change or treat button, to its rig (none named: every rig). The rig decides: its
+        dispenser's caps judge a manual treat like any other request."""
+        if isinstance(msg, TreatRequest) and msg.source == "brain":
+            msg.source = "manual"  # only the brain's own rule speaks as the brain
+        targets = [msg.rig] if msg.rig else list(self.rigs)
+        if msg.rig and msg.rig not in self.rigs:
+            self.counts["refused_controls"] += 1
+            log.warning("refused a %s for rig %r: no such rig is playing (rigs: %s)", msg.__struct_config__.tag,
+                        msg.rig, ", ".join(self.rigs) or "none yet")
+            return
+        for rig in targets:
+            copy = type(msg)(**{f: getattr(msg, f) for f in msg.__struct_fields__ if f not in ("node", "seq", "t", "v")})
+            self.send_rig(copy, rig)
 
     def steer(self, msg: Steer) -> None:
         try:
@@ -221,9 +267,11 @@ class BrainNode:
         next_stats = time.monotonic() + 1
         while not self.stop_event.is_set() and (end is None or time.monotonic() < end):
             self.step()
-            if self.recorder and time.monotonic() >= next_stats:
+            if time.monotonic() >= next_stats:
                 next_stats += 1
-                self.recorder.write_stats(self.stats())
+                self.stage.status()
+                if self.recorder:
+                    self.recorder.write_stats(self.stats())
 
     def close(self) -> None:
         if self._closed:

@@ -59,7 +59,7 @@ log = logging.getLogger("neurojam.bridge")
 MAX_PLAUSIBLE_GAP = 1_000_000
 """More messages than every queue on the path could hold: a larger jump in ``seq`` is not a loss."""
 
-Role = Literal["rig", "brain", "replay", "tool"]
+Role = Literal["rig", "brain", "replay", "tool", "stage"]
 FrameTap = Callable[[str, bytes, float], None]
 """Called with (direction 'in'|'out', raw frame, local monotonic time) for recording."""
 
@@ -129,6 +129,11 @@ class Link:
         self.tap = tap
         self.stats = LinkStats()
         self.offset = ClockOffsetEstimator()
+        """The peer's clock (a rig's or tool's view of the brain); on the brain, see ``peer_offsets``."""
+        self.peer_offsets: dict[str, ClockOffsetEstimator] = {}
+        """On the brain: each peer's clock, from its pongs."""
+        self.peer_gaps: Counter = Counter()
+        """Messages lost in sequence gaps, per sending node."""
         self._seq = 0
         self._send_lock = threading.Lock()
         self._peer_seq: dict[str, int] = {}
@@ -177,13 +182,14 @@ class Link:
             self._seq += 1
         return msg
 
-    def send(self, msg: Message, as_recorded: bool = False, to: str | None = None) -> bool:
+    def send(self, msg: Message, as_recorded: bool = False, to: str | None = None, record: bool = True) -> bool:
         """Stamp, encode and send without blocking; False (and counted) if dropped.
         ``as_recorded`` sends the message with its own node, seq and time (replay). On the brain, ``to`` names
-        the node it is for (no ``to``: every live peer); on a rig, hello and heartbeats go on the command socket."""
+        the node it is for (no ``to``: every live peer); on a rig, hello and heartbeats go on the command socket.
+        ``record=False`` keeps it out of the session (a stage's copies of frames that are already in it)."""
         with self._send_lock:
             frame = encode(msg if as_recorded else self.stamp(msg))
-            if self.tap:  # record before sending: what the peer never got is still kept
+            if self.tap and record:  # record before sending: what the peer never got is still kept
                 self.tap("out", frame, msg.t)
             if self.server:
                 return self._route(frame, to)
@@ -310,6 +316,8 @@ class Link:
             self.send(Pong(ping_seq=msg.seq, ping_t=msg.t), to=msg.node if self.server else None)
         elif isinstance(msg, Pong):
             self.offset.add(msg.ping_t, msg.t, now)
+            if self.server:
+                self.peer_offsets.setdefault(msg.node, ClockOffsetEstimator()).add(msg.ping_t, msg.t, now)
         elif isinstance(msg, Refused):
             self.refused = msg.reason
             log.error("the brain refused this %s: %s", self.role, msg.reason)
@@ -325,6 +333,7 @@ class Link:
         elif last is not None and msg.seq > last + 1:
             self.stats.gaps += 1
             self.stats.lost_in_gaps += msg.seq - last - 1
+            self.peer_gaps[msg.node] += msg.seq - last - 1
         self._peer_seq[msg.node] = msg.seq
 
     # -- state ---------------------------------------------------------------

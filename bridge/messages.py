@@ -61,7 +61,8 @@ class Message(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=Fals
 class Hello(Message, tag="hello"):
     """First words after a (re)start; lets the peer reset its sequence tracking."""
 
-    role: Literal["rig", "brain", "replay", "tool"] = "tool"
+    role: Literal["rig", "brain", "replay", "tool", "stage"] = "tool"
+    """A ``stage`` (the live web view) also gets a :class:`Monitor` copy of every rig's traffic."""
     software: str = ""
     session: str = ""
 
@@ -137,11 +138,13 @@ class Accomp(Message, tag="accomp"):
 
 
 class TreatRequest(Message, tag="treat_request"):
-    """Please dispense a treat on the next beat (or downbeat); the rig's caps decide."""
+    """Please dispense a treat on the next beat (or downbeat); the rig's caps decide. A ``manual`` request (the
+    stage's button) goes to the brain, which passes it to rig ``rig``: it meets the same dispenser and caps."""
 
     source: TreatSource = "brain"
     request_id: Annotated[int, msgspec.Meta(ge=0)] = 0
     why: str = ""
+    rig: str = ""
 
 
 class TreatResult(Message, tag="treat"):
@@ -210,8 +213,82 @@ class SteerReply(Message, tag="steer_reply"):
     reason: str = ""
 
 
+class Tempo(Message, tag="tempo"):
+    """Set rig ``rig``'s tempo from its next beat on (a tool sends it to the brain, which passes it on)."""
+
+    bpm: Bpm
+    rig: str = ""
+
+
+class Monitor(Message, tag="monitor"):
+    """The brain's copy, for a stage, of one frame it received from (``in``) or sent to (``out``) rig ``rig``.
+    ``frame`` is that message's own encoded frame: a stage decodes it with :func:`decode`."""
+
+    rig: str
+    direction: Literal["in", "out"]
+    frame: Annotated[bytes, msgspec.Meta(max_length=MAX_FRAME_BYTES - 512)]
+
+
+class RigHealth(msgspec.Struct, kw_only=True):
+    node: str
+    alive: bool = True
+    last_heard_age_s: float | None = None
+    clock_offset_s: float | None = None
+    """The rig's clock minus the brain's (add it to a brain time to get the rig's)."""
+    rtt_ms: float | None = None
+    lost_in_gaps: int = 0
+    """Messages from this rig that never arrived (sequence gaps)."""
+    events: int = 0
+    steering: dict[str, float] = {}
+    """'L.N' → factor in force for this rig."""
+
+
+class BrainStatus(Message, tag="brain_status"):
+    """Once a second to each stage: the model, the rigs served and the health of their links."""
+
+    model: str = ""
+    device: str = ""
+    n_layers: int = 0
+    d_mlp: int = 0
+    rigs: list[RigHealth] = []
+    dropped_in: dict[str, int] = {}
+    """Frames the brain could not read, by reason (all peers)."""
+    dropped_out: dict[str, int] = {}
+    step_ms_p50: float | None = None
+    step_ms_p99: float | None = None
+    stage_clock_offset_s: float | None = None
+    """The receiving stage's clock minus the brain's (from its pongs)."""
+
+
+class CardRequest(Message, tag="card_request"):
+    """A stage asks for neuron ``layer.neuron``'s card."""
+
+    layer: Annotated[int, msgspec.Meta(ge=0)] = 0
+    neuron: Annotated[int, msgspec.Meta(ge=0)] = 0
+    rig: str = ""
+
+
+class CardExample(msgspec.Struct, kw_only=True, array_like=True):
+    words: list[str]
+    acts: list[float]
+    """Activation at each word (0 where not known); the last word is where it fired."""
+
+
+class NeuronCard(Message, tag="neuron_card"):
+    """A neuron's card: its label, where it fired hardest in the calibration corpus and in this session, and the
+    notes it pushes the model towards (direct logit effect); ``error`` when there is no such neuron."""
+
+    layer: int = 0
+    neuron: int = 0
+    label: str = ""
+    corpus: Annotated[list[CardExample], msgspec.Meta(max_length=20)] = []
+    session: Annotated[list[CardExample], msgspec.Meta(max_length=20)] = []
+    promotes: list[str] = []
+    error: str = ""
+
+
 ALL_KINDS = (Hello, Heartbeat, Ping, Pong, Refused, Pad, Note, Beat, Accomp, TreatRequest, TreatResult, TrainingTrial, Neurons,
-             Steer, SteerReply)
+             Steer, SteerReply, Tempo, Monitor, BrainStatus, CardRequest, NeuronCard)
 KINDS: dict[str, type[Message]] = {cls.__struct_config__.tag: cls for cls in ALL_KINDS}
 AnyMessage = Union[ALL_KINDS]  # type: ignore[valid-type]
 

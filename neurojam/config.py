@@ -20,6 +20,7 @@ from core.config import Section, dump_yaml, load_layers, override_layer, read_ya
 from core.errors import ConfigError, did_you_mean
 from recording.config import SessionConfig
 from rig.config import RigConfig
+from stage.config import StageConfig
 
 
 class Config(Section):
@@ -27,6 +28,7 @@ class Config(Section):
     rig: RigConfig = msgspec.field(default_factory=RigConfig)
     brain: BrainConfig = msgspec.field(default_factory=BrainConfig)
     session: SessionConfig = msgspec.field(default_factory=SessionConfig)
+    stage: StageConfig = msgspec.field(default_factory=StageConfig)
 
 
 def profile_dirs() -> list[Path]:

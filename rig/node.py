@@ -21,7 +21,7 @@ import mido
 
 from bridge.config import BridgeConfig
 from bridge.link import Link
-from bridge.messages import Accomp, Beat, Hello, Neurons, Note, Pad, TrainingTrial, TreatRequest, TreatResult
+from bridge.messages import Accomp, Beat, Hello, Neurons, Note, Pad, Tempo, TrainingTrial, TreatRequest, TreatResult
 from bridge.security import security_for
 from core.config import to_dict
 from recording.config import SessionConfig
@@ -210,12 +210,17 @@ class RigNode:
         if isinstance(msg, Accomp):
             self.scheduler.schedule(msg)
         elif isinstance(msg, TreatRequest):  # from the wire: never the rig's own rule
-            if self.devices.curriculum is not None:  # training: the brain's rule is a criterion a level may use
+            if self.devices.curriculum is not None and msg.source == "brain":  # training: a criterion a level may use
                 self.devices.curriculum.brain_request(self.clock())
             else:
                 self.dispenser.request(source=msg.source if msg.source != "rig" else "brain", request_id=msg.request_id)
         elif isinstance(msg, Neurons):
             self.last_neurons = msg
+        elif isinstance(msg, Tempo):  # the stage's tempo control, passed on by the brain
+            if self.devices.beats.external:
+                log.info("tempo %.0f BPM ignored: the beat follows the external MIDI clock", msg.bpm)
+            else:
+                self.timeline.at(self.clock(), self.devices.beats.set_tempo, msg.bpm)
         elif isinstance(msg, Hello):
             log.info("brain %s says hello", msg.node)
 

@@ -13,9 +13,22 @@ import sys
 from typing import Callable
 
 from core.errors import NeurojamError
-from neurojam.cli import bridge_commands, config_commands, demo, doctor, keys, lab, model, neuron, nodes, pet, sessions
+from neurojam.cli import (
+    bridge_commands,
+    config_commands,
+    demo,
+    doctor,
+    keys,
+    lab,
+    model,
+    neuron,
+    nodes,
+    pet,
+    sessions,
+    stage,
+)
 
-COMMAND_GROUPS = (demo, lab, nodes, sessions, pet, neuron, model, config_commands, bridge_commands, keys, doctor)
+COMMAND_GROUPS = (demo, lab, stage, nodes, sessions, pet, neuron, model, config_commands, bridge_commands, keys, doctor)
 """Every command group, in the order ``--help`` lists them."""
 
 EPILOG = """\

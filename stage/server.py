@@ -1,0 +1,223 @@
+"""The stage's web server: the page, a WebSocket of jam events, and the controls.
+
+aiohttp, one process: ``GET /`` is the page (its script and style are served
+from this package: no CDN, works offline), ``/ws`` streams the events of
+:mod:`stage.jam_view` (a page that opens late first gets the recent history),
+and ``POST /api/{steer,treat,tempo,card}`` become wire messages to the brain.
+A treat is only ever a *request*: the brain passes it to the rig, whose
+dispenser and caps decide, and the page shows what they decided.
+
+Safe by default: bound to 127.0.0.1. On any other address a token is required
+(``stage.token``, or a fresh one printed once in the URL) for the page, the
+WebSocket and every control; without it they answer 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from aiohttp import WSMsgType, web
+
+from bridge.config import BridgeConfig
+from bridge.messages import CardRequest, MessageError, Steer, Tempo, TreatRequest, encode
+from core.errors import ConfigError
+from stage.config import StageConfig
+from stage.jam_view import JamView
+from stage.watcher import BrainWatcher
+
+log = logging.getLogger("neurojam.stage")
+STATIC = Path(__file__).parent / "static"
+CLIENT_QUEUE = 2000
+"""Events buffered per page; a page that falls further behind loses the oldest (counted), never the brain."""
+
+
+class StageSettings(Protocol):
+    stage: StageConfig
+    bridge: BridgeConfig
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class StageServer:
+    def __init__(self, config: StageSettings, say: Callable[[str], None] = print) -> None:
+        self.config = config
+        sc = config.stage
+        self.token = sc.token or ("" if is_loopback(sc.host) else secrets.token_urlsafe(16))
+        self.say = say
+        self.view = JamView(sc.history_s)
+        self.watcher = BrainWatcher(config.bridge, sc.node_id, self.view, self.publish, say=lambda s: say(f"stage: {s}"))
+        self.clients: set[asyncio.Queue] = set()
+        self.dropped = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.app = web.Application()
+        self.app.add_routes([web.get("/", self.page), web.get("/ws", self.websocket),
+                             web.post("/api/{control}", self.control), web.static("/static", STATIC)])
+
+    @property
+    def url(self) -> str:
+        sc = self.config.stage
+        host = sc.host if sc.host not in ("0.0.0.0", "::") else _lan_address()
+        return f"http://{host}:{sc.port}/" + (f"?token={self.token}" if self.token else "")
+
+    # -- access ------------------------------------------------------------------------
+    def allowed(self, request: web.Request) -> bool:
+        if not self.token:
+            return True
+        given = request.query.get("token") or request.headers.get("X-Neurojam-Token", "")
+        return secrets.compare_digest(given.encode(), self.token.encode())
+
+    def _forbidden(self) -> web.Response:
+        return web.Response(status=403, text="403: this stage needs its token (open the URL `neurojam stage` printed)")
+
+    # -- page and events --------------------------------------------------------------------
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        if not self.allowed(request):
+            return self._forbidden()
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if not self.allowed(request):
+            return self._forbidden()
+        ws = web.WebSocketResponse(heartbeat=10)
+        await ws.prepare(request)
+        queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE)
+        self.clients.add(queue)
+        await ws.send_str(json.dumps([self.watcher.link_event(), *self.view.snapshot()]))
+        sender = asyncio.create_task(self._send_loop(ws, queue))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._from_page(ws, msg.data)
+        finally:
+            self.clients.discard(queue)
+            sender.cancel()
+        return ws
+
+    async def _send_loop(self, ws: web.WebSocketResponse, queue: asyncio.Queue) -> None:
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            await ws.send_str(json.dumps([e for events in batch for e in events]))
+
+    async def _from_page(self, ws: web.WebSocketResponse, data: str) -> None:
+        """Clock sync: the page's performance.now() (ms) answered with our monotonic clock (s)."""
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(msg, dict) and msg.get("type") == "sync":
+            await ws.send_str(json.dumps([{"type": "sync", "p": msg.get("p"), "s": time.monotonic()}]))
+
+    def publish(self, events: list[dict]) -> None:
+        """From the watcher's thread: hand events to every page."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._fan_out, events)
+
+    def _fan_out(self, events: list[dict]) -> None:
+        for queue in self.clients:
+            if queue.full():
+                queue.get_nowait()
+                self.dropped += 1
+            queue.put_nowait(events)
+
+    # -- controls ---------------------------------------------------------------------------
+    async def control(self, request: web.Request) -> web.Response:
+        if not self.allowed(request):
+            return self._forbidden()
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            msg = self._message(request.match_info["control"], body)
+            encode(msg)
+        except (ValueError, TypeError, KeyError, MessageError) as exc:
+            return web.json_response({"sent": False, "error": str(exc)}, status=400)
+        if not self.watcher.brain_alive:
+            return web.json_response({"sent": False, "error": "no brain connected"}, status=503)
+        sent = self.watcher.send(msg)
+        return web.json_response({"sent": sent}, status=200 if sent else 503)
+
+    @staticmethod
+    def _message(control: str, body: dict):
+        rig = str(body.get("rig") or "")
+        if control == "steer":
+            if body.get("clear"):
+                return Steer(clear=True, rig=rig)
+            layer, neuron = (int(x) for x in str(body["neuron"]).split("."))
+            factor = float(body["factor"])
+            if not 0 <= factor <= 3:
+                raise ValueError("the stage steers between 0× and 3×")
+            return Steer(layer=layer, neuron=neuron, factor=factor, rig=rig)
+        if control == "treat":
+            return TreatRequest(source="manual", why="the stage's treat button", rig=rig)
+        if control == "tempo":
+            return Tempo(bpm=float(body["bpm"]), rig=rig)
+        if control == "card":
+            layer, neuron = (int(x) for x in str(body["neuron"]).split("."))
+            return CardRequest(layer=layer, neuron=neuron, rig=rig)
+        raise KeyError(f"no control called {control!r} (steer, treat, tempo, card)")
+
+    # -- run --------------------------------------------------------------------------------
+    async def serve(self, seconds: float | None = None, stop: asyncio.Event | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        sc = self.config.stage
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, sc.host, sc.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(f"the stage cannot listen on {sc.host}:{sc.port} ({exc.strerror}): choose another "
+                              f"port with --port or stage.port") from exc
+        self.watcher.start()
+        self.say(f"stage: open {self.url}" + ("" if is_loopback(sc.host) else
+                                             "  (the token in this URL is needed from any other device)"))
+        try:
+            if stop is None:
+                stop = asyncio.Event()
+            await (asyncio.wait_for(stop.wait(), seconds) if seconds else stop.wait())
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self.watcher.stop()
+            await runner.cleanup()
+
+
+def _lan_address() -> str:
+    """This machine's address as seen on the LAN (for the printed URL of a 0.0.0.0 bind)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def run_stage(config: StageSettings, seconds: float | None = None, open_browser: bool = False) -> int:
+    server = StageServer(config)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        asyncio.run(server.serve(seconds))
+    except KeyboardInterrupt:
+        pass
+    print("stage: stopped.", flush=True)
+    return 0
