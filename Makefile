@@ -20,6 +20,8 @@ bench: setup
 	$(PY) bench/brain.py
 	$(PY) bench/sessions.py
 	$(PY) bench/analysis.py
+	$(PY) bench/loop.py
+	$(PY) bench/stage.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -9,6 +9,6 @@ COPY bridge bridge
 COPY brain brain
 COPY neurojam neurojam
 COPY configs configs
-RUN pip install --no-cache-dir "torch==2.13.0" && pip install --no-cache-dir ".[brain]"
+RUN pip install --no-cache-dir "torch==2.13.0" && pip install --no-cache-dir ".[brain,stage]"
 EXPOSE 5555 5556
 CMD ["neurojam", "brain", "--config", "gpu"]

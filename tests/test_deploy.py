@@ -41,8 +41,9 @@ def test_environment_variables_are_consistent():
     text = (ROOT / "docker-compose.yml").read_text()
     used = set(re.findall(r"\$\{(\w+)", text))
     assert {"NEUROJAM_BRAIN_HOST", "NEUROJAM_EVENTS_PORT", "NEUROJAM_COMMANDS_PORT"} <= used
-    ports = {v for s in COMPOSE["services"].values() for c in s["command"] for v in re.findall(r"\$\{(\w+_PORT)", c)}
-    assert ports == {"NEUROJAM_EVENTS_PORT", "NEUROJAM_COMMANDS_PORT"}  # both halves use the same two
+    ports = {v for s in COMPOSE["services"].values() for c in s["command"] if c.startswith("bridge.")
+             for v in re.findall(r"\$\{(\w+_PORT)", c)}
+    assert ports == {"NEUROJAM_EVENTS_PORT", "NEUROJAM_COMMANDS_PORT"}  # every node uses the same two
     assert "NEUROJAM_BRAIN_HOST" in " ".join(COMPOSE["services"]["rig"]["command"])
 
 
@@ -51,6 +52,8 @@ def test_the_locked_wire_gets_its_keys():
     brain, rig = " ".join(services["brain"]["command"]), " ".join(services["rig"]["command"])
     assert "bridge.allowed_keys=${NEUROJAM_ALLOWED_KEYS:?" in brain and "bridge.bind_host=0.0.0.0" in brain
     assert "bridge.brain_public_key='${NEUROJAM_BRAIN_KEY:?" in rig
+    stage = " ".join(services["stage"]["command"])  # on the LAN: the page's token, and the wire's keys
+    assert "stage.token=${NEUROJAM_STAGE_TOKEN:?" in stage and "bridge.brain_public_key='${NEUROJAM_BRAIN_KEY:?" in stage
     for svc in services.values():
         assert any(v.endswith(":/app/keys:ro") for v in svc["volumes"]) and "bridge.keys_dir=/app/keys" in svc["command"]
     unit = (ROOT / "deploy" / "neurojam-rig.service").read_text()

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -146,8 +147,41 @@ class LiveView:
                 f"treats {self.treats['dispensed']}")
 
 
+def start_stage(common: list[str], user: list[str], log_path: Path, console, open_page: bool = True) -> subprocess.Popen:
+    """``--stage``: the web view beside the nodes, watching the same brain; its URL printed (and opened)."""
+    import webbrowser
+
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "stage", *common, *user], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        log.write(line)
+        if "open http" in line:
+            url = line.split("open ", 1)[1].split()[0]
+            console.print(f"[bold]stage[/bold]: {url}")
+            if open_page:
+                webbrowser.open(url)
+            break
+    log.flush()
+    if proc.poll() is not None:
+        console.print(f"[yellow]the stage did not start (see {log_path})[/yellow]")
+
+    def keep_log() -> None:  # the rest of what it says, so its pipe never fills
+        for rest in proc.stdout:
+            log.write(rest)
+            log.flush()
+        log.close()
+
+    threading.Thread(target=keep_log, daemon=True).start()
+    return proc
+
+
 def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | None = None, seed: int = 1,
-             view: bool = True, extra: list[str] | None = None, rigs: int = 1) -> int:
+             view: bool = True, extra: list[str] | None = None, rigs: int = 1, stage: bool = False) -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -173,6 +207,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     console.print(f"[bold]neurojam demo[/bold]: {seconds:.0f} s jam; rig and brain as two processes on "
                   f"tcp://127.0.0.1:{port}/{port + 1}; output in {out_dir}/")
     brain = subprocess.Popen(brain_cmd, stdout=logs["brain"], stderr=subprocess.STDOUT)
+    stage_proc = start_stage(common, user, out_dir / "stage.log", console) if stage else None
     _wait_brain_ready(out_dir / "brain.log", brain, console)
     rig = subprocess.Popen(rig_cmd, stdout=logs["rig"], stderr=subprocess.STDOUT)
     others = []  # more rigs on the same brain (--rigs N): rig-2, rig-3, ..., each its own pet and session
@@ -214,6 +249,8 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
             except subprocess.TimeoutExpired:
                 stop_process(other)
         stop_process(brain)
+        if stage_proc is not None:
+            stop_process(stage_proc)
         for f in logs.values():
             f.close()
     live_view.feed(tail.read())
@@ -302,7 +339,7 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
 
 def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=args.overrides,
-                    rigs=args.rigs)
+                    rigs=args.rigs, stage=args.stage)
 
 
 def register(sub, add) -> None:
@@ -314,4 +351,5 @@ def register(sub, add) -> None:
     p.add_argument("--no-view", action="store_true", help="no live terminal view (a status line every 5 s instead)")
     p.add_argument("--rigs", type=int, default=1, choices=range(1, 9), metavar="N",
                    help="simulated rigs on the one brain (1-8): each its own pet, context and jam")
+    p.add_argument("--stage", action="store_true", help="also serve the live web page (neurojam stage) and open it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

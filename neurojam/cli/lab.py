@@ -14,6 +14,7 @@ import logging
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from core.errors import DeviceError
 from neurojam.cli.args import config_args
@@ -36,8 +37,10 @@ def find_keyboard(midi_backend: str) -> str | None:
 
 
 def run_lab(profile: str | None, overrides: list[str], model: str | None, seconds: float | None,
-            audio_driver: str | None) -> int:
-    from neurojam.cli.demo import stop_process
+            audio_driver: str | None, stage: bool = False) -> int:
+    from rich.console import Console
+
+    from neurojam.cli.demo import start_stage, stop_process
     from neurojam.config import load_config
     from rig.midi_io import list_ports
 
@@ -58,6 +61,7 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
     set_args = [x for s in sets for x in ("--set", s)]
     brain_cmd = base + ["brain", "--config", profile or "lab", *set_args] + (["--model", model] if model else [])
     brain = subprocess.Popen(brain_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stage_proc = None
     try:
         line = ""
         while "listening on" not in line:
@@ -65,6 +69,8 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
             if not line and brain.poll() is not None:
                 raise DeviceError(f"the brain did not start (exit {brain.returncode})")
         print(line.strip(), flush=True)
+        if stage:
+            stage_proc = start_stage(["--config", profile or "lab"], set_args, Path("stage.log"), Console())
         rig_cmd = base + ["rig", "--config", profile or "lab", *set_args, "--keys"]
         if seconds:
             rig_cmd += ["--seconds", str(seconds)]
@@ -76,12 +82,14 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
             return rig.wait(timeout=15)
     finally:
         stop_process(brain)
+        if stage_proc is not None:
+            stop_process(stage_proc)
         if synth:
             synth.stop()
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    return run_lab(args.config, args.overrides, args.model, args.seconds, args.audio)
+    return run_lab(args.config, args.overrides, args.model, args.seconds, args.audio, stage=args.stage)
 
 
 def register(sub, add) -> None:
@@ -91,3 +99,4 @@ def register(sub, add) -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--audio", default=None, help="FluidSynth audio driver (pulseaudio, alsa, jack, coreaudio...)")
+    p.add_argument("--stage", action="store_true", help="also serve the live web page (neurojam stage) and open it")

@@ -13,7 +13,7 @@ const stage = window.stage = {
   notes: [], counts: { pet: 0, human: 0, brain: 0, marker: 0 }, beats: [], neurons: [], treats: [],
   neuronInfo: new Map(),     // id -> {label, lastNorm, lastSeen, heat: Map(beatIndex -> norm)}
   latency: { note: [], neurons: [] }, unpainted: [], card: null, steerReplies: [],
-  clock: { offset: null, rtt: Infinity }, frames: 0, live: false,
+  clock: { offset: null, rtt: Infinity }, frames: 0, live: false, shown: [], range: [48, 84],
 };
 
 // -- clock: server seconds = performance.now()/1000 + offset --------------------------------------------------
@@ -121,6 +121,7 @@ function renderNeurons(force) {
   }
   if (document.activeElement?.matches?.("input[type=range]")) return;  // never pull a slider from under a finger
   lastList = key;
+  stage.shown = ids;
   box.innerHTML = "";
   for (const id of ids) {
     const info = stage.neuronInfo.get(id) || { label: "", lastNorm: 0 }, factor = steer[id] ?? 1;
@@ -206,8 +207,20 @@ function fit(canvas) {
 function drawRoll(now) {
   const [ctx, w, h] = fit(document.getElementById("roll"));
   ctx.clearRect(0, 0, w, h);
-  const x = (t) => w * 0.75 + (t - now) * (w / WINDOW_S), lo = 36, hi = 96, row = (h - 24) / (hi - lo);
-  const y = (n) => 20 + (hi - Math.max(lo, Math.min(hi, n))) * row;
+  const x = (t) => w * 0.75 + (t - now) * (w / WINDOW_S);
+  const visible = stage.notes.filter(n => n.t > now - WINDOW_S && n.t < now + WINDOW_S / 3).map(n => n.note);
+  if (visible.length) {  // follow the music's range, smoothly, at least two octaves
+    const want = [Math.min(...visible) - 2, Math.max(...visible) + 2], r = stage.range;
+    r[0] += (Math.min(want[0], (want[0] + want[1]) / 2 - 12) - r[0]) * 0.05;
+    r[1] += (Math.max(want[1], (want[0] + want[1]) / 2 + 12) - r[1]) * 0.05;
+  }
+  const [lo, hi] = stage.range, labelW = 30, row = (h - 24) / (hi - lo);
+  const y = (n) => 20 + (hi - n) * row;
+  ctx.font = "11px system-ui";
+  for (let c = Math.ceil(lo / 12) * 12; c <= hi; c += 12) {  // the Cs, for orientation
+    ctx.fillStyle = "#1a1d27"; ctx.fillRect(labelW, y(c), w, 1);
+    ctx.fillStyle = "#8a8fa3"; ctx.fillText(`C${c / 12 - 1}`, 4, y(c) + 4);
+  }
   for (const b of stage.beats) {
     const bx = x(b.t); if (bx < 0 || bx > w) continue;
     ctx.fillStyle = b.beat === 0 ? "#3a3f50" : "#1f2330"; ctx.fillRect(bx, 0, b.beat === 0 ? 2 : 1, h);
@@ -228,7 +241,7 @@ function drawRoll(now) {
 function drawHeat() {
   const [ctx, w, h] = fit(document.getElementById("heat"));
   ctx.clearRect(0, 0, w, h);
-  const ids = shownNeurons(), last = beatAt(serverNow()), labelW = 70, cw = (w - labelW) / HEAT_BEATS;
+  const ids = stage.shown || [], last = beatAt(serverNow()), labelW = 70, cw = (w - labelW) / HEAT_BEATS;
   const rh = Math.min(26, h / Math.max(ids.length, 1));
   ctx.font = "12px system-ui";
   ids.forEach((id, r) => {
