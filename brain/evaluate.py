@@ -1,16 +1,22 @@
-"""Next-note quality on held-out tunes: the model against unigram and bigram baselines.
+"""Next-note quality on held-out tunes: the model against four baselines (``brain/baselines.py``).
 
 Every tune is cut into chunks of at most ``n_ctx`` tokens, each starting with
 ``<bos>``; the score is over positions whose *target* is a note word (bar
 lines and rests are context, not predictions). The baselines are fitted on
-the training split's tokens with add-k smoothing and scored on the same
-positions, so the three numbers are comparable. Top-1 is the argmax over note
-tokens ("given that a note comes next, which one?"); perplexity uses the full
-distribution.
+the training split and scored on the same positions, so the numbers are
+comparable. Top-1 is the argmax over note tokens ("given that a note comes
+next, which one?"); perplexity uses the full distribution.
+
+The test split is deduplicated: a test tune whose interval sequence (a
+transposition-invariant fingerprint) also occurs in the training or
+validation split, or earlier in the test split, is left out
+(:func:`dedup_test`), so a tune the model memorised in another key does not
+count as held out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 
@@ -93,6 +99,36 @@ def ngram_scores(texts_ids: list[list[int]], uni: np.ndarray, bi: np.ndarray, no
                     total += 1
         out[name] = {"accuracy": correct / max(1, total), "perplexity": math.exp(nll / max(1, total)), "targets": total}
     return out
+
+
+def fingerprint(text: str) -> str:
+    """The tune's melody as intervals between successive notes: the same in every key."""
+    from brain.encoder import word_note
+
+    notes = [n for n in (word_note(w) for w in text.split()) if n is not None]
+    return hashlib.sha1(",".join(str(b - a) for a, b in zip(notes, notes[1:])).encode()).hexdigest()
+
+
+def dedup_test(tunes: list[dict]) -> tuple[list[dict], dict]:
+    """The test tunes that are really held out, and the counts of what was left out and why."""
+    train_text = {t["text"] for t in tunes if t["split"] != "test"}
+    train_fp = {fingerprint(t["text"]) for t in tunes if t["split"] != "test"}
+    kept_fp: set[str] = set()
+    kept, counts = [], {"test_tunes": 0, "exact_duplicates": 0, "transpositions": 0, "repeated_within_test": 0}
+    for t in (t for t in tunes if t["split"] == "test"):
+        counts["test_tunes"] += 1
+        fp = fingerprint(t["text"])
+        if t["text"] in train_text:
+            counts["exact_duplicates"] += 1
+        elif fp in train_fp:
+            counts["transpositions"] += 1
+        elif fp in kept_fp:
+            counts["repeated_within_test"] += 1
+        else:
+            kept.append(t)
+            kept_fp.add(fp)
+    counts["kept"] = len(kept)
+    return kept, counts
 
 
 def note_id_set(model) -> set[int]:

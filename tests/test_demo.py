@@ -74,3 +74,25 @@ def test_demo_with_two_rigs_on_one_brain(tmp_path):
         answers = [r.msg for r in s.log.records if isinstance(r.msg, Neurons)]
         assert answers and {m.event_node for m in answers} == {node}  # each rig hears only its own answers
     assert (tmp_path / "jam-2.mid").stat().st_size > 100
+
+
+def test_a_terminated_demo_stops_its_nodes_and_keeps_the_jam(tmp_path):
+    """SIGTERM (a service manager, a script's terminate()) is Ctrl-C: no brain or rig is left running."""
+    proc = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "demo", "--seconds", "60", "--rigs", "2",
+                             "--out", str(tmp_path), "--no-view"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "pids.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = json.loads((tmp_path / "pids.json").read_text())
+    time.sleep(4)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=120)
+    for pid in (pids["brain"], pids["rig"], *pids["rigs"]):
+        try:
+            os.kill(pid, 0)
+            alive = not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            alive = False
+        assert not alive, f"process {pid} outlived the demo:\n{out}"
+    assert json.loads((tmp_path / "summary.json").read_text())["human_notes"] > 0

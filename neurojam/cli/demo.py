@@ -206,9 +206,17 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("brain", "rig")}
     console.print(f"[bold]neurojam demo[/bold]: {seconds:.0f} s jam; rig and brain as two processes on "
                   f"tcp://127.0.0.1:{port}/{port + 1}; output in {out_dir}/")
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a terminated demo stops its nodes too, like Ctrl-C
     brain = subprocess.Popen(brain_cmd, stdout=logs["brain"], stderr=subprocess.STDOUT)
-    stage_proc = start_stage(common, user, out_dir / "stage.log", console) if stage else None
-    _wait_brain_ready(out_dir / "brain.log", brain, console)
+    stage_proc = None
+    try:
+        stage_proc = start_stage(common, user, out_dir / "stage.log", console) if stage else None
+        _wait_brain_ready(out_dir / "brain.log", brain, console)
+    except BaseException:
+        for proc in (brain, stage_proc):
+            if proc is not None:
+                stop_process(proc)
+        raise
     rig = subprocess.Popen(rig_cmd, stdout=logs["rig"], stderr=subprocess.STDOUT)
     others = []  # more rigs on the same brain (--rigs N): rig-2, rig-3, ..., each its own pet and session
     for k in range(2, rigs + 1):
@@ -240,7 +248,8 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
                     last_line = time.monotonic()
                     print(live_view.line(), flush=True)
     except KeyboardInterrupt:
-        rig.send_signal(signal.SIGINT)
+        for r in (rig, *others):
+            r.send_signal(signal.SIGINT)
         rig.wait(timeout=15)
     finally:
         for other in others:
@@ -275,6 +284,10 @@ def _extra_jam(console, out_dir: Path, k: int) -> None:
     counts = jam.count_by_source()
     console.print(f"  rig-{k}    {out_dir / f'session-{k}'}: {counts.get('pet', 0)} pet, {counts.get('human', 0)} "
                   f"human, {counts.get('brain', 0)} brain notes → {midi}")
+
+
+def _stop_on_sigterm(*_) -> None:
+    raise KeyboardInterrupt
 
 
 class _Null:
