@@ -116,7 +116,7 @@ def fit_copy_weights(pieces: list[list[int]], ngram: NGram, note_ids: set[int]) 
                 continue
             p = ngram.dist(piece[max(0, i + 2 - ngram.order):i + 1])[target]
             ll[m] += np.log(grid * (word == target) + (1 - grid) * p)
-    return {m: float(grid[v.argmax()]) for m, v in ll.items()}
+    return {m: round(float(grid[v.argmax()]), 4) for m, v in ll.items()}
 
 
 def score_baselines(test_pieces: list[list[int]], train: list[list[int]], validation_pieces: list[list[int]],
@@ -146,5 +146,5 @@ def score_baselines(test_pieces: list[list[int]], train: list[list[int]], valida
             scorers["copy + 5-gram"].add(p5, target)
     out = {name: s.result() for name, s in scorers.items()}
     out["copy + 5-gram"]["copied_share"] = copied / max(1, out["copy + 5-gram"]["targets"])
-    out["copy + 5-gram"]["alpha"] = alpha
+    out["copy + 5-gram"]["alpha"] = {str(m): a for m, a in alpha.items()}  # by match length (JSON keys)
     return out

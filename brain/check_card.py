@@ -1,6 +1,9 @@
-"""Check the shipped default model against its card: full test split, within 0.5 points.
+"""Recompute every number in the default model's card from the shipped weights; fail on a mismatch.
 
-    python -m brain.check_card        (the test suite checks a subset quickly)
+    python -m brain.check_card
+
+Split counts (tunes, tokens, the deduplication's counts) must match exactly; top-1 accuracy within 0.05
+points, perplexity within 0.1 %, target counts exactly, for the model and all four baselines.
 """
 
 from __future__ import annotations
@@ -10,16 +13,51 @@ import sys
 from brain import corpus, evaluate
 from brain.models import MODELS_DIR, load_model
 
+ACCURACY_PP = 0.05
+PERPLEXITY_REL = 1e-3
 
-def check(limit: int | None = None, tolerance_pp: float = 0.5) -> tuple[float, float, bool]:
+
+def compare(stated: dict, measured: dict, path: str = "") -> list[str]:
+    """Every number under ``stated`` against ``measured``: the mismatches, as readable lines."""
+    out = []
+    for key, want in stated.items():
+        where = f"{path}.{key}" if path else key
+        got = measured.get(key) if isinstance(measured, dict) else None
+        if isinstance(want, dict):
+            out += compare(want, got if isinstance(got, dict) else {}, where)
+        elif got is None:
+            out.append(f"{where}: the card says {want}, nothing was measured")
+        elif key == "accuracy" and abs(got - want) * 100 > ACCURACY_PP:
+            out.append(f"{where}: card {want * 100:.2f}%, measured {got * 100:.2f}%")
+        elif key == "perplexity" and abs(got - want) > PERPLEXITY_REL * want:
+            out.append(f"{where}: card {want:.3f}, measured {got:.3f}")
+        elif key not in ("accuracy", "perplexity") and isinstance(want, (int, float)) and abs(got - want) > 1e-9:
+            out.append(f"{where}: card {want}, measured {got}")
+    return out
+
+
+def check() -> tuple[dict, list[str]]:
     model = load_model("notes-default", "cpu")
     tunes = corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
-    measured = evaluate.evaluate_split(model, tunes, "test", limit=limit)["accuracy"] * 100
-    stated = model.card["test"]["model"]["accuracy"] * 100
-    return measured, stated, abs(measured - stated) <= tolerance_pp
+    measured = evaluate.evaluate_all(model, tunes)
+    card = model.card
+    return measured, compare({"data": card["data"], "window": card["window"], "test": card["test"]}, measured)
+
+
+def main() -> int:
+    measured, mismatches = check()
+    t = measured["test"]
+    for name, s in t.items():
+        print(f"{name:14s} top-1 {s['accuracy'] * 100:6.2f}%  perplexity {s['perplexity']:6.2f}  ({s['targets']:,} targets)")
+    d = measured["data"]["test"]["dedup"]
+    print(f"test split: {d['kept']:,} of {d['test_tunes']:,} tunes kept ({d['exact_duplicates']} exact duplicates, "
+          f"{d['transpositions']} transpositions, {d['repeated_within_test']} repeated within test left out)")
+    if mismatches:
+        print("MISMATCH with the card:\n  " + "\n  ".join(mismatches))
+        return 1
+    print("every number in the card: OK")
+    return 0
 
 
 if __name__ == "__main__":
-    measured, stated, ok = check()
-    print(f"test top-1: measured {measured:.2f}%, card says {stated:.2f}%: {'OK' if ok else 'MISMATCH'}")
-    sys.exit(0 if ok else 1)
+    sys.exit(main())

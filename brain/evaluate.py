@@ -131,6 +131,27 @@ def dedup_test(tunes: list[dict]) -> tuple[list[dict], dict]:
     return kept, counts
 
 
+def evaluate_all(model, tunes: list[dict]) -> dict:
+    """The card's numbers: the split's counts, and the model and the four baselines on the deduplicated test
+    split, all on the same windows and targets (``brain/check_card.py`` recomputes them)."""
+    from brain.baselines import score_baselines
+
+    tok = model.tokenizer
+    ids = {split: [tune_ids(tok, t["text"]) for t in tunes if t["split"] == split] for split in ("train", "validation")}
+    test, dedup = dedup_test(tunes)
+
+    def pieces(seqs: list[list[int]]) -> list[list[int]]:
+        return [c for s in seqs for c in chunks(s, model.n_ctx, tok.bos_id)]
+
+    notes = note_id_set(model)
+    scores = {"model": model_scores(model, [t["text"] for t in test], notes)}
+    scores.update(score_baselines(pieces([tune_ids(tok, t["text"]) for t in test]), ids["train"],
+                                  pieces(ids["validation"]), notes, model.bridge.cfg.d_vocab))
+    data = {s: {"tunes": len(v), "tokens": sum(len(i) for i in v)} for s, v in ids.items()}
+    data["test"] = {"tunes": len(test), "tokens": sum(len(tune_ids(tok, t["text"])) for t in test), "dedup": dedup}
+    return {"data": data, "test": scores, "window": model.n_ctx}
+
+
 def note_id_set(model) -> set[int]:
     return set(model.note_token_ids())
 

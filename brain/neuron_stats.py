@@ -1,29 +1,31 @@
 """Per-neuron statistics over a calibration corpus: quantiles, top examples, labels.
 
 Normalization follows Transluce's neuron viewer: a neuron's activation is
-divided by its high quantile (1 − 1e-5) over the corpus, so 1.0 means "as
-strong as this neuron ever gets". Labels are short and automatic: the most
-common trait of the contexts where the neuron fires hardest (the note, the
-interval from the previous note, a bar line) and the note it promotes most
-through its direct effect on the logits (``W_out[n] @ W_U``).
+divided by its high quantile (1 − 1e-5) over a large corpus (≥ 1M tokens: the
+validation tunes, then transpositions of them), so 1.0 means "as strong as
+this neuron gets". Labels are by selectivity (``brain/neuron_labels.py``: the
+trait whose presence the activation tells apart best, with its AUROC) plus the
+trained note the neuron promotes most through the final LayerNorm
+(``brain/logit_effect.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from brain.activations import Capture, capture_activations
-from brain.encoder import BAR, REST, word_note
+from brain.encoder import note_word, word_note
+from brain.logit_effect import MELODIC_RANGE, direct_logit_effect, promoted_notes  # noqa: F401  (re-exported)
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999, 1 - 1e-5)
-INTERVALS = {0: "unison", 1: "half step", 2: "step", 3: "minor 3rd", 4: "major 3rd", 5: "4th", 6: "tritone",
-             7: "5th", 8: "minor 6th", 9: "major 6th", 10: "minor 7th", 11: "major 7th", 12: "octave"}
+MIN_TOKENS = 1_000_000
+"""Calibration tokens for the quantiles: the 1 − 1e-5 quantile of fewer is just the maximum."""
+SAMPLE = 200_000
 
 
 @dataclass
@@ -32,6 +34,9 @@ class NeuronStats:
     model_fingerprint: str
     labels: dict[str, str]
     top_examples: dict[str, list[dict]]
+    scores: dict[str, dict] | None = None
+    """'L.N' → the label's trait, its AUROC, the trait's base rate, clear or not, position neuron or not."""
+    calibration_tokens: int = 0
 
     @property
     def scale(self) -> torch.Tensor:
@@ -45,7 +50,8 @@ class NeuronStats:
         save_file({"quantiles": self.quantiles.contiguous()}, str(directory / "neuron_quantiles.safetensors"),
                   metadata={"fingerprint": self.model_fingerprint, "levels": json.dumps(QUANTILES)})
         (directory / "neuron_labels.json").write_text(json.dumps(
-            {"fingerprint": self.model_fingerprint, "labels": self.labels, "top_examples": self.top_examples}))
+            {"fingerprint": self.model_fingerprint, "calibration_tokens": self.calibration_tokens,
+             "labels": self.labels, "scores": self.scores or {}, "top_examples": self.top_examples}))
 
     @classmethod
     def load(cls, directory: Path) -> "NeuronStats | None":
@@ -58,7 +64,8 @@ class NeuronStats:
             quantiles = f.get_tensor("quantiles")
             fingerprint = f.metadata().get("fingerprint", "")
         extra = json.loads(lpath.read_text()) if lpath.exists() else {}
-        return cls(quantiles, fingerprint, extra.get("labels", {}), extra.get("top_examples", {}))
+        return cls(quantiles, fingerprint, extra.get("labels", {}), extra.get("top_examples", {}),
+                   extra.get("scores") or None, extra.get("calibration_tokens", 0))
 
 
 def fingerprint(model) -> str:
@@ -69,87 +76,114 @@ def fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-def direct_logit_effect(model, layer: int, neuron: int) -> torch.Tensor:
-    """``W_out[layer, neuron] @ W_U``: how the neuron pushes each token's logit."""
-    return (model.bridge.W_out[layer, neuron].float() @ model.bridge.W_U.float()).detach().cpu()
+def transposed(text: str, shift: int) -> str | None:
+    """The tune moved by ``shift`` semitones, or None if a note would leave the melodic range."""
+    out = []
+    for w in text.split():
+        n = word_note(w)
+        if n is None:
+            out.append(w)
+        elif MELODIC_RANGE[0] <= n + shift <= MELODIC_RANGE[1]:
+            out.append(note_word(n + shift))
+        else:
+            return None
+    return " ".join(out)
 
 
-MELODIC_RANGE = (36, 96)
-"""C2..C7: where melodies live. Notes outside it are rare in any corpus, so their
-unembedding rows are barely trained and their direct-effect maxima are noise."""
+def calibration_texts(texts: list[str], min_tokens: int = MIN_TOKENS) -> list[list[str]]:
+    """The texts in their own key, then transposed (+1, -1, +2, -2, ... semitones) until there are at least
+    ``min_tokens`` words: a large-corpus quantile needs a large corpus. Returned pass by pass."""
+    passes, total = [texts], sum(len(t.split()) for t in texts)
+    for shift in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
+        if total >= min_tokens:
+            break
+        moved = [m for t in texts if (m := transposed(t, shift)) is not None]
+        passes.append(moved)
+        total += sum(len(t.split()) for t in moved)
+    return passes
 
 
-def promoted_notes(model) -> torch.Tensor:
-    """[n_layers, d_mlp] MIDI note (within the melodic range) each neuron promotes most
-    through ``W_out @ W_U`` (-1 if the model has no note tokens)."""
-    lo, hi = MELODIC_RANGE
-    note_ids = {i: n for i, n in model.note_token_ids().items() if lo <= n <= hi}
-    out = torch.full((model.n_layers, model.d_mlp), -1, dtype=torch.long)
-    if not note_ids:
-        return out
-    ids = torch.tensor(sorted(note_ids))
-    notes = torch.tensor([note_ids[int(i)] for i in ids])
-    W_U = model.bridge.W_U.float().detach().cpu()[:, ids]
-    for layer in range(model.n_layers):
-        effect = model.bridge.W_out[layer].float().detach().cpu() @ W_U  # [d_mlp, n_note_tokens]
-        out[layer] = notes[effect.argmax(-1)]
-    return out
+class _Quantiles:
+    """Exact high quantiles from a running top-K per neuron; the median and 0.9 from a uniform sample."""
 
+    def __init__(self, n_total: int, d_mlp: int, seed: int = 0) -> None:
+        self.n_total = n_total
+        self.k = min(n_total, int(n_total * (1 - QUANTILES[2])) + 2)  # enough for the 0.99 quantile
+        self.top = torch.full((self.k, d_mlp), float("-inf"))
+        self.sample: list[torch.Tensor] = []
+        self.gen = torch.Generator().manual_seed(seed)
 
-def _context_traits(words: list[str]) -> list[str]:
-    """Traits of the last word in context, for labelling."""
-    cur = words[-1]
-    traits = []
-    if cur == BAR:
-        traits.append("bar line")
-    elif cur == REST:
-        traits.append("rest")
-    else:
-        traits.append(f"on {cur}")
-        prev = next((w for w in reversed(words[:-1]) if word_note(w) is not None), None)
-        if prev is not None:
-            step = word_note(cur) - word_note(prev)
-            name = INTERVALS.get(abs(step) % 13 if abs(step) <= 12 else 12, "leap")
-            traits.append("repeated note" if step == 0 else f"after {'rising' if step > 0 else 'falling'} {name}")
-        if len(words) >= 2 and words[-2] == BAR:
-            traits.append("first note of a bar")
-    return traits
+    def add(self, acts: torch.Tensor) -> None:
+        merged = torch.cat([self.top, acts.float()])
+        self.top = merged.topk(min(self.k, merged.shape[0]), dim=0).values
+        keep = torch.rand(acts.shape[0], generator=self.gen) < min(1.0, SAMPLE / self.n_total)
+        self.sample.append(acts[keep].float())
+
+    def result(self) -> torch.Tensor:  # [d_mlp, len(QUANTILES)]
+        sample = torch.cat(self.sample).sort(dim=0).values
+        cols = []
+        for q in QUANTILES:
+            rank_from_top = int(round((1 - q) * (self.n_total - 1)))
+            if rank_from_top < self.k:
+                cols.append(self.top[rank_from_top])
+            else:
+                cols.append(sample[int(round(q * (sample.shape[0] - 1)))])
+        return torch.stack(cols, dim=1)
 
 
 def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int = 10,
-                  progress: bool = True) -> NeuronStats:
-    cap: Capture = capture_activations(model, texts, progress=progress)
-    q = torch.tensor(QUANTILES)
-    quantiles = torch.zeros(model.n_layers, model.d_mlp, len(QUANTILES))
+                  progress: bool = True, min_tokens: int = MIN_TOKENS) -> NeuronStats:
+    """Quantiles over ≥ ``min_tokens`` calibration tokens (the texts, then transpositions of them); labels by
+    selectivity (``brain/neuron_labels.py``) and max-activating examples on the texts as they are."""
+    from brain.neuron_labels import auroc, best_labels, token_traits
+
+    passes = calibration_texts(texts, min_tokens)
+    n_total = sum(len(model.tokenizer.encode(t)[0]) for p in passes for t in p)
+    quant = [_Quantiles(n_total, model.d_mlp, seed=layer) for layer in range(model.n_layers)]
     promoted = promoted_notes(model)
     labels: dict[str, str] = {}
+    scores: dict[str, dict] = {}
     examples: dict[str, list[dict]] = {}
     tok = model.tokenizer
-    for layer in cap.layers:
-        acts = cap.acts[layer]  # [n_tokens, d_mlp]
-        sorted_acts, _ = acts.sort(dim=0)
-        idx = (q * (acts.shape[0] - 1)).round().long()
-        quantiles[layer] = sorted_acts[idx].T
-        top_vals, top_idx = acts.topk(min(20, acts.shape[0]), dim=0)  # [20, d_mlp]
-        for n in range(model.d_mlp):
-            nid = f"{layer}.{n}"
-            traits: Counter = Counter()
-            exs = []
-            for rank, i in enumerate(top_idx[:, n].tolist()):
-                lo = max(0, i - window)
-                same = cap.text_index[lo:i + 1] == cap.text_index[i]
-                lo = lo + int((~same).sum())
-                ctx = [tok.token_str(int(t)) for t in cap.token_ids[lo:i + 1]]
-                traits.update(_context_traits(ctx))
-                if rank < top_k_examples:
+    for k, texts_k in enumerate(passes):
+        cap: Capture = capture_activations(model, texts_k, progress=progress)
+        for layer in cap.layers:
+            quant[layer].add(cap.acts[layer])
+        if k:
+            continue
+        # the texts as they are: traits, selectivity, examples
+        words = [tok.token_str(int(t)) for t in cap.token_ids]
+        chunk = (cap.position == 0).cumsum(0)  # pieces are stored one after another, each from position 0
+        traits = token_traits(words, chunk.numpy(), cap.position.numpy())
+        gen = torch.Generator().manual_seed(0)
+        pick = torch.randperm(cap.n_tokens, generator=gen)[:SAMPLE].sort().values
+        sampled = type(traits)(traits.names, traits.matrix[pick.numpy()])
+        for layer in cap.layers:
+            acts = cap.acts[layer]
+            layer_labels = best_labels(auroc(acts[pick], sampled), sampled)
+            top_idx = acts.topk(min(top_k_examples * 4, acts.shape[0]), dim=0).indices
+            for n, label in enumerate(layer_labels):
+                nid = f"{layer}.{n}"
+                note = int(promoted[layer, n])
+                labels[nid] = label.text() + (f" → {_word(note)}" if note >= 0 else "")
+                scores[nid] = {"trait": label.trait, "auroc": round(label.auroc, 4),
+                               "base_rate": round(label.base_rate, 5), "clear": label.clear,
+                               "position": label.position}
+                exs, seen = [], set()
+                for i in top_idx[:, n].tolist():
+                    lo = max(0, i - window)
+                    same = cap.text_index[lo:i + 1] == cap.text_index[i]
+                    lo = lo + int((~same).sum())
+                    ctx = [tok.token_str(int(t)) for t in cap.token_ids[lo:i + 1]]
+                    if tuple(ctx) in seen:
+                        continue
+                    seen.add(tuple(ctx))
                     exs.append({"tokens": ctx, "acts": [round(float(a), 3) for a in acts[lo:i + 1, n]]})
-            trait, count = traits.most_common(1)[0] if traits else ("?", 0)
-            share = count / max(1, top_idx.shape[0])
-            note = int(promoted[layer, n])
-            arrow = f" → {_word(note)}" if note >= 0 else ""
-            labels[nid] = f"{trait} ({share:.0%}){arrow}"
-            examples[nid] = exs
-    return NeuronStats(quantiles, fingerprint(model), labels, examples)
+                    if len(exs) == top_k_examples:
+                        break
+                examples[nid] = exs
+    quantiles = torch.stack([q.result() for q in quant])
+    return NeuronStats(quantiles, fingerprint(model), labels, examples, scores, n_total)
 
 
 def _word(note: int) -> str:

@@ -19,13 +19,14 @@ import argparse
 import json
 import math
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from brain import corpus, evaluate
-from brain.encoder import vocabulary
+from brain.encoder import vocabulary, word_note
 from brain.models import MODELS_DIR, load_embedded, native_config
 from brain.neuron_stats import compute_stats
 
@@ -48,10 +49,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="Train the embedded note-language model.")
     ap.add_argument("--out", type=Path, default=MODELS_DIR / "notes-default")
     ap.add_argument("--corpus", type=Path, default=MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
-    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--ctx", type=int, default=128, help="training window (tokens)")
-    ap.add_argument("--n-ctx", type=int, default=256, help="model context (tokens)")
+    ap.add_argument("--n-ctx", type=int, default=None,
+                    help="model context (default: the training window; a longer one leaves positions untrained)")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--d-mlp", type=int, default=512)
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stats-only", action="store_true",
                     help="keep the trained weights; redo evaluation, neuron statistics and the card")
     args = ap.parse_args(argv)
+    args.n_ctx = args.n_ctx or args.ctx
     import transformer_lens.model_bridge.sources.native  # noqa: F401
     from tqdm import tqdm
     from transformer_lens.model_bridge import TransformerBridge
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.stats_only:
         old = json.loads((args.out / "card.json").read_text())
         model = load_embedded(args.out, "cpu", torch.float32)
-        return finish(args, model, tunes, split_ids, tok, bos, old["model"] | {}, old["training"], old["curve"])
+        return finish(args, model, tunes, split_ids, old["model"] | {"n_ctx": model.n_ctx}, old["training"], old["curve"])
 
     # 3. model and training
     cfg = native_config(tok.get_vocab_size(), n_layers=args.layers, d_model=args.d_model, d_mlp=args.d_mlp,
@@ -133,37 +136,39 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_embedded(args.out, "cpu", torch.float32)
     training = {**{k: v for k, v in vars(args).items() if k not in ("out", "corpus", "stats_only")},
                 "seconds": round(train_s, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    return finish(args, model, tunes, split_ids, tok, bos, {**cfg, "parameters": sum(p.numel() for p in net.parameters())},
+    return finish(args, model, tunes, split_ids, {**cfg, "parameters": sum(p.numel() for p in net.parameters())},
                   training, curve)
 
 
-def finish(args, model, tunes, split_ids, tok, bos, model_info: dict, training: dict, curve: list[dict]) -> dict:
-    """Steps 4-6 on the weights as saved: evaluation, neuron statistics, card."""
-    # 4. quality on held-out tunes
-    test_texts = [t["text"] for t in tunes if t["split"] == "test"]
-    scores = evaluate.model_scores(model, test_texts, evaluate.note_id_set(model))
-    subset = evaluate.model_scores(model, test_texts[:SUBSET_TUNES], evaluate.note_id_set(model))
-    uni, bi = evaluate.fit_ngrams(split_ids["train"], tok.get_vocab_size())
-    baselines = evaluate.ngram_scores(split_ids["test"], uni, bi, evaluate.note_id_set(model), args.n_ctx, bos)
+def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curve: list[dict]) -> dict:
+    """Steps 4-6 on the weights as saved: evaluation against the baselines, neuron statistics, card."""
+    # 4. quality on the deduplicated held-out tunes, beside four baselines on the same tokens
+    numbers = evaluate.evaluate_all(model, tunes)
+    words = Counter(w for ids in split_ids["train"] for w in (model.tokenizer.token_str(i) for i in ids))
+    card = {
+        "name": args.out.name,
+        "data": numbers["data"],
+        "window": numbers["window"],
+        "model": model_info,
+        "training": training,
+        "test": numbers["test"],
+        "vocabulary": {"train_counts": {w: c for w, c in sorted(words.items()) if word_note(w) is not None}},
+        "curve": curve,
+    }
+    model.card = card  # promoted notes are chosen among the trained note words
 
-    # 5. neuron statistics on the validation tunes
+    # 5. neuron statistics: the validation tunes, transposed up to 1M tokens
     val_texts = [t["text"] for t in tunes if t["split"] == "validation"]
     stats = compute_stats(model, val_texts)
     stats.save(args.out)
+    clear = [s for s in stats.scores.values() if s["clear"]]
+    card["neurons"] = {"calibration_tokens": stats.calibration_tokens, "clear_labels": len(clear),
+                       "position_neurons": sum(s["position"] for s in clear), "neurons": len(stats.scores)}
+    card["fingerprint"] = stats.model_fingerprint
 
     # 6b. card
-    card = {
-        "name": args.out.name,
-        "data": {s: {"tunes": len(v), "tokens": sum(len(i) for i in v)} for s, v in split_ids.items()},
-        "model": model_info,
-        "training": training,
-        "test": {"model": scores, **baselines},
-        "test_subset": {"tunes": SUBSET_TUNES, **subset},
-        "curve": curve,
-        "fingerprint": stats.model_fingerprint,
-    }
     (args.out / "card.json").write_text(json.dumps(card, indent=1))
-    write_curve_png(curve, args.out / "training_curve.png", baselines["bigram"]["perplexity"])
+    write_curve_png(curve, args.out / "training_curve.png", card["test"]["bigram"]["perplexity"])
     write_card_md(card, stats, args.out / "README.md")
     print(json.dumps(card["test"], indent=1))
     return card
@@ -191,14 +196,15 @@ def write_curve_png(curve: list[dict], path: Path, bigram_ppl: float) -> None:
 
 
 def write_card_md(card: dict, stats, path: Path) -> None:
-    t, m, tr = card["test"], card["model"], card["training"]
-    d = card["data"]
+    t, m, tr, d = card["test"], card["model"], card["training"], card["data"]
+    dd = d["test"]["dedup"]
     rows = "\n".join(f"| {name} | {t[key]['accuracy'] * 100:.2f}% | {t[key]['perplexity']:.2f} |"
-                     for name, key in (("**notes-default**", "model"), ("bigram", "bigram"), ("unigram", "unigram")))
-    scale = stats.scale
-    top = sorted(((float(scale[layer, n]), f"{layer}.{n}") for layer in range(scale.shape[0])
-                  for n in range(scale.shape[1])), reverse=True)[:8]
-    neurons = "\n".join(f"| `{nid}` | {q:.2f} | {stats.labels[nid]} |" for q, nid in top)
+                     for name, key in (("**notes-default**", "model"), ("copy + 5-gram", "copy + 5-gram"),
+                                       ("interpolated 5-gram", "5-gram"), ("bigram", "bigram"), ("unigram", "unigram")))
+    clear = {nid: s for nid, s in stats.scores.items() if s["clear"]}
+    top = sorted(clear, key=lambda nid: -clear[nid]["auroc"])[:8]
+    neurons = "\n".join(f"| `{nid}` | {stats.labels[nid]} | {clear[nid]['base_rate']:.2%} |" for nid in top)
+    nn = card["neurons"]
     path.write_text(f"""# {card['name']}
 
 A small note-language model: it reads melodies written as note words (`| G4 A4 B4 | C5 ...`) and predicts
@@ -207,7 +213,10 @@ the next one. The brain's default model, shipped in the repository so the lab ru
 ## Data
 Public-domain melodies from the corpus bundled with `music21` (Ryan's Mammoth Collection, O'Neill's 1850,
 the Essen folk songs, Aird's Airs), top voice only, converted by the brain's own encoder
-(`brain/encoder.py`, via `brain/corpus.py`). Split by tune with a stable hash of the tune id.
+(`brain/encoder.py`, via `brain/corpus.py`). Split by tune with a stable hash of the tune id; the test split is then
+deduplicated by a transposition-invariant fingerprint (the tune's interval sequence): of {dd['test_tunes']:,} test tunes,
+{dd['exact_duplicates']} are exact copies of a training or validation tune, {dd['transpositions']} are transpositions of one and
+{dd['repeated_within_test']} repeat an earlier test tune; the {dd['kept']:,} others are the test split below.
 
 | split | tunes | tokens |
 | --- | --- | --- |
@@ -216,9 +225,8 @@ the Essen folk songs, Aird's Airs), top voice only, converted by the brain's own
 ## Model
 TL-native transformer booted with `TransformerBridge.boot_native`: {m['n_layers']} layers, d_model {m['d_model']},
 {m['n_heads']} heads, d_mlp {m['d_mlp']} ({m['act_fn']}), context {m['n_ctx']} tokens, vocabulary {m['d_vocab']} words,
-{m['parameters']:,} parameters. Size was chosen for the live budget: a full recompute of the brain's rolling
-context must stay under 10 ms p99 on a 2-core CPU, and {m['n_layers']} × {m['d_mlp']} = {m['n_layers'] * m['d_mlp']} neurons
-are few enough to label and browse.
+{m['parameters']:,} parameters. The context is the training window: the model is never read at a position it was not
+trained at (live, in calibration, evaluation, the report and the experiments; longer texts are read in windows).
 
 ## Training
 {tr['steps']} steps of AdamW (lr {tr['lr']}, batch {tr['batch']} × {tr['ctx']} tokens, warmup + cosine), seed {tr['seed']},
@@ -226,25 +234,30 @@ are few enough to label and browse.
 
 ![training curve](training_curve.png)
 
-## Results: next-note prediction on the held-out test tunes
-Scored only where the next word is a note ({t['model']['targets']:,} targets); baselines fitted on the same training tunes.
+## Results: next-note prediction on the deduplicated test tunes
+Windows of {card['window']} tokens, scored only where the next word is a note ({t['model']['targets']:,} targets); every
+baseline fitted on the training tunes and scored on the same targets (`brain/baselines.py`). Copy + 5-gram
+copies the continuation of the latest earlier match in the same window ({t['copy + 5-gram']['copied_share']:.0%} of targets have
+one), else backs off to the interpolated 5-gram.
 
 | model | top-1 accuracy | perplexity |
 | --- | --- | --- |
 {rows}
 
-Check the shipped weights against these numbers: `python -m brain.check_card` (the test suite checks a subset).
+Recompute every number here from the shipped weights: `python -m brain.check_card` (fails on a mismatch).
 
 ## Neurons
-Quantiles over the validation tunes (`neuron_quantiles.safetensors`, levels {', '.join(f'{q:g}' for q in (0.5, 0.9, 0.99, 0.999, 1 - 1e-5))})
-normalize live activations; each neuron has an automatic label (`neuron_labels.json`): the commonest trait of
-its 20 strongest contexts and the note it promotes most through `W_out[n] @ W_U`. The strongest:
+Quantiles over {nn['calibration_tokens']:,} calibration tokens (the validation tunes, then transpositions of them;
+`neuron_quantiles.safetensors`, levels {', '.join(f'{q:g}' for q in (0.5, 0.9, 0.99, 0.999, 1 - 1e-5))}) normalize live
+activations. Each neuron's label (`neuron_labels.json`) is the trait of the current token its activation tells apart
+best, scored by AUROC over the validation tunes (`brain/neuron_labels.py`), and the trained note it promotes most
+through the final LayerNorm (`brain/logit_effect.py`). {nn['clear_labels']} of {nn['neurons']} neurons have a clear trait
+(AUROC ≥ 0.75), {nn['position_neurons']} of them position neurons; the others are labelled "no clear trait". The most selective:
 
-| neuron | 1−1e-5 quantile | label |
+| neuron | label | base rate of the trait |
 | --- | --- | --- |
 {neurons}
 """)
-
 
 if __name__ == "__main__":
     main()

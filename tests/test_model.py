@@ -53,20 +53,44 @@ print(m.n_layers, m.d_mlp)
     assert r.stdout.split() == ["2", "512"]
 
 
-def test_shipped_weights_reproduce_the_card_on_a_test_subset(model):
-    card = model.card["test_subset"]
-    tunes = corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
-    measured = evaluate.evaluate_split(model, tunes, "test", limit=card["tunes"])
-    assert abs(measured["accuracy"] - card["accuracy"]) * 100 <= 0.5
-    assert measured["targets"] == card["targets"]
+def test_check_card_recomputes_every_number_and_fails_on_a_wrong_one():
+    from brain.check_card import check, compare
+
+    measured, mismatches = check()
+    assert mismatches == []
+    card = load_model("notes-default", "cpu").card
+    tampered = {"data": card["data"], "window": card["window"], "test": card["test"]}
+    import copy
+
+    tampered = copy.deepcopy(tampered)
+    tampered["test"]["copy + 5-gram"]["accuracy"] += 0.002
+    tampered["data"]["test"]["dedup"]["transpositions"] += 1
+    found = compare(tampered, measured)
+    assert len(found) == 2 and any("copy + 5-gram.accuracy" in m for m in found)
 
 
-def test_card_shows_model_beats_the_baselines(model):
-    test = model.card["test"]
-    assert test["model"]["accuracy"] > test["bigram"]["accuracy"] + 0.1
-    assert test["model"]["perplexity"] < test["bigram"]["perplexity"]
+def test_card_shows_the_model_against_four_baselines_on_a_deduplicated_split(model):
+    test, data = model.card["test"], model.card["data"]
+    assert set(test) == {"model", "unigram", "bigram", "5-gram", "copy + 5-gram"}
+    order = ["unigram", "bigram", "5-gram", "copy + 5-gram", "model"]  # each stronger than the last
+    assert [test[k]["accuracy"] for k in order] == sorted(test[k]["accuracy"] for k in order)
+    assert len({test[k]["targets"] for k in order}) == 1  # the same tokens
+    dedup = data["test"]["dedup"]
+    assert dedup["kept"] == data["test"]["tunes"] < dedup["test_tunes"]
+    assert model.card["window"] == model.n_ctx == model.card["model"]["n_ctx"]
     readme = (MODELS_DIR / "notes-default" / "README.md").read_text()
-    assert "bigram" in readme and "unigram" in readme and "training_curve.png" in readme
+    assert "copy + 5-gram" in readme and "interpolated 5-gram" in readme and "check_card" in readme
+
+
+def test_the_fingerprint_sees_through_transposition():
+    a = "| C4 E4 G4 | r C5"
+    assert evaluate.fingerprint(a) == evaluate.fingerprint("| D4 F#4 A4 | r D5")
+    assert evaluate.fingerprint(a) != evaluate.fingerprint("| C4 E4 A4 | r C5")
+    tunes = [{"split": "train", "text": a}, {"split": "test", "text": a}, {"split": "test", "text": "| D4 F#4 A4 | r D5"},
+             {"split": "test", "text": "C4 D4 E4"}, {"split": "test", "text": "G4 A4 B4"}, {"split": "test", "text": "E4 G4"}]
+    kept, counts = evaluate.dedup_test(tunes)
+    assert [t["text"] for t in kept] == ["C4 D4 E4", "E4 G4"]
+    assert counts == {"test_tunes": 5, "exact_duplicates": 1, "transpositions": 1, "repeated_within_test": 1, "kept": 2}
 
 
 def test_split_is_by_tune_and_deterministic():
