@@ -114,10 +114,30 @@ class Attribution:
     gradient: float
 
 
-def attribute(model: LoadedModel, text: str, char_end: int, top: int = 10) -> tuple[str, list[Attribution]]:
-    """Gradient × activation of each neuron at the token ending at ``char_end`` for the
-    probability of the model's predicted next token there."""
+PREDICTED_NOTE = "predicted-note"
+
+
+def resolve_target(model: LoadedModel, target: str) -> int | None:
+    """``predicted-note`` → None (decided from the logits); a note word or any token → its id, or a clear error."""
+    if target == PREDICTED_NOTE:
+        return None
+    vocab = model.tokenizer.vocab()
+    for form in (target, "Ġ" + target, "▁" + target):
+        if form in vocab:
+            return vocab[form]
+    from core.errors import ModelError, did_you_mean
+
+    raise ModelError(f"--target {target!r} is not a token of {model.name}: give a note word (e.g. G4), a token "
+                     f"(e.g. '|'), or {PREDICTED_NOTE}.{did_you_mean(target, list(vocab))}")
+
+
+def attribute(model: LoadedModel, text: str, char_end: int, top: int = 10,
+              target: str = PREDICTED_NOTE) -> tuple[str, list[Attribution]]:
+    """Gradient × activation of each neuron at the token ending at ``char_end`` for the probability of
+    ``target`` next: by default the model's most likely next *note* (not a bar line or rest), else a note word
+    or any token. ``text`` should be the window the brain read (:func:`brain.stream.live_window`)."""
     tok = model.tokenizer
+    target_id = resolve_target(model, target)
     ids, offs = tok.encode(text[:char_end])
     ids = ids[-(model.n_ctx - 1):]
     x = torch.tensor([[tok.bos_id, *ids]], device=model.device)
@@ -134,8 +154,10 @@ def attribute(model: LoadedModel, text: str, char_end: int, top: int = 10) -> tu
     with torch.enable_grad():
         logits = model.bridge.run_with_hooks(x, fwd_hooks=hooks)
         probs = torch.softmax(logits[0, -1].float(), -1)
-        predicted = int(probs.argmax())
-        probs[predicted].backward()
+        if target_id is None:
+            notes = sorted(model.note_token_ids()) or list(range(probs.numel()))
+            target_id = notes[int(probs.detach()[notes].argmax())]
+        probs[target_id].backward()
     rows = []
     for layer, act in acts.items():
         a = act[0, -1].detach().float().cpu()
@@ -144,7 +166,7 @@ def attribute(model: LoadedModel, text: str, char_end: int, top: int = 10) -> tu
         for i in score.abs().topk(min(top, score.numel())).indices.tolist():
             rows.append(Attribution(layer, i, float(score[i]), float(a[i]), float(g[i])))
     rows.sort(key=lambda r: -abs(r.score))
-    return tok.token_str(predicted), rows[:top]
+    return tok.token_str(target_id), rows[:top]
 
 
 @dataclass
@@ -248,13 +270,12 @@ def match_neurons(model_a: LoadedModel, model_b: LoadedModel, texts: list[str], 
     return out
 
 
-def event_char_end(text_spans, event_index: int) -> int:
-    """Character end of the K-th note event in a session text."""
-    notes = [s for s in text_spans if s.kind == "note"]
+def note_event_index(events, event_index: int) -> int:
+    """Index in ``events`` of the K-th note event (0 = the first note)."""
+    notes = [i for i, e in enumerate(events) if e.kind == "note"]
     if not 0 <= event_index < len(notes):
         from core.errors import SessionError
 
         raise SessionError(f"event {event_index} is out of range: the session has {len(notes)} note events "
                            f"(valid: 0..{len(notes) - 1}).")
-    return notes[event_index].end
-
+    return notes[event_index]

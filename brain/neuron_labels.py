@@ -91,7 +91,7 @@ def auroc(acts: torch.Tensor, traits: Traits) -> np.ndarray:
     neg = n - pos
     rank_sum = mask.T @ ranks  # [n_traits, d_mlp]
     out = (rank_sum - pos * (pos + 1) / 2) / (pos * neg).clamp_min(1)
-    return out.numpy()
+    return torch.where(pos * neg > 0, out, torch.tensor(0.5)).numpy()  # a trait never (or always) present: chance
 
 
 def _mean_ranks_of_ties(acts: torch.Tensor, ranks: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

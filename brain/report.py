@@ -147,52 +147,43 @@ table.kv td { padding: 2px 12px 2px 0; } .up { color: #1a7f37; } .down { color: 
 
 def build_report(session: str | Path, out: str | Path | None = None, model_name: str | None = None,
                  progress: bool = True, stats_dir: str | None = None) -> Path:
-    from brain.activations import capture_activations
-    from brain.encoder import align_tokens
     from brain.models import load_model
     from brain.neuron_stats import direct_logit_effect
     from brain.node import load_stats
-    from brain.stream import session_text
+    from brain.stream import read_session, session_events
 
     session = Path(session)
     opened = open_session(session)
     log, jam = opened.log, opened.jam
     config = BrainConfig()  # the default model and stats folder, when the session does not name them
-    name = model_name or log.meta.get("model") or _brain_model_of(session) or config.model
+    name = model_name or log.meta.get("model") or _brain_setting(session, "model") or config.model
     model = load_model(name, "cpu")
     stats = load_stats(model, stats_dir or config.stats_dir)
     labels = stats.labels if stats else {}
-    text = session_text(log)
-    if not text.spans:
+    events = session_events(log)
+    if not events:
         raise SessionError(f"{session}: no notes or beats to analyse.")
-    cap = capture_activations(model, [text.text], progress=progress)
-    owner = align_tokens([tuple(o) for o in cap.offsets.tolist()], text.spans)
-    owner = np.array(owner)
-    acts = np.concatenate([cap.acts[layer].numpy() for layer in cap.layers], axis=1)  # [tokens, L*d]
-    scale = stats.scale.numpy().reshape(-1) if stats is not None else np.abs(acts).max(0) + 1e-6
-    norm = acts / scale
-    n_events = len(text.spans)
-    per_event = np.full((n_events, norm.shape[1]), np.nan, dtype=np.float32)
-    for ev in range(n_events):
-        rows = norm[owner == ev]
-        if len(rows):
-            per_event[ev] = rows.max(0)
-    top = np.argsort(-np.nanmax(per_event, axis=0))[:TOP_NEURONS]
+    # read as the brain heard it: the same stream and windows as live (a long session is cut the same way)
+    context = (_brain_setting(session, "config") or {}).get("brain", {}).get("context_tokens", config.context_tokens)
+    results = read_session(model, events, context_tokens=context, stats=stats)
+    raw = np.stack([r.acts.reshape(-1).numpy() for r in results])  # [events, L*d]
+    scale = stats.scale.numpy().reshape(-1) if stats is not None else np.abs(raw).max(0) + 1e-6
+    per_event = raw / scale
+    top = np.argsort(-per_event.max(axis=0))[:TOP_NEURONS]
     ids = [f"{i // model.d_mlp}.{i % model.d_mlp}" for i in top]
-    words = [text.text[s.start:s.end] for s in text.spans]
+    words = [r.text for r in results]
     drove = Counter(nid for a in jam.accomps for n in a.notes for nid in n.neurons)
 
     hidden = _hidden_tokens(model)
     cards = []
-    tok_words = [model.tokenizer.token_str(int(t)) for t in cap.token_ids]
     for col, nid in zip(top, ids):
         layer, n = map(int, nid.split("."))
-        series = acts[:, col]
+        series = raw[:, col]
         best = np.argsort(-series)[:3]
         session_ex = []
         for i in best:
             lo = max(0, i - 10)
-            session_ex.append(shaded(tok_words[lo:i + 1], series[lo:i + 1].tolist(), float(scale[col])))
+            session_ex.append(shaded(words[lo:i + 1], series[lo:i + 1].tolist(), float(scale[col])))
         corpus_ex = [shaded(e["tokens"], e["acts"], float(scale[col])) for e in (stats.top_examples.get(nid, [])
                                                                                if stats else [])]
         effect = direct_logit_effect(model, layer, n)
@@ -208,7 +199,7 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
 <table class="kv"><tr><td>direct logit effect</td><td class="up">▲ {' '.join(map(html.escape, up))}</td>
 <td class="down">▼ {' '.join(map(html.escape, down))}</td></tr>
 <tr><td>drove the accompaniment</td><td>{drove.get(nid, 0)} notes</td></tr>
-<tr><td>peak normalized</td><td>{np.nanmax(per_event[:, col]):.2f}</td></tr></table></div>""")
+<tr><td>peak normalized</td><td>{per_event[:, col].max():.2f}</td></tr></table></div>""")
 
     pet_png, pet = pet_plots(jam)
     counts = jam.count_by_source()
@@ -232,7 +223,8 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
 <section id="piano-roll"><h2>Piano roll</h2><img alt="piano roll" src="{piano_roll(jam)}"></section>
 <section id="heatmap"><h2>Top {len(ids)} neurons over the session</h2>
 <p class="muted">Each row is a neuron (activation ÷ its 1−1e-5 quantile over the calibration corpus); each column an
-event of the note text the model read.</p><img alt="neuron heatmap" src="{heatmap(per_event[:, top].T, ids, labels, words)}"></section>
+event of the note text the model read, read exactly as the live brain read it (the same windows; without any live
+steering).</p><img alt="neuron heatmap" src="{heatmap(per_event[:, top].T, ids, labels, words)}"></section>
 <section id="neuron-cards"><h2>Neurons</h2><div class="cards">{''.join(cards)}</div></section>
 {score_html}
 <section id="pet-stats"><h2>The pet</h2><div class="stats"><img alt="on-beat rate" src="{pet_png}">
@@ -266,22 +258,22 @@ def score_section(session) -> str:
 
 
 def _hidden_tokens(model) -> list[int]:
-    """Tokens not worth showing as a logit effect: specials, and notes outside the melodic range."""
+    """Tokens not worth showing as a logit effect: specials, and note words the model was barely trained on."""
     from brain.encoder import SPECIAL_TOKENS
-    from brain.neuron_stats import MELODIC_RANGE
+    from brain.logit_effect import trained_note_ids
 
     vocab = model.tokenizer.vocab()
     hidden = [vocab[t] for t in SPECIAL_TOKENS if t in vocab]
-    lo, hi = MELODIC_RANGE
-    hidden += [i for i, note in model.note_token_ids().items() if not lo <= note <= hi]
+    trained = trained_note_ids(model)
+    hidden += [i for i in model.note_token_ids() if i not in trained]
     return hidden
 
 
-def _brain_model_of(session: Path) -> str | None:
-    """A demo keeps the brain's own session beside the rig's: its meta names the model."""
+def _brain_setting(session: Path, key: str):
+    """A demo keeps the brain's own session beside the rig's: its meta names the model and holds its config."""
     import json
 
     meta = session.parent / "brain-session" / "meta.json"
     if meta.exists():
-        return json.loads(meta.read_text()).get("model")
+        return json.loads(meta.read_text()).get(key)
     return None

@@ -126,16 +126,9 @@ class StageFeed:
 
     def _promotes(self, req: CardRequest) -> list[str]:
         from brain.encoder import note_word
-        from brain.neuron_stats import MELODIC_RANGE, direct_logit_effect
+        from brain.logit_effect import top_promoted
 
-        lo, hi = MELODIC_RANGE
-        notes = {i: n for i, n in self.node.model.note_token_ids().items() if lo <= n <= hi}
-        if not notes:
-            return []
-        effect = direct_logit_effect(self.node.model, req.layer, req.neuron)
-        ranked = sorted(notes, key=lambda i: float(effect[i]), reverse=True)
-        return [f"{note_word(notes[i])} {float(effect[i]):+.2f}" for i in ranked[:PROMOTED_SHOWN]]
-
+        return [f"{note_word(n)} {effect:+.2f}" for n, effect in top_promoted(self.node.model, req.layer, req.neuron)]
 
 def _unique(examples: list[CardExample]) -> list[CardExample]:
     seen, out = set(), []

@@ -57,13 +57,53 @@ def stream_event(msg) -> StreamEvent | None:
 def session_text(log) -> NoteText:
     """What the brain heard in a recorded session: the rig-side events ('out' in the rig's log) as note text.
     The one session → text function: the report, the neuron commands and the tests all read through it."""
-    return text_of([e for e in (stream_event(r.msg) for r in log.records if r.direction == "out") if e is not None])
+    return text_of(session_events(log))
+
+
+def session_events(log) -> list[StreamEvent]:
+    """The events the brain read in a recorded session, in the rig's order ('out' in the rig's log)."""
+    return [e for e in (stream_event(r.msg) for r in log.records if r.direction == "out") if e is not None]
+
+
+def read_session(model: LoadedModel, events: list[StreamEvent], *, context_tokens: int, top_k: int = 4,
+                 stats: NeuronStats | None = None) -> list[StepResult]:
+    """Read a session's events exactly as the live brain did: the same stream, the same windows (a session longer
+    than the context is cut the same way), every neuron's activation kept per event. Unsteered."""
+    stream = NeuronStream(model, top_k=top_k, context_tokens=context_tokens, stats=stats, kv_cache=True,
+                          keep_acts=True)
+    try:
+        return stream.step(events)
+    finally:
+        stream.close()
 
 
 def text_of(events: list[StreamEvent]) -> NoteText:
     """The whole note text of a run of events (no window): what analysis reads."""
     text = NoteText()
     for e in events:
+        if e.kind == "note":
+            text.add_note(e.note, e.source, e.seq, e.time)
+        else:
+            text.add_beat(e.downbeat, e.seq, e.time)
+    return text
+
+
+def window_full(text: NoteText, context_tokens: int) -> bool:
+    """The window rule, in one place: cut before an event (at most 2 words) could overflow the context (BOS
+    included). It depends only on the event sequence, so live, replays, the report and the experiments agree."""
+    return len(text.spans) + 2 > context_tokens - 1
+
+
+def cut_window(text: NoteText, context_tokens: int) -> None:
+    text.trim((context_tokens - 1) // 2)
+
+
+def live_window(events: list[StreamEvent], upto: int, context_tokens: int) -> NoteText:
+    """The note text the live brain held when it read event ``upto`` (same rule as :class:`NeuronStream`)."""
+    text = NoteText()
+    for e in events[:upto + 1]:
+        if window_full(text, context_tokens):
+            cut_window(text, context_tokens)
         if e.kind == "note":
             text.add_note(e.note, e.source, e.seq, e.time)
         else:
@@ -92,6 +132,8 @@ class StepResult:
     predicted_note: int | None = None
     step_ms: float = 0.0
     tokens: int = 0
+    acts: torch.Tensor | None = None
+    """[n_layers read, d_mlp] every neuron's activation at this event (max over its tokens), when asked for."""
 
 
 class Steering:
@@ -121,12 +163,14 @@ class Steering:
 
 class NeuronStream:
     def __init__(self, model: LoadedModel, *, layers: list[int] | None = None, top_k: int = 4,
-                 context_tokens: int = 192, stats: NeuronStats | None = None, kv_cache: bool = False) -> None:
+                 context_tokens: int = 128, stats: NeuronStats | None = None, kv_cache: bool = False,
+                 keep_acts: bool = False) -> None:
         self.model = model
         self.layers = list(range(model.n_layers)) if layers is None else list(layers)
         for layer in self.layers:
             model.check_neuron(layer)
         self.top_k = top_k
+        self.keep_acts = keep_acts
         self.context_tokens = min(context_tokens, model.n_ctx)
         self.stats = stats
         self.scale = stats.scale.to(model.device) if stats is not None else None
@@ -184,11 +228,11 @@ class NeuronStream:
         results: list[StepResult] = []
         pending: list[tuple[StreamEvent, list[EventSpan]]] = []
         for event in events:
-            if len(self.text.spans) + 2 > self.context_tokens - 1:  # an event adds at most 2 words
+            if window_full(self.text, self.context_tokens):
                 if pending:
                     results += self._run(pending)
                     pending = []
-                self.text.trim((self.context_tokens - 1) // 2)
+                cut_window(self.text, self.context_tokens)
                 self._fed = 0  # positions moved: the cache must be re-read
             spans = self._append(event)
             if spans:
@@ -211,10 +255,11 @@ class NeuronStream:
         for event, spans in pending:
             wanted = {span_index[id(s)] for s in spans if id(s) in span_index}
             positions = [prefix_len + i for i, o in enumerate(owner) if o in wanted]
-            hits = self._top_k(positions)
+            hits, raw = self._top_k(positions)
             results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
                 self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
-                predicted_note=self.predicted_note(max(positions)) if positions else None))
+                predicted_note=self.predicted_note(max(positions)) if positions else None,
+                acts=raw if self.keep_acts else None))
         return results
 
     def _forward_full(self) -> tuple[int, list[int], int]:
@@ -251,9 +296,9 @@ class NeuronStream:
         self._fed = len(self.text.spans)
         return self._kv.length
 
-    def _top_k(self, positions: list[int]) -> list[Hit]:
+    def _top_k(self, positions: list[int]) -> tuple[list[Hit], torch.Tensor | None]:
         if not positions:
-            return []
+            return [], None
         raw_rows, norm_rows = [], []
         for layer in self.layers:
             act = self._captured[layer][0, positions].float().max(dim=0).values  # [d_mlp]
@@ -267,7 +312,7 @@ class NeuronStream:
         d_mlp = raw.shape[1]
         return [Hit(layer=self.layers[int(i) // d_mlp], index=int(i) % d_mlp,
                     activation=round(float(raw.flatten()[i]), 5), normalized=round(float(v), 5))
-                for v, i in zip(vals, idx)]
+                for v, i in zip(vals, idx)], raw
 
     def predicted_note(self, position: int | None = None) -> int | None:
         """The model's most likely next note after ``position`` of the last forward (default: its end), so each

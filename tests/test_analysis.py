@@ -59,9 +59,14 @@ def test_ablating_a_neuron_with_zero_output_weights_changes_nothing(tiny):
     assert abs(ablate(tiny, text, 0, 10, "zero").delta) > 1e-5  # a live neuron does change the loss
 
 
-def test_attribution_matches_finite_differences(tiny):
+@pytest.mark.parametrize("target", ["predicted-note", "|", "G4"])
+def test_attribution_matches_finite_differences(tiny, target):
     text = note_texts(1, length=20, seed=2)[0]
-    predicted, rows = attribute(tiny, text, len(text), top=3)
+    predicted, rows = attribute(tiny, text, len(text), top=3, target=target)
+    if target == "predicted-note":  # the most likely next *note*, whatever the most likely token
+        assert tiny.tokenizer.vocab()[predicted] in tiny.note_token_ids()
+    else:
+        assert predicted == target
     tok = tiny.tokenizer
     ids, _ = tok.encode(text)
     x = torch.tensor([[tok.bos_id, *ids]])
@@ -176,3 +181,7 @@ def test_experiment_commands_print_json(tmp_path):
     assert r.returncode == 2 and "valid: 0..511" in r.stderr
     r = run_cli("neuron", "attribute", str(session), "--event", "999")
     assert r.returncode == 2 and "out of range" in r.stderr
+    r = run_cli("neuron", "attribute", str(session), "--event", "3", "--target", "|", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["target"] == "|"
+    r = run_cli("neuron", "attribute", str(session), "--event", "3", "--target", "H9")
+    assert r.returncode == 2 and "not a token" in r.stderr

@@ -114,4 +114,4 @@ def test_model_info_command():
 
     r = run_cli("model", "info", "--top", "3")
     assert r.returncode == 0, r.stderr
-    assert "notes-default" in r.stdout and "bigram" in r.stdout and "→" in r.stdout
+    assert "notes-default" in r.stdout and "copy + 5-gram" in r.stdout and "AUROC" in r.stdout and "→" in r.stdout

@@ -30,13 +30,24 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         console.print("no neuron statistics yet: `neurojam model stats` computes them")
         return 0
     scale = stats.scale
-    order = scale.flatten().argsort(descending=True)[:args.top]
-    table = Table(title=f"top {args.top} neurons by 1−1e-5 activation quantile")
-    for col in ("neuron", "quantile", "label"):
+    scores = stats.scores or {}
+    if scores:  # the most selective neurons, with what they are selective for
+        clear = [nid for nid, sc in scores.items() if sc["clear"]]
+        console.print(f"{len(clear)} of {len(scores)} neurons have a clear trait (AUROC ≥ 0.75), "
+                      f"{sum(scores[n]['position'] for n in clear)} of them position neurons; quantiles over "
+                      f"{stats.calibration_tokens:,} calibration tokens")
+        ids = sorted(scores, key=lambda nid: -scores[nid]["auroc"])[:args.top]
+        title = f"top {args.top} neurons by selectivity (AUROC of their best trait)"
+    else:
+        ids = [f"{i // model.d_mlp}.{i % model.d_mlp}" for i in scale.flatten().argsort(descending=True)[:args.top].tolist()]
+        title = f"top {args.top} neurons by 1−1e-5 activation quantile"
+    table = Table(title=title)
+    for col in ("neuron", "label", "base rate", "quantile"):
         table.add_column(col)
-    for i in order.tolist():
-        layer, n = divmod(i, model.d_mlp)
-        table.add_row(f"{layer}.{n}", f"{float(scale[layer, n]):.2f}", stats.labels.get(f"{layer}.{n}", ""))
+    for nid in ids:
+        layer, n = map(int, nid.split("."))
+        rate = f"{scores[nid]['base_rate']:.1%}" if nid in scores else "–"
+        table.add_row(nid, stats.labels.get(nid, ""), rate, f"{float(scale[layer, n]):.2f}")
     console.print(table)
     return 0
 

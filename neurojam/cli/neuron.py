@@ -76,16 +76,22 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
-    from brain.experiments import attribute, event_char_end
+    from brain.experiments import attribute, note_event_index
+    from brain.stream import live_window, session_events
+    from neurojam.config import load_config
 
     model = _model(args)
-    _, text = _session_text(args.session)
-    end = event_char_end(text.spans, args.event)
-    predicted, rows = attribute(model, text.text, end, top=args.top)
+    log, _ = _session_text(args.session)
+    events = session_events(log)
+    k = note_event_index(events, args.event)
+    context = min(load_config().brain.context_tokens, model.n_ctx)
+    window = live_window(events, k, context)  # exactly what the brain had read at that event
+    target, rows = attribute(model, window.text, window.spans[-1].end, top=args.top, target=args.target)
     if args.json:
-        print(json.dumps({"event": args.event, "predicted": predicted, "neurons": [asdict(r) for r in rows]}, indent=1))
+        print(json.dumps({"event": args.event, "target": target, "neurons": [asdict(r) for r in rows]}, indent=1))
         return 0
-    _table(f"event {args.event}: the model predicts {predicted!r} next — top neurons by gradient × activation",
+    what = f"the most likely next note, {target!r}" if args.target == "predicted-note" else repr(target)
+    _table(f"event {args.event}: neurons by gradient × activation for {what} next",
            ["neuron", "score", "activation", "gradient"], [[f"{r.layer}.{r.index}", r.score, r.activation, r.gradient]
                                                            for r in rows])
     return 0
@@ -135,10 +141,12 @@ def register(sub, add) -> None:
     p.add_argument("--mode", choices=("zero", "mean"), default="zero")
     p.add_argument("--model", default=None)
     p.add_argument("--json", action="store_true")
-    p = add("attribute", cmd_attribute, "top neurons by gradient × activation for the predicted next note at event K",
-            neuron)
+    p = add("attribute", cmd_attribute, "top neurons by gradient × activation for the next note (or any token) at "
+            "event K", neuron)
     p.add_argument("session")
     p.add_argument("--event", type=int, required=True, metavar="K", help="index of the note event (0 = first note)")
+    p.add_argument("--target", default="predicted-note", help="what the attribution explains: predicted-note "
+                   "(default: the model's most likely next note), a note word such as G4, or a token such as '|'")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--model", default=None)
     p.add_argument("--json", action="store_true")

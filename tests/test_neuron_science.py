@@ -1,0 +1,131 @@
+"""The neuron science a researcher would sign: reading windows, promoted notes, labels by selectivity."""
+
+import numpy as np
+import pytest
+import torch
+
+from brain.encoder import BAR, note_word, vocabulary
+from brain.logit_effect import direct_logit_effect, promoted_notes, trained_note_ids
+from brain.models import build_tiny
+from brain.neuron_labels import POSITION_TRAITS, auroc, best_labels, token_traits
+from tests.test_sessions import synthetic_session
+
+
+def test_the_report_reads_a_session_longer_than_the_context_as_the_live_brain_did(tmp_path):
+    """The live brain (a replay: the brain node over the real bridge) and the report's reader give the same
+    top-k neurons for every event of a session three times longer than the model's context."""
+    from brain.models import load_model
+    from brain.node import load_stats
+    from brain.replay import replay
+    from brain.report import build_report
+    from brain.stream import read_session, session_events
+    from neurojam.config import load_config
+    from recording.jam import jam_from_log
+    from recording.log import read_session as read_log
+    from tests.conftest import free_port_pair
+
+    session = synthetic_session(tmp_path / "s", bars=80)
+    config = load_config(None, [f"session.dir={tmp_path}"])
+    model = load_model(config.brain.model, "cpu")
+    events = session_events(read_log(session))
+    assert len(events) > 3 * model.n_ctx  # the window is cut several times
+    out = replay(session, config, speed=None, out=tmp_path / "live", progress=False, port=free_port_pair())
+    live = {n.event_seq: n.hits for n in jam_from_log(read_log(out)).neurons}
+    offline = {r.event.seq: r.hits for r in read_session(model, events, context_tokens=config.brain.context_tokens,
+                                                         top_k=config.brain.top_k,
+                                                         stats=load_stats(model, config.brain.stats_dir))}
+    assert len(live) == len(offline) > 3 * model.n_ctx
+    for seq, hits in offline.items():
+        got = [(h.layer, h.index) for h in live[seq]]
+        want = [(h.layer, h.index) for h in hits]
+        if got != want:  # only a near-tie may swap places
+            assert [h.normalized for h in live[seq]] == pytest.approx([h.normalized for h in hits], abs=1e-4), seq
+    assert build_report(session, tmp_path / "r.html", progress=False).exists()
+
+
+def planted_model():
+    model = build_tiny(vocabulary(), seed=5, d_model=32, d_mlp=64)
+    vocab = model.tokenizer.vocab()
+    g4, a4 = vocab[note_word(67)], vocab[note_word(69)]
+    with torch.no_grad():
+        W_U = model.bridge.W_U
+        out = model.bridge.blocks[1].mlp.out.weight  # [d_model, d_mlp]
+        out[:, 7] = W_U[:, g4] * 50 + W_U[:, a4] * 30  # neuron 1.7: G4 most, A4 second
+    return model, g4, a4
+
+
+def test_promoted_notes_are_only_trained_note_words():
+    model, g4, a4 = planted_model()
+    assert int(promoted_notes(model)[1, 7]) == 67  # no counts: every note of the melodic range may be promoted
+    model.card = {"vocabulary": {"train_counts": {note_word(n): 500 for n in range(48, 84)} | {"G4": 3}}}
+    trained = trained_note_ids(model)
+    assert g4 not in trained and a4 in trained  # G4 was seen 3 times: its unembedding row is noise
+    assert int(promoted_notes(model)[1, 7]) == 69
+    assert set(promoted_notes(model).flatten().tolist()) <= set(trained.values())
+
+
+def test_the_direct_effect_goes_through_the_final_layernorm():
+    model, g4, _ = planted_model()
+    state = model.bridge.state_dict()
+    with torch.no_grad():  # an uneven LayerNorm scale, as in a trained model
+        gamma = torch.linspace(0.5, 1.5, state["ln_final.weight"].numel())
+        state["ln_final.weight"].copy_(gamma)
+    w = model.bridge.W_out[1, 7].float()
+    want = ((w - w.mean()) * gamma) @ model.bridge.W_U.float()
+    assert torch.allclose(direct_logit_effect(model, 1, 7), want, atol=1e-4)
+    assert not torch.allclose(direct_logit_effect(model, 1, 7), w @ model.bridge.W_U.float(), atol=1e-2)
+
+
+def synthetic_tokens(n_chunks=60, length=100, seed=0):
+    """Tunes in windows: bar lines every 4 notes, notes A3..A5, positions within each window."""
+    rng = np.random.default_rng(seed)
+    words, chunk, position = [], [], []
+    for c in range(n_chunks):
+        for p in range(length):
+            words.append(BAR if p % 5 == 0 else note_word(int(rng.integers(57, 81))))
+            chunk.append(c)
+            position.append(p)
+    return words, np.array(chunk), np.array(position), rng
+
+
+def test_a_planted_trait_neuron_gets_its_label_and_a_position_neuron_is_recognised():
+    words, chunk, position, rng = synthetic_tokens()
+    traits = token_traits(words, chunk, position)
+    is_bar = np.array([w == BAR for w in words])
+    acts = torch.tensor(np.stack([
+        is_bar * 2.0 + rng.normal(0, 0.3, len(words)),  # neuron 0: fires on bar lines
+        np.exp(-position / 3.0) * 3 + rng.normal(0, 0.05, len(words)),  # neuron 1: the start of the window
+        rng.normal(0, 1, len(words)),  # neuron 2: noise
+    ], axis=1), dtype=torch.float32)
+    labels = best_labels(auroc(acts, traits), traits)
+    assert labels[0].trait == "bar line" and labels[0].auroc > 0.95 and labels[0].clear
+    assert labels[0].text() == f"bar line, AUROC {labels[0].auroc:.2f}"
+    assert labels[0].base_rate == pytest.approx(is_bar.mean())
+    assert labels[1].position and labels[1].trait == POSITION_TRAITS[0] and labels[1].auroc > 0.95
+    assert "position neuron" in labels[1].text()
+    assert not labels[2].clear and labels[2].text().startswith("no clear trait")
+
+
+def test_the_label_score_is_selectivity_not_the_share_of_the_top_20():
+    """A neuron whose 20 strongest tokens are all A4 but that stays quiet on almost every other A4: the top-20
+    share says "A4 (100 %)", its AUROC for A4 is near chance, so A4 is not its clear label."""
+    words, chunk, position, rng = synthetic_tokens()
+    traits = token_traits(words, chunk, position)
+    a4 = np.flatnonzero(np.array([w == "A4" for w in words]))
+    acts = rng.normal(0, 1, len(words))
+    acts[a4] = rng.normal(-0.3, 1, len(a4))  # A4 in general: a little below the rest
+    acts[a4[:20]] = 10 + rng.random(20)  # ... except 20 of them, the strongest of all
+    top20 = np.argsort(-acts)[:20]
+    assert all(words[i] == "A4" for i in top20)  # top-20 share: 100 %
+    scores = auroc(torch.tensor(acts[:, None], dtype=torch.float32), traits)
+    a4_score = float(scores[traits.names.index("on A4"), 0])
+    assert a4_score < 0.6
+    label = best_labels(scores, traits)[0]
+    assert not (label.trait == "on A4" and label.clear)
+
+
+def test_ties_at_zero_get_their_mean_rank():
+    words, chunk, position, _ = synthetic_tokens(n_chunks=10)
+    traits = token_traits(words, chunk, position)
+    acts = torch.zeros(len(words), 1)  # a dead neuron: every value tied
+    assert np.allclose(auroc(acts, traits)[:, 0], 0.5)
