@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from brain import corpus, evaluate
-from brain.encoder import vocabulary, word_note
+from brain.encoder import note_word, vocabulary, word_note
 from brain.models import MODELS_DIR, load_embedded, native_config
 from brain.neuron_stats import compute_stats
 
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--d-mlp", type=int, default=512)
     ap.add_argument("--act", default="gelu", choices=["gelu", "solu_ln", "relu"])
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--transpose", type=int, default=5,
+                    help="augment: each training window moved by a random shift in -N..N+1 semitones (0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--stats-only", action="store_true",
@@ -100,9 +102,13 @@ def main(argv: list[str] | None = None) -> dict:
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
     gen = torch.Generator().manual_seed(args.seed)
 
-    def batch_from(data: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    shifted = transposition_table(tok, args.transpose)  # [shifts, vocab]: token id → the same word moved
+
+    def batch_from(data: torch.Tensor, n: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(0, len(data) - args.ctx - 1, (n,), generator=gen)
         x = torch.stack([data[s:s + args.ctx + 1] for s in starts.tolist()])
+        if augment and shifted is not None:  # a tune in another key is still the same tune
+            x = torch.gather(shifted[torch.randint(0, len(shifted), (n,), generator=gen)], 1, x)
         return x[:, :-1], x[:, 1:]
 
     val_x, val_y = batch_from(val_stream, 64)
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     bar = tqdm(range(args.steps), desc="training", unit="step")
     for step in bar:
-        x, y = batch_from(stream, args.batch)
+        x, y = batch_from(stream, args.batch, augment=True)
         logits = net(x)  # (B, T, vocab)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -138,6 +144,25 @@ def main(argv: list[str] | None = None) -> dict:
                 "seconds": round(train_s, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
     return finish(args, model, tunes, split_ids, {**cfg, "parameters": sum(p.numel() for p in net.parameters())},
                   training, curve)
+
+
+def transposition_table(tok, n: int) -> torch.Tensor | None:
+    """[2n+2, vocab] token maps, one per shift in -n..n+1 semitones; a note moved out of the melodic range stays
+    where it is (rare: the corpus lives in C3..C6)."""
+    if n <= 0:
+        return None
+    from brain.logit_effect import MELODIC_RANGE
+
+    vocab = tok.get_vocab()
+    rows = []
+    for shift in range(-n, n + 2):
+        row = torch.arange(tok.get_vocab_size())
+        for word, i in vocab.items():
+            note = word_note(word)
+            if note is not None and MELODIC_RANGE[0] <= note + shift <= MELODIC_RANGE[1]:
+                row[i] = vocab[note_word(note + shift)]
+        rows.append(row)
+    return torch.stack(rows)
 
 
 def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curve: list[dict]) -> dict:

@@ -209,10 +209,13 @@ def test_the_piano_roll_gains_notes_while_the_demo_plays(jam_page):
 def test_a_slider_at_zero_silences_that_neuron_in_the_next_neurons(jam_page):
     page, _, _, _ = jam_page
     page.wait_for_selector("#neurons input[data-neuron]", timeout=10_000)
-    neuron = page.locator("#neurons input[data-neuron]").first.get_attribute("data-neuron")
-    seen_before = page.evaluate(f"stage.neurons.some(e => e.hits.some(h => h.id === '{neuron}' && h.act !== 0))")
     replies = page.evaluate("stage.steerReplies.length")
-    page.locator(f'#neurons input[data-neuron="{neuron}"]').fill("0")
+    # move the first slider to 0 as a hand would (input, then change on release), in one step: the list
+    # re-sorts itself twice a second, so a slider found in one call may be gone in the next
+    neuron = page.evaluate("""(() => { const el = document.querySelector('#neurons input[data-neuron]');
+        el.focus(); el.value = '0'; el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true})); return el.dataset.neuron; })()""")
+    seen_before = page.evaluate(f"stage.neurons.some(e => e.hits.some(h => h.id === '{neuron}' && h.act !== 0))")
     page.wait_for_function(f"stage.steerReplies.slice({replies}).some(r => r.applied && r.id === '{neuron}' "
                            f"&& r.factor === 0)", timeout=10_000)
     mark = page.evaluate("stage.neurons.length")
@@ -240,8 +243,8 @@ def test_the_treat_button_goes_through_the_rigs_dispenser_and_shows_its_answer(j
 def test_a_neuron_card_is_a_click_away(jam_page):
     page, _, _, _ = jam_page
     page.wait_for_selector("#neurons .id", timeout=10_000)
-    neuron = page.locator("#neurons .id").first.inner_text()
-    page.locator("#neurons .id").first.click()
+    neuron = page.evaluate("(() => { const el = document.querySelector('#neurons .id'); el.click(); "
+                           "return el.dataset.card; })()")
     page.wait_for_function(f"stage.card && stage.card.id === '{neuron}'", timeout=10_000)
     assert page.locator("#card").is_visible()
     body = page.locator("#card-body").inner_text().lower()
