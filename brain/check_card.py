@@ -3,7 +3,8 @@
     python -m brain.check_card
 
 Split counts (tunes, tokens, the deduplication's counts) must match exactly; top-1 accuracy within 0.05
-points, perplexity within 0.1 %, target counts exactly, for the model and all four baselines.
+points, perplexity within 0.1 %, target counts exactly, for the model, all four baselines and the ways of
+writing the pet's presses.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def check() -> tuple[dict, list[str]]:
     tunes = corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
     measured = evaluate.evaluate_all(model, tunes)
     card = model.card
-    return measured, compare({"data": card["data"], "window": card["window"], "test": card["test"]}, measured)
+    return measured, compare({k: card[k] for k in ("data", "window", "test", "pet_words")}, measured)
 
 
 def main() -> int:
@@ -49,6 +50,8 @@ def main() -> int:
     t = measured["test"]
     for name, s in t.items():
         print(f"{name:14s} top-1 {s['accuracy'] * 100:6.2f}%  perplexity {s['perplexity']:6.2f}  ({s['targets']:,} targets)")
+    for scheme, r in measured["pet_words"].items():
+        print(f"pet as {scheme!r:12s} tune notes: perplexity {r['perplexity']:5.2f}, top-1 {r['accuracy'] * 100:5.2f}%")
     d = measured["data"]["test"]["dedup"]
     print(f"test split: {d['kept']:,} of {d['test_tunes']:,} tunes kept ({d['exact_duplicates']} exact duplicates, "
           f"{d['transpositions']} transpositions, {d['repeated_within_test']} repeated within test left out)")

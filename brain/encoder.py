@@ -69,6 +69,7 @@ class NoteText:
         self.text = ""
         self.spans: list[EventSpan] = []
         self._notes_since_beat = 0
+        self._last_melody: str | None = None
 
     def _append(self, word: str, **info) -> EventSpan:
         start = len(self.text) + (1 if self.text else 0)
@@ -77,9 +78,16 @@ class NoteText:
         self.spans.append(span)
         return span
 
-    def add_note(self, note: int, source: str, event_id: int = -1, time: float = 0.0) -> EventSpan:
+    def add_note(self, note: int, source: str, event_id: int = -1, time: float = 0.0, drum: bool = False) -> EventSpan:
+        """A note-on. A drum hit (a pet's kick or snare pad, General MIDI channel 10) has no pitch the melody
+        corpus knows (its C2/D2 words were never trained on), so it is written as a repeat of the last melody
+        note (a rest before any): of the ways tried, the one that disturbs the model's reading of the tune least
+        (the card's "pet's words", recomputed by ``python -m brain.check_card``)."""
         self._notes_since_beat += 1
-        return self._append(note_word(note), kind="note", source=source, note=note, event_id=event_id, time=time)
+        word = (self._last_melody or REST) if drum else note_word(note)
+        if not drum:
+            self._last_melody = word
+        return self._append(word, kind="note", source=source, note=note, event_id=event_id, time=time)
 
     def add_beat(self, downbeat: bool, event_id: int = -1, time: float = 0.0) -> list[EventSpan]:
         """A beat passed: a rest word if it was silent, then a bar line on a downbeat."""

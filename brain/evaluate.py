@@ -149,7 +149,67 @@ def evaluate_all(model, tunes: list[dict]) -> dict:
                                   pieces(ids["validation"]), notes, model.bridge.cfg.d_vocab))
     data = {s: {"tunes": len(v), "tokens": sum(len(i) for i in v)} for s, v in ids.items()}
     data["test"] = {"tunes": len(test), "tokens": sum(len(tune_ids(tok, t["text"])) for t in test), "dedup": dedup}
-    return {"data": data, "test": scores, "window": model.n_ctx}
+    return {"data": data, "test": scores, "window": model.n_ctx, "pet_words": pet_words(model, tunes)}
+
+
+PET_SCHEMES = ("as played", "rest", "repeat", "left out")
+
+
+def with_pet(text: str, scheme: str, rate: float = 0.25, seed: int = 0, drums: tuple[int, ...] = (36, 38)) -> \
+        tuple[list[str], list[bool]]:
+    """The tune's words with a pet's drum presses after about ``rate`` of its notes, written as ``scheme`` says;
+    and which words are the tune's own (only those are scored)."""
+    import random
+
+    from brain.encoder import REST, note_word, word_note
+
+    rng = random.Random(seed)
+    words, own, last = [], [], None
+    for w in text.split():
+        words.append(w)
+        own.append(True)
+        if word_note(w) is not None:
+            last = w
+            if rng.random() < rate and scheme != "left out":
+                words.append({"as played": note_word(rng.choice(drums)), "rest": REST,
+                              "repeat": last}[scheme])
+                own.append(False)
+    return words, own
+
+
+PET_TUNES = 300
+
+
+def pet_words(model, tunes: list[dict]) -> dict:
+    """Each way of writing the pet's drum presses, scored on the first ``PET_TUNES`` deduplicated test tunes."""
+    texts = [t["text"] for t in dedup_test(tunes)[0][:PET_TUNES]]
+    return {scheme: pet_mix_perplexity(model, texts, scheme) for scheme in PET_SCHEMES}
+
+
+@torch.inference_mode()
+def pet_mix_perplexity(model, texts: list[str], scheme: str) -> dict:
+    """Perplexity and top-1 on the tune's own next notes when a pet plays along, its presses written as ``scheme``:
+    how much each way of writing the pet disturbs the model's reading of the tune."""
+    tok, notes = model.tokenizer, note_id_set(model)
+    vocab = tok.vocab()
+    nll, correct, total = 0.0, 0, 0
+    note_index = torch.tensor(sorted(notes))
+    for k, text in enumerate(texts):
+        words, own = with_pet(text, scheme, seed=k)
+        ids = [vocab.get(w, vocab.get("<unk>", 0)) for w in words]
+        step = model.n_ctx - 1
+        for i in range(0, len(ids), step):
+            piece, mine = ids[i:i + step], own[i:i + step]
+            if len(piece) < 2:
+                continue
+            logits = model.bridge.original_model(torch.tensor([[tok.bos_id, *piece]], device=model.device))[0].float()
+            for j in range(len(piece)):  # logits[j] predicts piece[j] (position 0 is BOS)
+                if mine[j] and piece[j] in notes and j > 0:
+                    lp = torch.log_softmax(logits[j], -1)
+                    nll -= float(lp[piece[j]])
+                    correct += int(note_index[int(logits[j][note_index].argmax())] == piece[j])
+                    total += 1
+    return {"perplexity": math.exp(nll / max(1, total)), "accuracy": correct / max(1, total), "targets": total}
 
 
 def note_id_set(model) -> set[int]:

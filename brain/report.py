@@ -225,7 +225,7 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
 <p class="muted">Each row is a neuron (activation ÷ its 1−1e-5 quantile over the calibration corpus); each column an
 event of the note text the model read, read exactly as the live brain read it (the same windows; without any live
 steering).</p><img alt="neuron heatmap" src="{heatmap(per_event[:, top].T, ids, labels, words)}"></section>
-<section id="neuron-cards"><h2>Neurons</h2><div class="cards">{''.join(cards)}</div></section>
+<section id="neuron-cards"><h2>Neurons</h2>{_model_line(model, stats)}<div class="cards">{''.join(cards)}</div></section>
 {score_html}
 <section id="pet-stats"><h2>The pet</h2><div class="stats"><img alt="on-beat rate" src="{pet_png}">
 <table class="kv"><tr><td>pad presses</td><td>{pet['presses']}</td></tr>
@@ -255,6 +255,21 @@ def score_section(session) -> str:
             f'session (`neurojam score`); keys heard: {html.escape(", ".join(score.keys) or "–")}.</p>'
             f'<table class="kv"><tr><th>figure</th><th>the brain</th><th>baseline</th><th>target</th></tr>{rows}'
             f'</table>{notes}</section>')
+
+
+def _model_line(model, stats) -> str:
+    """What the model and its labels are worth, from its card: beside the baselines, on held-out tunes."""
+    test = (model.card or {}).get("test", {})
+    parts = []
+    if "model" in test and "copy + 5-gram" in test:
+        parts.append(f"{html.escape(model.name)} predicts the next note of held-out tunes {test['model']['accuracy']:.1%} "
+                     f"top-1 (copy + 5-gram {test['copy + 5-gram']['accuracy']:.1%}, 5-gram "
+                     f"{test['5-gram']['accuracy']:.1%}, bigram {test['bigram']['accuracy']:.1%}).")
+    if stats is not None and stats.scores:
+        clear = sum(s["clear"] for s in stats.scores.values())
+        parts.append(f"Labels: the trait of the current token each neuron tells apart best, with its AUROC over the "
+                     f"validation tunes; {clear} of {len(stats.scores)} neurons have a clear one (AUROC ≥ 0.75).")
+    return f'<p class="muted">{" ".join(parts)}</p>' if parts else ""
 
 
 def _hidden_tokens(model) -> list[int]:

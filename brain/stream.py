@@ -27,6 +27,7 @@ import torch
 
 from brain.encoder import EventSpan, NoteText, align_tokens
 from brain.models import LoadedModel
+from brain.rig_view import PERCUSSION_CHANNEL
 from brain.neuron_stats import NeuronStats
 
 
@@ -41,6 +42,8 @@ class StreamEvent:
     downbeat: bool = False
     seq: int = -1
     node: str = ""
+    drum: bool = False
+    """A percussion sound (General MIDI channel 10): written into the text as the encoder says."""
 
 
 def stream_event(msg) -> StreamEvent | None:
@@ -50,7 +53,8 @@ def stream_event(msg) -> StreamEvent | None:
     if isinstance(msg, Beat):
         return StreamEvent("beat", msg.time, downbeat=msg.beat == 0, seq=msg.seq, node=msg.node)
     if isinstance(msg, Note) and msg.on and msg.source in ("pet", "human"):
-        return StreamEvent("note", msg.t, source=msg.source, note=msg.note, seq=msg.seq, node=msg.node)
+        return StreamEvent("note", msg.t, source=msg.source, note=msg.note, seq=msg.seq, node=msg.node,
+                           drum=msg.channel == PERCUSSION_CHANNEL)
     return None
 
 
@@ -82,7 +86,7 @@ def text_of(events: list[StreamEvent]) -> NoteText:
     text = NoteText()
     for e in events:
         if e.kind == "note":
-            text.add_note(e.note, e.source, e.seq, e.time)
+            text.add_note(e.note, e.source, e.seq, e.time, drum=e.drum)
         else:
             text.add_beat(e.downbeat, e.seq, e.time)
     return text
@@ -105,7 +109,7 @@ def live_window(events: list[StreamEvent], upto: int, context_tokens: int) -> No
         if window_full(text, context_tokens):
             cut_window(text, context_tokens)
         if e.kind == "note":
-            text.add_note(e.note, e.source, e.seq, e.time)
+            text.add_note(e.note, e.source, e.seq, e.time, drum=e.drum)
         else:
             text.add_beat(e.downbeat, e.seq, e.time)
     return text
@@ -212,7 +216,7 @@ class NeuronStream:
     # -- text ------------------------------------------------------------------------------
     def _append(self, event: StreamEvent) -> list[EventSpan]:
         if event.kind == "note":
-            return [self.text.add_note(event.note, event.source, event.seq, event.time)]
+            return [self.text.add_note(event.note, event.source, event.seq, event.time, drum=event.drum)]
         return self.text.add_beat(event.downbeat, event.seq, event.time)  # same rule as text_of
 
     # -- stepping ------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--d-mlp", type=int, default=512)
     ap.add_argument("--act", default="gelu", choices=["gelu", "solu_ln", "relu"])
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--transpose", type=int, default=5,
+    ap.add_argument("--transpose", type=int, default=0,
                     help="augment: each training window moved by a random shift in -N..N+1 semitones (0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
@@ -177,6 +177,7 @@ def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curv
         "model": model_info,
         "training": training,
         "test": numbers["test"],
+        "pet_words": numbers["pet_words"],
         "vocabulary": {"train_counts": {w: c for w, c in sorted(words.items()) if word_note(w) is not None}},
         "curve": curve,
     }
@@ -270,6 +271,18 @@ one), else backs off to the interpolated 5-gram.
 {rows}
 
 Recompute every number here from the shipped weights: `python -m brain.check_card` (fails on a mismatch).
+
+## The pet's words
+A pet's kick and snare pads have no pitch the tunes know (their own words, C2 and D2, never occur in training).
+Scored on the tune's own next notes with a pet pressing after about a quarter of them (the first {evaluate.PET_TUNES} deduplicated test tunes):
+
+| pet presses written as | perplexity | top-1 |
+| --- | --- | --- |
+""" + "\n".join(f"| {scheme} | {r['perplexity']:.2f} | {r['accuracy'] * 100:.2f}% |" for scheme, r in card["pet_words"].items())
+                    + f"""
+
+The brain writes them as a repeat of the last melody note (`brain/encoder.py`): every word it reads was trained,
+and of the ways that keep the pet in the text it disturbs the tune least.
 
 ## Neurons
 Quantiles over {nn['calibration_tokens']:,} calibration tokens (the validation tunes, then transpositions of them;

@@ -129,3 +129,23 @@ def test_ties_at_zero_get_their_mean_rank():
     traits = token_traits(words, chunk, position)
     acts = torch.zeros(len(words), 1)  # a dead neuron: every value tied
     assert np.allclose(auroc(acts, traits)[:, 0], 0.5)
+
+
+def test_every_word_the_brain_reads_was_trained_pet_drums_included(tmp_path):
+    from brain.encoder import NoteText
+    from brain.models import load_model
+    from brain.stream import session_text
+    from recording.log import read_session as read_log
+
+    t = NoteText()
+    t.add_note(36, "pet", drum=True)  # before any melody: a rest
+    t.add_note(67, "human")
+    t.add_note(38, "pet", drum=True)  # the pet echoes the last melody note
+    t.add_note(60, "pet")  # a pitched pad is a note like any other
+    assert t.text.split() == ["r", "G4", "G4", "C4"]
+    model = load_model("notes-default", "cpu")
+    counts = model.card["vocabulary"]["train_counts"]
+    words = session_text(read_log(synthetic_session(tmp_path / "s", bars=8))).text.split()
+    notes = [w for w in words if w not in ("|", "r")]
+    assert notes and all(counts.get(w, 0) >= 50 for w in notes), [w for w in notes if counts.get(w, 0) < 50]
+    assert "C2" not in words  # the kick pad (MIDI 36) of the synthetic pet

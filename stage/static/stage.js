@@ -54,7 +54,7 @@ function receive(e) {
     case "link": return setLink(e.alive, e.message);
     case "status": return onStatus(e);
     case "card": return showCard(e);
-    case "steer_reply": stage.steerReplies.push(e); if (!e.applied) flash(e.reason); return;
+    case "steer_reply": stage.steerReplies.push(e); trim(stage.steerReplies, 100); if (!e.applied) flash(e.reason); return;
   }
   if (e.rig && !stage.rigs.has(e.rig)) addRig(e.rig);
   if (e.rig !== stage.rig) return;
@@ -96,6 +96,10 @@ function onNeurons(e) {
     if (!info) stage.neuronInfo.set(h.id, info = { label: h.label, heat: new Map(), lastNorm: 0, lastSeen: 0 });
     info.lastNorm = h.norm; info.lastSeen = t; info.label = h.label || info.label;
     info.heat.set(beat, Math.max(info.heat.get(beat) || 0, h.norm));
+    for (const b of info.heat.keys()) if (b < beat - HEAT_BEATS) info.heat.delete(b);  // a long jam stays small
+  }
+  if (stage.neuronInfo.size > 64) {  // forget neurons not heard for a minute
+    for (const [id, i] of stage.neuronInfo) if (t - i.lastSeen > 60) stage.neuronInfo.delete(id);
   }
   if (e.event_t != null && stage.live) stage.unpainted.push(["neurons", e.event_t]);
 }
