@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
+import msgspec
+
 from brain.config import BrainConfig
 from brain.models import LoadedModel, load_model
 from brain.neuron_stats import NeuronStats, promoted_notes
@@ -216,9 +218,8 @@ class BrainNode:
             log.warning("refused a %s for rig %r: no such rig is playing (rigs: %s)", msg.__struct_config__.tag,
                         msg.rig, ", ".join(self.rigs) or "none yet")
             return
-        for rig in targets:
-            copy = type(msg)(**{f: getattr(msg, f) for f in msg.__struct_fields__ if f not in ("node", "seq", "t", "v")})
-            self.send_rig(copy, rig)
+        for rig in targets:  # sent as the brain's own message: stamped with its node, seq and clock
+            self.send_rig(msgspec.structs.replace(msg), rig)
 
     def steer(self, msg: Steer) -> None:
         try:
