@@ -132,7 +132,7 @@ function renderNeurons(force) {
     const row = document.createElement("div");
     row.className = "neuron" + (id in steer ? " steered" : "");
     row.innerHTML = `<span class="id" data-card="${id}">${id}</span>
-      <span><div class="label" title="${esc(info.label)}">${esc(info.label) || "–"}</div>
+      <span><div class="label" title="${esc(info.label)}">${esc(shortLabel(info.label)) || "–"}</div>
       <div class="meter" data-meter="${id}" style="width:${Math.min(100, 70 * info.lastNorm)}%"></div></span>
       <input type="range" min="0" max="3" step="0.1" value="${factor}" data-neuron="${id}" aria-label="steer ${id}">
       <span class="factor">${Number(factor).toFixed(1)}×</span>`;
@@ -161,6 +161,12 @@ document.getElementById("slower").onclick = () => tempo(-4);
 document.getElementById("faster").onclick = () => tempo(4);
 
 // -- panels -------------------------------------------------------------------------------------------------
+function shortLabel(label) {  // the full label is the tooltip; the row keeps what fits
+  return String(label ?? "").replace(/^no clear trait \(best: (.*?), AUROC ([\d.]+)\)/, "unclear: $1? ($2)")
+    .replace(/^position neuron: position < \d+ \(start of the window\)/, "position: start of window")
+    .replace(/^position neuron: position ≥ \d+ \(late in the window\)/, "position: late in window")
+    .replace(/, AUROC ([\d.]+)/, " ($1)");
+}
 function esc(s) { return String(s ?? "").replace(/[&<>"]/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
 function renderTreats() {
   const ol = document.getElementById("treats");
