@@ -20,7 +20,6 @@ import hashlib
 import math
 from collections import Counter
 
-import numpy as np
 import torch
 
 
@@ -68,37 +67,6 @@ def model_scores(model, texts: list[str], note_ids: set[int], batch: int = 32) -
             nll += float(torch.nn.functional.cross_entropy(lg, tg, reduction="sum"))
             total += int(keep.sum())
     return {"accuracy": correct / max(1, total), "perplexity": math.exp(nll / max(1, total)), "targets": total}
-
-
-def fit_ngrams(train_ids: list[list[int]], vocab_size: int, k: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Unigram and bigram log-probabilities (add-k smoothed)."""
-    uni = np.full(vocab_size, k)
-    bi = np.full((vocab_size, vocab_size), k)
-    for ids in train_ids:
-        for a, b in zip(ids, ids[1:]):
-            uni[b] += 1
-            bi[a, b] += 1
-    return np.log(uni / uni.sum()), np.log(bi / bi.sum(1, keepdims=True))
-
-
-def ngram_scores(texts_ids: list[list[int]], uni: np.ndarray, bi: np.ndarray, note_ids: set[int], n_ctx: int,
-                 bos: int) -> dict:
-    out = {}
-    notes = np.array(sorted(note_ids))
-    for name, table in (("unigram", None), ("bigram", bi)):
-        correct = total = 0
-        nll = 0.0
-        for ids in texts_ids:
-            for piece in chunks(ids, n_ctx, bos):
-                for a, b in zip(piece, piece[1:]):
-                    if b not in note_ids:
-                        continue
-                    row = uni if table is None else table[a]
-                    correct += int(notes[row[notes].argmax()] == b)
-                    nll -= row[b]
-                    total += 1
-        out[name] = {"accuracy": correct / max(1, total), "perplexity": math.exp(nll / max(1, total)), "targets": total}
-    return out
 
 
 def fingerprint(text: str) -> str:
@@ -214,11 +182,6 @@ def pet_mix_perplexity(model, texts: list[str], scheme: str) -> dict:
 
 def note_id_set(model) -> set[int]:
     return set(model.note_token_ids())
-
-
-def evaluate_split(model, tunes: list[dict], split: str, limit: int | None = None) -> dict:
-    texts = [t["text"] for t in tunes if t["split"] == split][:limit]
-    return model_scores(model, texts, note_id_set(model))
 
 
 def counts_by(tunes: list[dict]) -> Counter:

@@ -20,7 +20,7 @@ import torch
 
 from brain.activations import Capture, capture_activations
 from brain.encoder import note_word, word_note
-from brain.logit_effect import MELODIC_RANGE, direct_logit_effect, promoted_notes  # noqa: F401  (re-exported)
+from brain.logit_effect import MELODIC_RANGE, promoted_notes
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999, 1 - 1e-5)
 MIN_TOKENS = 1_000_000

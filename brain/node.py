@@ -22,7 +22,8 @@ import msgspec
 
 from brain.config import BrainConfig
 from brain.models import LoadedModel, load_model
-from brain.neuron_stats import NeuronStats, promoted_notes
+from brain.logit_effect import promoted_notes
+from brain.neuron_stats import NeuronStats
 from brain.reward_rule import BrainRewardRule
 from brain.rig_view import RigView
 from brain.stage_feed import StageFeed

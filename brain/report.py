@@ -148,7 +148,7 @@ table.kv td { padding: 2px 12px 2px 0; } .up { color: #1a7f37; } .down { color: 
 def build_report(session: str | Path, out: str | Path | None = None, model_name: str | None = None,
                  progress: bool = True, stats_dir: str | None = None) -> Path:
     from brain.models import load_model
-    from brain.neuron_stats import direct_logit_effect
+    from brain.logit_effect import direct_logit_effect
     from brain.node import load_stats
     from brain.stream import read_session, session_events
 
