@@ -11,7 +11,8 @@ setup:
 demo: setup
 	$(PY) -m neurojam.cli demo --seconds $(JAM_SECONDS)
 
-test: setup
+test:
+	@NEUROJAM_WITH_CHROMIUM=1 ./scripts/setup.sh  # the stage's tests drive a real headless Chromium
 	$(PY) -m pytest -q
 
 bench: setup
