@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+from core.units import PITCH_CLASSES, note_name
+
 BAR = "|"
 REST = "r"
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>")
@@ -22,9 +23,7 @@ SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>")
 
 def note_word(note: int) -> str:
     """MIDI number → word; 60 → 'C4'."""
-    if not 0 <= note <= 127:
-        raise ValueError(f"MIDI note must be in range 0..127, got {note}")
-    return f"{PITCH_CLASSES[note % 12]}{note // 12 - 1}"
+    return note_name(note)
 
 
 def word_note(word: str) -> int | None:

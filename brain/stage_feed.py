@@ -30,6 +30,7 @@ from bridge.messages import (
     RigHealth,
     encode,
 )
+from core.errors import ModelError
 
 if TYPE_CHECKING:
     from brain.node import BrainNode
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 SESSION_EXAMPLES = 5
 CONTEXT_WORDS = 8
-PROMOTED_SHOWN = 5
 UNWATCHED = (Hello, Heartbeat, Ping, Pong)
 
 
@@ -111,7 +111,7 @@ class StageFeed:
         node = self.node
         try:
             node.model.check_neuron(req.layer, req.neuron)
-        except Exception as exc:  # ModelError: out of range
+        except ModelError as exc:  # out of range
             node.link.send(NeuronCard(layer=req.layer, neuron=req.neuron, error=str(exc)), to=req.node, record=False)
             return
         nid = f"{req.layer}.{req.neuron}"
@@ -121,7 +121,7 @@ class StageFeed:
         session = [CardExample(words=words, acts=[0.0] * (len(words) - 1) + [round(act, 3)])
                    for act, _, words in sorted(self._examples.get(nid, []), reverse=True)]
         node.link.send(NeuronCard(layer=req.layer, neuron=req.neuron, label=node.labels.get(nid, ""),
-                                  corpus=_unique(corpus)[:5], session=session, promotes=self._promotes(req)),
+                                  corpus=corpus, session=session, promotes=self._promotes(req)),
                        to=req.node, record=False)
 
     def _promotes(self, req: CardRequest) -> list[str]:
@@ -129,12 +129,3 @@ class StageFeed:
         from brain.logit_effect import top_promoted
 
         return [f"{note_word(n)} {effect:+.2f}" for n, effect in top_promoted(self.node.model, req.layer, req.neuron)]
-
-def _unique(examples: list[CardExample]) -> list[CardExample]:
-    seen, out = set(), []
-    for e in examples:
-        key = tuple(e.words)
-        if key not in seen:
-            seen.add(key)
-            out.append(e)
-    return out

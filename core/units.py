@@ -20,3 +20,12 @@ Level = Annotated[int, msgspec.Meta(ge=1, le=MAX_LEVELS)]
 """A training level, counted from 1."""
 SteerFactor = Annotated[float, msgspec.Meta(ge=-10, le=10)]
 """How much a neuron is multiplied by when steered (0 silences it, 2 doubles it)."""
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def note_name(note: int) -> str:
+    """MIDI number → scientific pitch name; 60 → 'C4' (also the brain's note words)."""
+    if not 0 <= note <= 127:
+        raise ValueError(f"MIDI note must be in range 0..127, got {note}")
+    return f"{PITCH_CLASSES[note % 12]}{note // 12 - 1}"

@@ -31,13 +31,7 @@ from bridge.messages import (
     TreatResult,
     decode,
 )
-
-NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-
-def note_name(note: int) -> str:
-    return f"{NAMES[note % 12]}{note // 12 - 1}"
-
+from core.units import note_name
 
 class RigPicture:
     """What the stage knows of one rig: its grid, its recent events (for a page that opens late)."""

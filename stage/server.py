@@ -159,7 +159,7 @@ class StageServer:
         if control == "steer":
             if body.get("clear"):
                 return Steer(clear=True, rig=rig)
-            layer, neuron = (int(x) for x in str(body["neuron"]).split("."))
+            layer, neuron = _neuron(body)
             factor = float(body["factor"])
             if not 0 <= factor <= 3:
                 raise ValueError("the stage steers between 0× and 3×")
@@ -169,7 +169,7 @@ class StageServer:
         if control == "tempo":
             return Tempo(bpm=float(body["bpm"]), rig=rig)
         if control == "card":
-            layer, neuron = (int(x) for x in str(body["neuron"]).split("."))
+            layer, neuron = _neuron(body)
             return CardRequest(layer=layer, neuron=neuron, rig=rig)
         raise KeyError(f"no control called {control!r} (steer, treat, tempo, card)")
 
@@ -197,6 +197,12 @@ class StageServer:
         finally:
             self.watcher.stop()
             await runner.cleanup()
+
+
+def _neuron(body: dict) -> tuple[int, int]:
+    """'L.N' → (layer, neuron); ValueError (a 400) for anything else."""
+    layer, neuron = (int(x) for x in str(body["neuron"]).split("."))
+    return layer, neuron
 
 
 def _lan_address() -> str:
