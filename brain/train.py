@@ -1,13 +1,15 @@
 """Train the embedded note model, top to bottom, in one sitting.
 
-    python -m brain.train                      # the shipped model (CPU, a few minutes)
+    python -m brain.train                      # the shipped model (CPU, about half an hour)
     python -m brain.train --steps 200 --out /tmp/m   # a quick look
+    python -m brain.train --layers 2 --score-only --out /tmp/m   # try a setting: test score only, no card
 
 1. read the tunes (music21's public-domain corpus as note text, `brain/corpus.py`)
 2. build a word-level tokenizer over every word the encoder can emit
 3. boot a TL-native transformer (`TransformerBridge.boot_native`) and train it
-   on random windows of the training tunes (AdamW, warmup + cosine decay)
-4. score it on the held-out test tunes against unigram and bigram baselines
+   on rows shaped like the windows it is read at: <bos>, then a tune from its start or from a later note, then
+   the next tunes (AdamW, warmup + cosine decay)
+4. score it on the deduplicated test tunes beside four baselines (unigram, bigram, 5-gram, copy + 5-gram)
 5. compute neuron statistics (quantiles, labels, top examples) on validation
 6. write weights (safetensors), config, tokenizer, stats, a curve and a card
 Seeded: the same command gives the same weights on the same machine.
@@ -16,6 +18,7 @@ Seeded: the same command gives the same weights on the same machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -59,10 +62,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--d-mlp", type=int, default=512)
     ap.add_argument("--act", default="gelu", choices=["gelu", "solu_ln", "relu"])
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--windows", default="packed", choices=["packed", "tune", "stream"],
+                    help="packed: each row opens as the brain and the evaluation read (<bos> + a tune from its start or "
+                         "a later note) and the next tunes fill it; tune: the same opening, padded; stream: random "
+                         "windows of all tunes run together (the first model's way)")
     ap.add_argument("--transpose", type=int, default=0,
                     help="augment: each training window moved by a random shift in -N..N+1 semitones (0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--score-only", action="store_true",
+                    help="train, save and score on the test split only (no neuron statistics, no card): to try settings")
     ap.add_argument("--stats-only", action="store_true",
                     help="keep the trained weights; redo evaluation, neuron statistics and the card")
     args = ap.parse_args(argv)
@@ -111,14 +120,40 @@ def main(argv: list[str] | None = None) -> dict:
             x = torch.gather(shifted[torch.randint(0, len(shifted), (n,), generator=gen)], 1, x)
         return x[:, :-1], x[:, 1:]
 
-    val_x, val_y = batch_from(val_stream, 64)
+    def tune_batch(tunes_ids: list[list[int]], n: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = piece_batch(tunes_ids, n, args.ctx, bos, gen)
+        if augment and shifted is not None:
+            moves = shifted[torch.randint(0, len(shifted), (n,), generator=gen)]
+            x = torch.gather(moves, 1, x)
+            y = torch.where(y == IGNORE, y, torch.gather(moves, 1, y.clamp(min=0)))
+        return x, y
+
+    if args.windows == "packed":
+        tune_starts = torch.tensor([0, *itertools.accumulate(len(t) for t in split_ids["train"])][:-1])
+        tune_lens = torch.tensor([len(t) for t in split_ids["train"]])
+        val_x, val_y = tune_batch(split_ids["validation"], 256)
+
+        def next_batch():
+            return packed_batch(stream, tune_starts, tune_lens, args.batch, args.ctx, bos, gen)
+    elif args.windows == "tune":
+        train_tunes, val_tunes = split_ids["train"], split_ids["validation"]
+        val_x, val_y = tune_batch(val_tunes, 256)
+
+        def next_batch():
+            return tune_batch(train_tunes, args.batch, augment=True)
+    else:
+        val_x, val_y = batch_from(val_stream, 64)
+
+        def next_batch():
+            return batch_from(stream, args.batch, augment=True)
+
     curve = []
     t0 = time.time()
     bar = tqdm(range(args.steps), desc="training", unit="step")
     for step in bar:
-        x, y = batch_from(stream, args.batch, augment=True)
+        x, y = next_batch()
         logits = net(x)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -127,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
         if step % 100 == 0 or step == args.steps - 1:
             net.eval()
             with torch.no_grad():
-                vl = F.cross_entropy(net(val_x).reshape(-1, logits.shape[-1]), val_y.reshape(-1)).item()
+                vl = F.cross_entropy(net(val_x).reshape(-1, logits.shape[-1]), val_y.reshape(-1),
+                                     ignore_index=IGNORE).item()
             net.train()
             curve.append({"step": step, "train_loss": round(loss.item(), 4), "val_loss": round(vl, 4)})
             bar.set_postfix(train=f"{loss.item():.3f}", val=f"{vl:.3f}")
@@ -140,10 +176,52 @@ def main(argv: list[str] | None = None) -> dict:
     save_file({k: v.contiguous() for k, v in bridge.state_dict().items()}, str(args.out / "model.safetensors"))
     (args.out / "config.json").write_text(json.dumps(cfg, indent=1))
     model = load_embedded(args.out, "cpu", torch.float32)
-    training = {**{k: v for k, v in vars(args).items() if k not in ("out", "corpus", "stats_only")},
+    training = {**{k: v for k, v in vars(args).items() if k not in ("out", "corpus", "stats_only", "score_only")},
                 "seconds": round(train_s, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if args.score_only:
+        test = [t["text"] for t in evaluate.dedup_test(tunes)[0]]
+        scores = evaluate.model_scores(model, test, evaluate.note_id_set(model))
+        print(json.dumps({"test": scores, "training": training, "val_loss": curve[-1]["val_loss"]}))
+        return scores
     return finish(args, model, tunes, split_ids, {**cfg, "parameters": sum(p.numel() for p in net.parameters())},
                   training, curve)
+
+
+IGNORE = -100
+"""Target id for padding: no loss there."""
+
+
+def piece_batch(tunes_ids: list[list[int]], n: int, ctx: int, bos: int, gen: torch.Generator) \
+        -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` rows of <bos> + a piece of one tune, the shape of every window the model is read at: a tune's opening
+    (live until the first cut, and the evaluation's first chunk), or <bos> + a later stretch (live after a cut, the
+    evaluation's later chunks). Half the rows start at the tune's beginning. Right-padded; padding has no loss."""
+    x = torch.zeros(n, ctx, dtype=torch.long)
+    y = torch.full((n, ctx), IGNORE, dtype=torch.long)
+    picks = torch.randint(0, len(tunes_ids), (n,), generator=gen).tolist()
+    coins = torch.rand(n, generator=gen).tolist()
+    offsets = torch.rand(n, generator=gen).tolist()
+    for row, (k, coin, u) in enumerate(zip(picks, coins, offsets)):
+        body = tunes_ids[k][1:]  # each tune's ids start with <bos>
+        start = 0 if coin < 0.5 or len(body) < 3 else int(u * (len(body) - 2))
+        piece = [bos, *body[start:start + ctx]]
+        t = len(piece) - 1
+        x[row, :t] = torch.tensor(piece[:-1])
+        y[row, :t] = torch.tensor(piece[1:])
+    return x, y
+
+
+def packed_batch(stream: torch.Tensor, tune_starts: torch.Tensor, tune_lens: torch.Tensor, n: int, ctx: int, bos: int,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows that start like :func:`piece_batch` (<bos> + a tune from its beginning, or from a later note) and go on
+    into the next tunes of the stream, each after its own <bos>: no padding."""
+    picks = torch.randint(0, len(tune_starts), (n,), generator=gen)
+    later = torch.rand(n, generator=gen) >= 0.5
+    offset = (torch.rand(n, generator=gen) * (tune_lens[picks] - 2).clamp(min=1)).long() * later
+    first = (tune_starts[picks] + 1 + offset).clamp(max=len(stream) - ctx)
+    rows = torch.stack([stream[f:f + ctx] for f in first.tolist()])
+    rows = torch.cat([torch.full((n, 1), bos), rows], dim=1)
+    return rows[:, :-1], rows[:, 1:]
 
 
 def transposition_table(tok, n: int) -> torch.Tensor | None:

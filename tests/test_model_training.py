@@ -1,0 +1,58 @@
+"""The training rows have the shape of every window the model is read at: <bos> first, then one tune's words."""
+
+import itertools
+
+import torch
+
+from brain.train import IGNORE, packed_batch, piece_batch
+
+BOS = 0
+
+
+def tunes(n: int = 40, seed: int = 3) -> list[list[int]]:
+    """Tunes with words no other tune has, so each row can be traced back to the tune it came from."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for k in range(n):
+        length = int(torch.randint(3, 300, (1,), generator=g))
+        out.append([BOS, *(1000 * (k + 1) + i for i in range(length))])
+    return out
+
+
+def owner(word: int) -> int:
+    return word // 1000 - 1
+
+
+def test_piece_rows_are_bos_then_one_contiguous_stretch_of_one_tune_and_padding_has_no_loss():
+    ts = tunes()
+    x, y = piece_batch(ts, 400, 128, BOS, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (400, 128)
+    from_start = 0
+    for row_x, row_y in zip(x.tolist(), y.tolist()):
+        assert row_x[0] == BOS
+        n = sum(t != IGNORE for t in row_y)
+        assert all(t == IGNORE for t in row_y[n:]) and all(t == 0 for t in row_x[n:])  # right-padded
+        assert row_x[1:n] == row_y[:n - 1]  # targets are the next words
+        words = row_y[:n]
+        k = owner(words[0])
+        assert {owner(w) for w in words} == {k}
+        tune = ts[k]
+        start = tune.index(words[0])
+        assert words == tune[start:start + n]  # contiguous, in order
+        from_start += start == 1
+    assert 150 < from_start < 280  # about half the rows open a tune, as the evaluation's first windows do
+
+
+def test_packed_rows_open_like_pieces_then_run_on_into_the_next_tunes_without_padding():
+    ts = tunes()
+    stream = torch.tensor([w for t in ts for w in t])
+    starts = torch.tensor([0, *itertools.accumulate(len(t) for t in ts)][:-1])
+    lens = torch.tensor([len(t) for t in ts])
+    x, y = packed_batch(stream, starts, lens, 300, 128, BOS, torch.Generator().manual_seed(1))
+    assert x.shape == y.shape == (300, 128) and (y != IGNORE).all()
+    flat = stream.tolist()
+    for row_x, row_y in zip(x.tolist(), y.tolist()):
+        assert row_x[0] == BOS and row_x[1] != BOS
+        assert row_x[1:] == row_y[:-1]
+        at = flat.index(row_y[0])
+        assert row_y == flat[at:at + 128]  # one stretch of the stream, each later tune after its own <bos>
