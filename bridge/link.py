@@ -129,7 +129,7 @@ class Link:
         self.tap = tap
         self.stats = LinkStats()
         self.offset = ClockOffsetEstimator()
-        """The peer's clock (a rig's or tool's view of the brain); on the brain, see ``peer_offsets``."""
+        """The brain's clock, on a rig, stage or tool. The brain has no single peer: see ``peer_offsets``."""
         self.peer_offsets: dict[str, ClockOffsetEstimator] = {}
         """On the brain: each peer's clock, from its pongs."""
         self.peer_gaps: Counter = Counter()
@@ -315,9 +315,10 @@ class Link:
         if isinstance(msg, Ping):
             self.send(Pong(ping_seq=msg.seq, ping_t=msg.t), to=msg.node if self.server else None)
         elif isinstance(msg, Pong):
-            self.offset.add(msg.ping_t, msg.t, now)
-            if self.server:
+            if self.server:  # one estimate per peer: several rigs' clocks averaged together mean nothing
                 self.peer_offsets.setdefault(msg.node, ClockOffsetEstimator()).add(msg.ping_t, msg.t, now)
+            else:
+                self.offset.add(msg.ping_t, msg.t, now)
         elif isinstance(msg, Refused):
             self.refused = msg.reason
             log.error("the brain refused this %s: %s", self.role, msg.reason)
@@ -350,6 +351,10 @@ class Link:
         if self.offset.ready:
             d["clock_offset_s"] = round(self.offset.offset, 6)
             d["rtt_ms"] = round(self.offset.rtt * 1000, 3)
+        peers = {node: {"clock_offset_s": round(o.offset, 6), "rtt_ms": round(o.rtt * 1000, 3)}
+                 for node, o in self.peer_offsets.items() if o.ready}
+        if peers:
+            d["peers"] = peers
         return d
 
     def _log_once(self, reason: str, text: str, every_s: float = 60.0) -> None:

@@ -79,12 +79,14 @@ def wait_for(link, predicate, timeout=10.0):
 
 
 def wait_offset(link, timeout=10.0):
-    """Ping until the brain side knows the rig's clock offset."""
+    """Ping until the brain side knows the (one) rig's clock offset; return that estimate."""
     deadline = time.monotonic() + timeout
-    while not link.offset.ready and time.monotonic() < deadline:
+    while not any(o.ready for o in link.peer_offsets.values()) and time.monotonic() < deadline:
         link.tick()
         link.receive(timeout_ms=20)
-    assert link.offset.ready, "no pong from the rig"
+    ready = [o for o in link.peer_offsets.values() if o.ready]
+    assert ready, "no pong from the rig"
+    return ready[0]
 
 
 def test_keyboard_note_reaches_brain_and_accomp_plays_on_time(jack_server, tmp_path, ports):
@@ -98,9 +100,9 @@ def test_keyboard_note_reaches_brain_and_accomp_plays_on_time(jack_server, tmp_p
         assert (note.note, note.velocity, note.on) == (67, 90, True)
 
         # Accompaniment addressed to rig time comes out of the rig's output port at that time.
-        wait_offset(link)
+        rig_clock = wait_offset(link)
         rig.midi()
-        rig_now = link.offset.to_peer(time.monotonic())
+        rig_now = rig_clock.to_peer(time.monotonic())
         due = rig_now + 0.4
         link.send(Accomp(notes=[AccompNote(note=72, velocity=80, channel=3, duration=0.2, due_time=due),
                                 AccompNote(note=40, channel=3, due_time=rig_now - 1.0)]))  # late: dropped
@@ -110,7 +112,7 @@ def test_keyboard_note_reaches_brain_and_accomp_plays_on_time(jack_server, tmp_p
             heard += rig.midi(0.001, link)
         ons = [(t, m) for t, m in heard if m.type == "note_on" and m.channel == 3]
         assert [m.note for _, m in ons] == [72]
-        error = link.offset.to_peer(ons[0][0]) - due
+        error = rig_clock.to_peer(ons[0][0]) - due
         assert -0.002 < error < 0.05, f"played {error * 1000:.1f} ms from its due time"
         offs = [t for t, m in heard if m.type == "note_off" and m.note == 72]
         assert offs and 0.15 < offs[0] - ons[0][0] < 0.3, (error, offs[0] - ons[0][0])
@@ -126,9 +128,9 @@ def test_stop_mid_note_sends_note_off(jack_server, tmp_path, ports):
     link = brain_link(ports)
     try:
         wait_for(link, lambda m: isinstance(m, Beat))
-        wait_offset(link)
+        rig_clock = wait_offset(link)
         link.send(Accomp(notes=[AccompNote(note=77, channel=4, duration=10.0,
-                                           due_time=link.offset.to_peer(time.monotonic()) + 0.2)]))
+                                           due_time=rig_clock.to_peer(time.monotonic()) + 0.2)]))
         heard = []
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and not any(m.type == "note_on" and m.note == 77 for _, m in heard):

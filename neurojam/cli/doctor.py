@@ -140,8 +140,8 @@ def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
                 link.send(Ping())
                 last_ping = time.monotonic()
             for m in link.receive(timeout_ms=20):
-                if isinstance(m, Pong) and m.node != link.node_id:
-                    sample = link.offset.add(m.ping_t, m.t, time.monotonic())
+                if isinstance(m, Pong) and m.node != link.node_id and link.offset.ready:
+                    sample = link.offset.best()  # the link timed the pong as it arrived
                     return Check("brain reachable", True, f"{b.host}:{b.events_port} answers; RTT "
                                  f"{sample.rtt * 1000:.2f} ms, clock offset {sample.offset * 1000:+.1f} ms")
     finally:
