@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,10 @@ import pytest
 from neurojam.cli.demo import free_port_pair  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = json.loads((ROOT / "brain" / "models" / "notes-default" / "config.json").read_text())
+"""The shipped model's shape, read from its files, so range checks follow the weights."""
+LAYERS_VALID = f"valid: 0..{DEFAULT_MODEL['n_layers'] - 1}"
+NEURONS_VALID = f"valid: 0..{DEFAULT_MODEL['d_mlp'] - 1}"
 
 
 @pytest.fixture

@@ -169,7 +169,7 @@ def test_report_has_every_section_and_is_self_contained(tmp_path):
 def test_experiment_commands_print_json(tmp_path):
     import json
 
-    from tests.conftest import run_cli
+    from tests.conftest import NEURONS_VALID, run_cli
 
     session = synthetic_session(tmp_path / "s", bars=6)
     r = run_cli("neuron", "ablate", "1.42", str(session), "--mode", "mean", "--json")
@@ -178,7 +178,7 @@ def test_experiment_commands_print_json(tmp_path):
     r = run_cli("neuron", "attribute", str(session), "--event", "3", "--json")
     assert r.returncode == 0 and len(json.loads(r.stdout)["neurons"]) == 10
     r = run_cli("neuron", "ablate", "1.9999", str(session))
-    assert r.returncode == 2 and "valid: 0..511" in r.stderr
+    assert r.returncode == 2 and NEURONS_VALID in r.stderr
     r = run_cli("neuron", "attribute", str(session), "--event", "999")
     assert r.returncode == 2 and "out of range" in r.stderr
     r = run_cli("neuron", "attribute", str(session), "--event", "3", "--target", "|", "--json")

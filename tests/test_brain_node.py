@@ -10,7 +10,7 @@ import pytest
 
 from bridge.link import Link
 from bridge.messages import Accomp, Beat, Hello, MessageError, Neurons, Note, Pad, Ping, Steer, SteerReply
-from tests.conftest import ROOT, run_cli
+from tests.conftest import LAYERS_VALID, NEURONS_VALID, ROOT, run_cli
 
 
 def start_brain(ports, *sets):
@@ -94,7 +94,7 @@ def test_brain_survives_garbage_and_refuses_bad_requests(ports):
         got = collect(rig, 10, until=lambda g: sum(isinstance(m, SteerReply) for m in g) >= 3)
         refusals = [m.reason for m in got if isinstance(m, SteerReply) and not m.applied]
         assert len(refusals) == 2
-        assert any("valid: 0..511" in r for r in refusals) and any("valid: 0..1" in r for r in refusals)
+        assert any(NEURONS_VALID in r for r in refusals) and any(LAYERS_VALID in r for r in refusals)
         assert any(isinstance(m, SteerReply) and m.applied for m in got)
         with pytest.raises(MessageError, match="factor"):  # out of range fails at the sender, not at the brain
             rig.send(Steer(layer=0, neuron=5, factor=99.0))
@@ -111,8 +111,8 @@ def test_brain_survives_garbage_and_refuses_bad_requests(ports):
 
 def test_friendly_errors_exit_2():
     for args, text in ((["--model", "solu-11"], "Did you mean 'solu-1l'"),
-                       (["--set", "brain.layers=[99]"], "valid: 0..1"),
-                       (["--set", "brain.steering=[{layer: 0, neuron: 100000}]"], "valid: 0..511")):
+                       (["--set", "brain.layers=[99]"], LAYERS_VALID),
+                       (["--set", "brain.steering=[{layer: 0, neuron: 100000}]"], NEURONS_VALID)):
         r = run_cli("brain", "--seconds", "1", *args)
         assert r.returncode == 2, r.stderr
         assert text in r.stderr and "Traceback" not in r.stderr
@@ -125,7 +125,7 @@ def test_steer_command_reaches_a_running_brain(ports):
         ok = run_cli("steer", "1.42", "0", *sets)
         assert ok.returncode == 0 and "the brain applied 1.42 × 0" in ok.stdout, ok.stdout + ok.stderr
         bad = run_cli("steer", "1.4200", "0", *sets)
-        assert bad.returncode == 2 and "valid: 0..511" in bad.stderr
+        assert bad.returncode == 2 and NEURONS_VALID in bad.stderr
     finally:
         brain.terminate()
         brain.wait(timeout=15)

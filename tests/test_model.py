@@ -9,7 +9,7 @@ from brain import corpus, evaluate
 from brain.encoder import NoteText, melody_text, vocabulary
 from brain.models import MODELS_DIR, load_model
 from brain.neuron_stats import NeuronStats, fingerprint
-from tests.conftest import ROOT
+from tests.conftest import DEFAULT_MODEL, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ print(m.n_layers, m.d_mlp)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
                        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)})
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["2", "512"]
+    assert r.stdout.split() == [str(DEFAULT_MODEL["n_layers"]), str(DEFAULT_MODEL["d_mlp"])]
 
 
 def test_check_card_recomputes_every_number_and_fails_on_a_wrong_one():
