@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="packed: each row opens as the brain and the evaluation read (<bos> + a tune from its start or "
                          "a later note) and the next tunes fill it; tune: the same opening, padded; stream: random "
                          "windows of all tunes run together (the first model's way)")
+    ap.add_argument("--dropout", type=float, default=0.0,
+                    help="dropout on what each attention and MLP block writes to the residual stream, in training only")
     ap.add_argument("--transpose", type=int, default=0,
                     help="augment: each training window moved by a random shift in -N..N+1 semitones (0: off)")
     ap.add_argument("--seed", type=int, default=0)
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
                         n_ctx=args.n_ctx, seed=args.seed, act_fn=args.act)
     bridge = TransformerBridge.boot_native(cfg, model_name="notes-default")
     net = bridge.original_model
+    add_dropout(net, args.dropout)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.05, betas=(0.9, 0.98))
     warmup = max(1, args.steps // 20)
@@ -224,6 +227,20 @@ def packed_batch(stream: torch.Tensor, tune_starts: torch.Tensor, tune_lens: tor
     return rows[:, :-1], rows[:, 1:]
 
 
+def add_dropout(net: torch.nn.Module, p: float) -> None:
+    """Dropout on each block's attention and MLP output, the places GPT-2 has it. TL-native blocks have none of
+    their own, so it rides on their ``hook_out`` points; it is off in eval mode and leaves the weights' shapes alone."""
+    if p <= 0:
+        return
+
+    def drop(module, inputs, output):
+        return F.dropout(output, p, training=net.training)
+
+    for name, module in net.named_modules():
+        if name.endswith(("attn.hook_out", "mlp.hook_out")) and name.count(".") == 4:
+            module.register_forward_hook(drop)
+
+
 def transposition_table(tok, n: int) -> torch.Tensor | None:
     """[2n+2, vocab] token maps, one per shift in -n..n+1 semitones; a note moved out of the melodic range stays
     where it is (rare: the corpus lives in C3..C6)."""
@@ -299,6 +316,20 @@ def write_curve_png(curve: list[dict], path: Path, bigram_ppl: float) -> None:
     plt.close(fig)
 
 
+def training_rows(tr: dict) -> str:
+    """How the rows were made and regularized, in words (older cards lack the keys)."""
+    rows = {"packed": "Each row is <bos> + a tune from its start or from a later note, as the model is read, then "
+                      "the next tunes",
+            "tune": "Each row is <bos> + a tune from its start or from a later note, as the model is read, padded",
+            "stream": "Rows are random windows of all tunes run together"}[tr.get("windows", "stream")]
+    extra = []
+    if tr.get("dropout"):
+        extra.append(f"dropout {tr['dropout']} on each block's attention and MLP output")
+    if tr.get("transpose"):
+        extra.append(f"each row moved by a random shift of −{tr['transpose']}..+{tr['transpose'] + 1} semitones")
+    return rows + ("; " + "; ".join(extra) if extra else "") + "."
+
+
 def write_card_md(card: dict, stats, path: Path) -> None:
     t, m, tr, d = card["test"], card["model"], card["training"], card["data"]
     dd = d["test"]["dedup"]
@@ -334,7 +365,8 @@ trained at (live, in calibration, evaluation, the report and the experiments; lo
 
 ## Training
 {tr['steps']} steps of AdamW (lr {tr['lr']}, batch {tr['batch']} × {tr['ctx']} tokens, warmup + cosine), seed {tr['seed']},
-{tr['seconds']:.0f} s on CPU ({tr['threads']} threads, torch {tr['torch']}). Reproduce: `python -m brain.train`.
+{tr['seconds']:.0f} s on CPU ({tr['threads']} threads, torch {tr['torch']}). {training_rows(tr)}
+Reproduce: `python -m brain.train`.
 
 ![training curve](training_curve.png)
 

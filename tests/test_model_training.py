@@ -56,3 +56,25 @@ def test_packed_rows_open_like_pieces_then_run_on_into_the_next_tunes_without_pa
         assert row_x[1:] == row_y[:-1]
         at = flat.index(row_y[0])
         assert row_y == flat[at:at + 128]  # one stretch of the stream, each later tune after its own <bos>
+
+
+def test_dropout_acts_in_training_only_and_leaves_the_weights_alone():
+    import transformer_lens.model_bridge.sources.native  # noqa: F401
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from brain.models import native_config
+    from brain.train import add_dropout
+
+    torch.manual_seed(0)
+    net = TransformerBridge.boot_native(native_config(20, n_layers=2, d_model=32, d_mlp=64, n_ctx=16),
+                                        model_name="tiny").original_model
+    x = torch.randint(0, 20, (2, 16))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.eval()
+    plain = net(x)
+    add_dropout(net, 0.5)
+    assert torch.equal(net(x), plain)  # eval mode: the same function
+    net.train()
+    a, b = net(x), net(x)
+    assert not torch.allclose(a, plain) and not torch.allclose(a, b)  # training: a fresh mask each pass
+    assert net.state_dict().keys() == before.keys()
