@@ -119,17 +119,12 @@ def main(argv: list[str] | None = None) -> dict:
     def batch_from(data: torch.Tensor, n: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(0, len(data) - args.ctx - 1, (n,), generator=gen)
         x = torch.stack([data[s:s + args.ctx + 1] for s in starts.tolist()])
-        if augment and shifted is not None:  # a tune in another key is still the same tune
-            x = torch.gather(shifted[torch.randint(0, len(shifted), (n,), generator=gen)], 1, x)
-        return x[:, :-1], x[:, 1:]
+        x, y = x[:, :-1], x[:, 1:]
+        return transpose_rows(shifted, x, y, gen) if augment else (x, y)
 
     def tune_batch(tunes_ids: list[list[int]], n: int, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = piece_batch(tunes_ids, n, args.ctx, bos, gen)
-        if augment and shifted is not None:
-            moves = shifted[torch.randint(0, len(shifted), (n,), generator=gen)]
-            x = torch.gather(moves, 1, x)
-            y = torch.where(y == IGNORE, y, torch.gather(moves, 1, y.clamp(min=0)))
-        return x, y
+        return transpose_rows(shifted, x, y, gen) if augment else (x, y)
 
     if args.windows == "packed":
         tune_starts = torch.tensor([0, *itertools.accumulate(len(t) for t in split_ids["train"])][:-1])
@@ -137,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
         val_x, val_y = tune_batch(split_ids["validation"], 256)
 
         def next_batch():
-            return packed_batch(stream, tune_starts, tune_lens, args.batch, args.ctx, bos, gen)
+            x, y = packed_batch(stream, tune_starts, tune_lens, args.batch, args.ctx, bos, gen)
+            return transpose_rows(shifted, x, y, gen)
     elif args.windows == "tune":
         train_tunes, val_tunes = split_ids["train"], split_ids["validation"]
         val_x, val_y = tune_batch(val_tunes, 256)
@@ -239,6 +235,16 @@ def add_dropout(net: torch.nn.Module, p: float) -> None:
     for name, module in net.named_modules():
         if name.endswith(("attn.hook_out", "mlp.hook_out")) and name.count(".") == 4:
             module.register_forward_hook(drop)
+
+
+def transpose_rows(table: torch.Tensor | None, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) \
+        -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row (inputs and targets alike) moved by one random shift from ``table``: a tune in another key is still
+    the same tune."""
+    if table is None:
+        return x, y
+    moves = table[torch.randint(0, len(table), (len(x),), generator=gen)]
+    return torch.gather(moves, 1, x), torch.where(y == IGNORE, y, torch.gather(moves, 1, y.clamp(min=0)))
 
 
 def transposition_table(tok, n: int) -> torch.Tensor | None:

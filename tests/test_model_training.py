@@ -78,3 +78,35 @@ def test_dropout_acts_in_training_only_and_leaves_the_weights_alone():
     a, b = net(x), net(x)
     assert not torch.allclose(a, plain) and not torch.allclose(a, b)  # training: a fresh mask each pass
     assert net.state_dict().keys() == before.keys()
+
+
+def test_transposed_rows_move_every_note_of_a_row_by_one_shift_and_leave_words_and_padding():
+    from brain.encoder import vocabulary, word_note
+    from brain.train import transpose_rows, transposition_table
+
+    words = vocabulary()
+
+    class Tok:  # the tokenizer's two calls transposition_table uses
+        def get_vocab(self):
+            return {w: i for i, w in enumerate(words)}
+
+        def get_vocab_size(self):
+            return len(words)
+
+    table = transposition_table(Tok(), 2)
+    assert len(table) == 6  # shifts −2..+3
+    ids = {w: i for i, w in enumerate(words)}
+    tune = [ids[w] for w in "<bos> | G4 A4 B4 | r D5 D5 |".split()]
+    x = torch.tensor([tune[:-1]] * 64)
+    y = torch.tensor([tune[1:]] * 64)
+    y[:, -2:] = IGNORE
+    tx, ty = transpose_rows(table, x, y, torch.Generator().manual_seed(0))
+    assert (ty[:, -2:] == IGNORE).all() and torch.equal(tx[:, 1:-1], ty[:, :-2])  # targets still the next words
+    shifts = set()
+    for row in tx.tolist():
+        moved = [(word_note(words[a]), word_note(words[b])) for a, b in zip(tune, row)]
+        deltas = {b - a for a, b in moved if a is not None}
+        assert len(deltas) == 1  # one shift for the whole row
+        assert all(words[a] == words[b] for (a, b), (n, _) in zip(zip(tune, row), moved) if n is None)
+        shifts |= deltas
+    assert shifts == {-2, -1, 0, 1, 2, 3}
