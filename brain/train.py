@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="Train the embedded note-language model.")
     ap.add_argument("--out", type=Path, default=MODELS_DIR / "notes-default")
     ap.add_argument("--corpus", type=Path, default=MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--ctx", type=int, default=128, help="training window (tokens)")
     ap.add_argument("--n-ctx", type=int, default=None,
                     help="model context (default: the training window; a longer one leaves positions untrained)")
-    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--d-mlp", type=int, default=512)
     ap.add_argument("--act", default="gelu", choices=["gelu", "solu_ln", "relu"])
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="packed: each row opens as the brain and the evaluation read (<bos> + a tune from its start or "
                          "a later note) and the next tunes fill it; tune: the same opening, padded; stream: random "
                          "windows of all tunes run together (the first model's way)")
-    ap.add_argument("--dropout", type=float, default=0.0,
+    ap.add_argument("--dropout", type=float, default=0.1,
                     help="dropout on what each attention and MLP block writes to the residual stream, in training only")
     ap.add_argument("--transpose", type=int, default=0,
                     help="augment: each training window moved by a random shift in -N..N+1 semitones (0: off)")
