@@ -324,9 +324,9 @@ def write_curve_png(curve: list[dict], path: Path, bigram_ppl: float) -> None:
 
 def training_rows(tr: dict) -> str:
     """How the rows were made and regularized, in words (older cards lack the keys)."""
-    rows = {"packed": "Each row is <bos> + a tune from its start or from a later note, as the model is read, then "
+    rows = {"packed": "Each row is `<bos>` + a tune from its start or from a later note, as the model is read, then "
                       "the next tunes",
-            "tune": "Each row is <bos> + a tune from its start or from a later note, as the model is read, padded",
+            "tune": "Each row is `<bos>` + a tune from its start or from a later note, as the model is read, padded",
             "stream": "Rows are random windows of all tunes run together"}[tr.get("windows", "stream")]
     extra = []
     if tr.get("dropout"):
@@ -371,7 +371,7 @@ trained at (live, in calibration, evaluation, the report and the experiments; lo
 
 ## Training
 {tr['steps']} steps of AdamW (lr {tr['lr']}, batch {tr['batch']} × {tr['ctx']} tokens, warmup + cosine), seed {tr['seed']},
-{tr['seconds']:.0f} s on CPU ({tr['threads']} threads, torch {tr['torch']}). {training_rows(tr)}
+{tr['seconds']:.0f} s on CPU ({tr['threads']} thread{'s' if tr['threads'] != 1 else ''}, torch {tr['torch']}). {training_rows(tr)}
 Reproduce: `python -m brain.train`.
 
 ![training curve](training_curve.png)
