@@ -92,6 +92,21 @@ def text_of(events: list[StreamEvent]) -> NoteText:
     return text
 
 
+TIE = 1e-4
+"""Normalized activations closer than this are a tie: a batched and a single forward differ by ~1e-6."""
+
+
+def top_neurons(norm: torch.Tensor, raw: torch.Tensor, k: int) -> list[int]:
+    """The ``k`` highest normalized activations, ties (many neurons sit exactly at their calibration top, e.g. right
+    after <bos>) broken by raw activation, then index: the same answer however events were batched."""
+    k = min(k, norm.numel())
+    if k == 0:
+        return []
+    floor = float(norm.topk(k).values[-1]) - TIE
+    near = (norm >= floor).nonzero().flatten().tolist()
+    return sorted(near, key=lambda i: (-round(float(norm[i]) / TIE), -round(float(raw[i]) / TIE), i))[:k]
+
+
 def window_full(text: NoteText, context_tokens: int) -> bool:
     """The window rule, in one place: cut before an event (at most 2 words) could overflow the context (BOS
     included). It depends only on the event sequence, so live, replays, the report and the experiments agree."""
@@ -310,13 +325,10 @@ class NeuronStream:
             norm_rows.append(act / self.scale[layer] if self.scale is not None else act)
         raw = torch.stack(raw_rows)  # [n_layers, d_mlp]
         norm = torch.stack(norm_rows)
-        flat = norm.flatten()
-        k = min(self.top_k, flat.numel())
-        vals, idx = flat.topk(k)
         d_mlp = raw.shape[1]
-        return [Hit(layer=self.layers[int(i) // d_mlp], index=int(i) % d_mlp,
-                    activation=round(float(raw.flatten()[i]), 5), normalized=round(float(v), 5))
-                for v, i in zip(vals, idx)], raw
+        return [Hit(layer=self.layers[i // d_mlp], index=i % d_mlp, activation=round(float(raw.flatten()[i]), 5),
+                    normalized=round(float(norm.flatten()[i]), 5))
+                for i in top_neurons(norm.flatten(), raw.flatten(), self.top_k)], raw
 
     def predicted_note(self, position: int | None = None) -> int | None:
         """The model's most likely next note after ``position`` of the last forward (default: its end), so each

@@ -245,3 +245,20 @@ def test_kv_cache_batched_equals_one_at_a_time(tiny):
         assert [(h.layer, h.index) for h in x.hits] == [(h.layer, h.index) for h in y.hits]
     a.close()
     b.close()
+
+
+def test_top_neurons_break_ties_the_same_way_whatever_the_float_noise():
+    """Neurons at exactly their calibration top all normalize to 1.0; a batched forward differs by ~1e-6."""
+    import torch
+
+    from brain.stream import top_neurons
+
+    norm = torch.tensor([0.2, 1.0, 0.5, 1.0, 1.0, 0.9999999, 0.3])
+    raw = torch.tensor([0.4, 2.05, 1.0, 3.77, 3.08, 2.49, 0.6])
+    want = [3, 4, 5, 1]  # the four tied at 1.0, by raw activation
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        noise = (torch.rand(7, generator=gen) - 0.5) * 4e-6
+        assert top_neurons(norm + noise, raw + noise, 4) == want
+    assert top_neurons(norm, raw, 2) == [3, 4] and top_neurons(norm, raw, 0) == []
+    assert top_neurons(torch.tensor([0.1, 0.7]), torch.tensor([5.0, 0.1]), 5) == [1, 0]  # a real gap beats raw size
