@@ -1,6 +1,6 @@
 """Train the embedded note model, top to bottom, in one sitting.
 
-    python -m brain.train                      # the shipped model (CPU, about half an hour)
+    python -m brain.train                      # the shipped model (CPU, about 40 minutes)
     python -m brain.train --steps 200 --out /tmp/m   # a quick look
     python -m brain.train --layers 2 --score-only --out /tmp/m   # try a setting: test score only, no card
 
