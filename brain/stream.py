@@ -103,8 +103,9 @@ def top_neurons(norm: torch.Tensor, raw: torch.Tensor, k: int) -> list[int]:
     if k == 0:
         return []
     floor = float(norm.topk(k).values[-1]) - TIE
-    near = (norm >= floor).nonzero().flatten().tolist()
-    return sorted(near, key=lambda i: (-round(float(norm[i]) / TIE), -round(float(raw[i]) / TIE), i))[:k]
+    near = (norm >= floor).nonzero().flatten()
+    keys = zip((-torch.round(norm[near] / TIE)).tolist(), (-torch.round(raw[near] / TIE)).tolist(), near.tolist())
+    return [i for *_, i in sorted(keys)[:k]]
 
 
 def window_full(text: NoteText, context_tokens: int) -> bool:
