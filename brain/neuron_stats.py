@@ -1,9 +1,12 @@
 """Per-neuron statistics over a calibration corpus: quantiles, top examples, labels.
 
 Normalization follows Transluce's neuron viewer: a neuron's activation is
-divided by its high quantile (1 − 1e-5) over a large corpus (≥ 1M tokens: the
-validation tunes, then transpositions of them), so 1.0 means "as strong as
-this neuron gets". Labels are by selectivity (``brain/neuron_labels.py``: the
+divided by its high quantile (1 − 1e-5) over a large corpus (≥ 1M distinct
+contexts: the validation tunes, then transpositions of them), so 1.0 means "as
+strong as this neuron gets". A context counts once however often it occurs:
+every tune starts with ``|`` and thousands with ``| D4``, and counting those
+identical activations thousands of times made a start-of-tune neuron's
+quantile exactly its value there. Labels are by selectivity (``brain/neuron_labels.py``: the
 trait whose presence the activation tells apart best, with its AUROC) plus the
 trained note the neuron promotes most through the final LayerNorm
 (``brain/logit_effect.py``).
@@ -24,7 +27,7 @@ from brain.logit_effect import MELODIC_RANGE, promoted_notes
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999, 1 - 1e-5)
 MIN_TOKENS = 1_000_000
-"""Calibration tokens for the quantiles: the 1 − 1e-5 quantile of fewer is just the maximum."""
+"""Distinct calibration contexts for the quantiles: the 1 − 1e-5 quantile of fewer is just the maximum."""
 SAMPLE = 200_000
 
 
@@ -92,31 +95,63 @@ def transposed(text: str, shift: int) -> str | None:
 
 def calibration_texts(texts: list[str], min_tokens: int = MIN_TOKENS) -> list[list[str]]:
     """The texts in their own key, then transposed (+1, -1, +2, -2, ... semitones) until there are at least
-    ``min_tokens`` words: a large-corpus quantile needs a large corpus. Returned pass by pass."""
-    passes, total = [texts], sum(len(t.split()) for t in texts)
+    ``min_tokens`` distinct word prefixes: a large-corpus quantile needs a large corpus. Returned pass by pass."""
+    seen: set[int] = set()
+
+    def distinct(pass_texts: list[str]) -> int:
+        before = len(seen)
+        for t in pass_texts:
+            h = 0
+            for w in t.split():
+                h = hash((h, w))
+                seen.add(h)
+        return len(seen) - before
+
+    passes, total = [texts], distinct(texts)
     for shift in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
         if total >= min_tokens:
             break
         moved = [m for t in texts if (m := transposed(t, shift)) is not None]
         passes.append(moved)
-        total += sum(len(t.split()) for t in moved)
+        total += distinct(moved)
     return passes
+
+
+class DistinctContexts:
+    """Which captured tokens end a context (the piece's tokens up to and including this one) not seen before.
+
+    The model's activation is a function of the context, so a repeated context is one measurement repeated."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def mask(self, token_ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        keep = torch.zeros(len(token_ids), dtype=torch.bool)
+        h = 0
+        for i, (t, p) in enumerate(zip(token_ids.tolist(), position.tolist())):
+            h = hash((h if p else 0, t))
+            if h not in self.seen:
+                self.seen.add(h)
+                keep[i] = True
+        return keep
 
 
 class _Quantiles:
     """Exact high quantiles from a running top-K per neuron; the median and 0.9 from a uniform sample."""
 
-    def __init__(self, n_total: int, d_mlp: int, seed: int = 0) -> None:
-        self.n_total = n_total
-        self.k = min(n_total, int(n_total * (1 - QUANTILES[2])) + 2)  # enough for the 0.99 quantile
+    def __init__(self, capacity: int, d_mlp: int, seed: int = 0) -> None:
+        """``capacity``: at least as many values as will be added."""
+        self.capacity, self.n_total = capacity, 0
+        self.k = min(capacity, int(capacity * (1 - QUANTILES[2])) + 2)  # enough for the 0.99 quantile
         self.top = torch.full((self.k, d_mlp), float("-inf"))
         self.sample: list[torch.Tensor] = []
         self.gen = torch.Generator().manual_seed(seed)
 
     def add(self, acts: torch.Tensor) -> None:
+        self.n_total += acts.shape[0]
         merged = torch.cat([self.top, acts.float()])
         self.top = merged.topk(min(self.k, merged.shape[0]), dim=0).values
-        keep = torch.rand(acts.shape[0], generator=self.gen) < min(1.0, SAMPLE / self.n_total)
+        keep = torch.rand(acts.shape[0], generator=self.gen) < min(1.0, SAMPLE / self.capacity)
         self.sample.append(acts[keep].float())
 
     def result(self) -> torch.Tensor:  # [d_mlp, len(QUANTILES)]
@@ -133,13 +168,14 @@ class _Quantiles:
 
 def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int = 10,
                   progress: bool = True, min_tokens: int = MIN_TOKENS) -> NeuronStats:
-    """Quantiles over ≥ ``min_tokens`` calibration tokens (the texts, then transpositions of them); labels by
+    """Quantiles over ≥ ``min_tokens`` distinct calibration contexts (the texts, then transpositions of them); labels by
     selectivity (``brain/neuron_labels.py``) and max-activating examples on the texts as they are."""
     from brain.neuron_labels import auroc, best_labels, token_traits
 
     passes = calibration_texts(texts, min_tokens)
-    n_total = sum(len(model.tokenizer.encode(t)[0]) for p in passes for t in p)
-    quant = [_Quantiles(n_total, model.d_mlp, seed=layer) for layer in range(model.n_layers)]
+    capacity = sum(len(model.tokenizer.encode(t)[0]) for p in passes for t in p)
+    quant = [_Quantiles(capacity, model.d_mlp, seed=layer) for layer in range(model.n_layers)]
+    contexts = DistinctContexts()
     promoted = promoted_notes(model)
     labels: dict[str, str] = {}
     scores: dict[str, dict] = {}
@@ -147,8 +183,9 @@ def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int 
     tok = model.tokenizer
     for k, texts_k in enumerate(passes):
         cap: Capture = capture_activations(model, texts_k, progress=progress)
+        new = contexts.mask(cap.token_ids, cap.position)
         for layer in cap.layers:
-            quant[layer].add(cap.acts[layer])
+            quant[layer].add(cap.acts[layer][new])
         if k:
             continue
         # the texts as they are: traits, selectivity, examples
@@ -183,7 +220,7 @@ def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int 
                         break
                 examples[nid] = exs
     quantiles = torch.stack([q.result() for q in quant])
-    return NeuronStats(quantiles, fingerprint(model), labels, examples, scores, n_total)
+    return NeuronStats(quantiles, fingerprint(model), labels, examples, scores, quant[0].n_total)
 
 
 def _word(note: int) -> str:

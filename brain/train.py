@@ -284,7 +284,7 @@ def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curv
     }
     model.card = card  # promoted notes are chosen among the trained note words
 
-    # 5. neuron statistics: the validation tunes, transposed up to 1M tokens
+    # 5. neuron statistics: the validation tunes, transposed up to 1M distinct contexts
     val_texts = [t["text"] for t in tunes if t["split"] == "validation"]
     stats = compute_stats(model, val_texts)
     stats.save(args.out)
@@ -401,7 +401,8 @@ The brain writes them as a repeat of the last melody note (`brain/encoder.py`): 
 and of the ways that keep the pet in the text it disturbs the tune least.
 
 ## Neurons
-Quantiles over {nn['calibration_tokens']:,} calibration tokens (the validation tunes, then transpositions of them;
+Quantiles over {nn['calibration_tokens']:,} distinct calibration contexts (the validation tunes, then transpositions of them,
+each context counted once;
 `neuron_quantiles.safetensors`, levels {', '.join(f'{q:g}' for q in (0.5, 0.9, 0.99, 0.999, 1 - 1e-5))}) normalize live
 activations. Each neuron's label (`neuron_labels.json`) is the trait of the current token its activation tells apart
 best, scored by AUROC over the validation tunes (`brain/neuron_labels.py`), and the trained note it promotes most

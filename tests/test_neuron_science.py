@@ -149,3 +149,30 @@ def test_every_word_the_brain_reads_was_trained_pet_drums_included(tmp_path):
     notes = [w for w in words if w not in ("|", "r")]
     assert notes and all(counts.get(w, 0) >= 50 for w in notes), [w for w in notes if counts.get(w, 0) < 50]
     assert "C2" not in words  # the kick pad (MIDI 36) of the synthetic pet
+
+
+def test_a_context_repeated_at_every_tune_start_counts_once_in_the_quantiles():
+    """Every tune starts `| D4 ...`: the same context, so the same activation, thousands of times. Counted each
+    time, a neuron that fires there has that value as its high quantile; counted once, it is one measurement."""
+    from brain.neuron_stats import QUANTILES, DistinctContexts, _Quantiles
+
+    rng = np.random.default_rng(0)
+    ids, pos, acts = [], [], []
+    for _ in range(2000):  # pieces of 50 tokens, all starting with the same two tokens
+        piece = [5, 7, *rng.integers(10, 130, 48).tolist()]
+        ids += piece
+        pos += list(range(len(piece)))
+        acts += [10.0, 10.0, *rng.normal(0, 1, 48).tolist()]
+    ids_t, pos_t = torch.tensor(ids), torch.tensor(pos)
+    acts_t = torch.tensor(acts, dtype=torch.float32)[:, None]
+    keep = DistinctContexts().mask(ids_t, pos_t)
+    assert keep[:2].all() and not keep[50:52].any()  # the start: once
+    assert int(keep.sum()) > 0.95 * (len(ids) - 2 * 2000)  # the rest: distinct contexts are kept
+    q99 = QUANTILES.index(0.99)
+    every = _Quantiles(len(ids), 1)
+    every.add(acts_t)
+    once = _Quantiles(len(ids), 1)
+    once.add(acts_t[keep])
+    assert float(every.result()[0, q99]) == 10.0  # 4 % of the tokens are the start
+    assert float(once.result()[0, q99]) < 3.0  # the 0.99 quantile of the rest: a normal's, about 2.3
+    assert once.n_total == int(keep.sum())
