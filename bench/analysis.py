@@ -82,7 +82,8 @@ def main() -> None:
     matches = match_neurons(model, model, corpus)
     t_match = time.perf_counter() - t
     self_hits = sum(m.a == m.b for m in matches) / len(matches)
-    table(f"neuron match: notes-default against itself ({n_tokens:,} tokens, 1024 × 1024 neurons)",
+    n = model.n_layers * model.d_mlp
+    table(f"neuron match: notes-default against itself ({n_tokens:,} tokens, {n:,} × {n:,} neurons)",
           ["seconds (capture both + correlate)", "neurons matched to themselves"], [[t_match, f"{self_hits:.1%}"]])
 
     rows = []

@@ -1,6 +1,6 @@
 """Train the embedded note model, top to bottom, in one sitting.
 
-    python -m brain.train                      # the shipped model (CPU, about 40 minutes)
+    python -m brain.train                      # the shipped model (CPU, about 75 minutes on one core)
     python -m brain.train --steps 200 --out /tmp/m   # a quick look
     python -m brain.train --layers 2 --score-only --out /tmp/m   # try a setting: test score only, no card
 
@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="Train the embedded note-language model.")
     ap.add_argument("--out", type=Path, default=MODELS_DIR / "notes-default")
     ap.add_argument("--corpus", type=Path, default=MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--steps", type=int, default=9000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--ctx", type=int, default=128, help="training window (tokens)")
     ap.add_argument("--n-ctx", type=int, default=None,
                     help="model context (default: the training window; a longer one leaves positions untrained)")
-    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--d-mlp", type=int, default=512)
     ap.add_argument("--act", default="gelu", choices=["gelu", "solu_ln", "relu"])
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="packed: each row opens as the brain and the evaluation read (<bos> + a tune from its start or "
                          "a later note) and the next tunes fill it; tune: the same opening, padded; stream: random "
                          "windows of all tunes run together (the first model's way)")
-    ap.add_argument("--dropout", type=float, default=0.1,
+    ap.add_argument("--dropout", type=float, default=0.15,
                     help="dropout on what each attention and MLP block writes to the residual stream, in training only")
     ap.add_argument("--transpose", type=int, default=0,
                     help="augment: each training window moved by a random shift in -N..N+1 semitones (0: off)")
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--score-only", action="store_true",
                     help="train, save and score on the test split only (no neuron statistics, no card): to try settings")
     ap.add_argument("--stats-only", action="store_true",
-                    help="keep the trained weights; redo evaluation, neuron statistics and the card")
+                    help="keep the trained weights; redo evaluation, neuron statistics and the card (also after "
+                         "--score-only, to promote a run that was worth it)")
     args = ap.parse_args(argv)
     args.n_ctx = args.n_ctx or args.ctx
     import transformer_lens.model_bridge.sources.native  # noqa: F401
@@ -97,7 +98,11 @@ def main(argv: list[str] | None = None) -> dict:
     val_stream = torch.tensor([i for ids in split_ids["validation"] for i in ids])
 
     if args.stats_only:
-        old = json.loads((args.out / "card.json").read_text())
+        # a full run leaves the card; a --score-only run, training.json
+        found = [p for p in (args.out / "card.json", args.out / "training.json") if p.exists()]
+        if not found:
+            raise SystemExit(f"--stats-only: {args.out} has neither card.json nor training.json; train there first")
+        old = json.loads(found[0].read_text())
         model = load_embedded(args.out, "cpu", torch.float32)
         return finish(args, model, tunes, split_ids, old["model"] | {"n_ctx": model.n_ctx}, old["training"], old["curve"])
 
@@ -177,13 +182,14 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_embedded(args.out, "cpu", torch.float32)
     training = {**{k: v for k, v in vars(args).items() if k not in ("out", "corpus", "stats_only", "score_only")},
                 "seconds": round(train_s, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    model_info = {**cfg, "parameters": sum(p.numel() for p in net.parameters())}
     if args.score_only:
+        (args.out / "training.json").write_text(json.dumps({"model": model_info, "training": training, "curve": curve}))
         test = [t["text"] for t in evaluate.dedup_test(tunes)[0]]
         scores = evaluate.model_scores(model, test, evaluate.note_id_set(model))
         print(json.dumps({"test": scores, "training": training, "val_loss": curve[-1]["val_loss"]}))
         return scores
-    return finish(args, model, tunes, split_ids, {**cfg, "parameters": sum(p.numel() for p in net.parameters())},
-                  training, curve)
+    return finish(args, model, tunes, split_ids, model_info, training, curve)
 
 
 IGNORE = -100
