@@ -96,16 +96,10 @@ def transposed(text: str, shift: int) -> str | None:
 def calibration_texts(texts: list[str], min_tokens: int = MIN_TOKENS) -> list[list[str]]:
     """The texts in their own key, then transposed (+1, -1, +2, -2, ... semitones) until there are at least
     ``min_tokens`` distinct word prefixes: a large-corpus quantile needs a large corpus. Returned pass by pass."""
-    seen: set[int] = set()
+    contexts = DistinctContexts()
 
     def distinct(pass_texts: list[str]) -> int:
-        before = len(seen)
-        for t in pass_texts:
-            h = 0
-            for w in t.split():
-                h = hash((h, w))
-                seen.add(h)
-        return len(seen) - before
+        return sum(contexts.add_piece(t.split()) for t in pass_texts)
 
     passes, total = [texts], distinct(texts)
     for shift in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
@@ -124,6 +118,14 @@ class DistinctContexts:
 
     def __init__(self) -> None:
         self.seen: set[int] = set()
+
+    def add_piece(self, items: list) -> int:
+        """Every prefix of one piece (words or token ids): how many were new."""
+        before, h = len(self.seen), 0
+        for item in items:
+            h = hash((h, item))
+            self.seen.add(h)
+        return len(self.seen) - before
 
     def mask(self, token_ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         keep = torch.zeros(len(token_ids), dtype=torch.bool)
