@@ -1,6 +1,6 @@
 """Train the embedded note model, top to bottom, in one sitting.
 
-    python -m brain.train                      # the shipped model (CPU, about 75 minutes on one core)
+    python -m brain.train                      # the shipped model (CPU: about 50 minutes on 2 cores)
     python -m brain.train --steps 200 --out /tmp/m   # a quick look
     python -m brain.train --layers 2 --score-only --out /tmp/m   # try a setting: test score only, no card
 
