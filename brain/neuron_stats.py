@@ -99,7 +99,7 @@ def calibration_texts(texts: list[str], min_tokens: int = MIN_TOKENS) -> list[li
     contexts = DistinctContexts()
 
     def distinct(pass_texts: list[str]) -> int:
-        return sum(contexts.add_piece(t.split()) for t in pass_texts)
+        return sum(sum(contexts.new_prefixes(t.split())) for t in pass_texts)
 
     passes, total = [texts], distinct(texts)
     for shift in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
@@ -119,23 +119,21 @@ class DistinctContexts:
     def __init__(self) -> None:
         self.seen: set[int] = set()
 
-    def add_piece(self, items: list) -> int:
-        """Every prefix of one piece (words or token ids): how many were new."""
-        before, h = len(self.seen), 0
+    def new_prefixes(self, items: list) -> list[bool]:
+        """For each prefix of one piece (words or token ids), whether it is new; all are seen afterwards."""
+        new, h = [], 0
         for item in items:
             h = hash((h, item))
+            new.append(h not in self.seen)
             self.seen.add(h)
-        return len(self.seen) - before
+        return new
 
     def mask(self, token_ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        keep = torch.zeros(len(token_ids), dtype=torch.bool)
-        h = 0
-        for i, (t, p) in enumerate(zip(token_ids.tolist(), position.tolist())):
-            h = hash((h if p else 0, t))
-            if h not in self.seen:
-                self.seen.add(h)
-                keep[i] = True
-        return keep
+        """Captured pieces lie one after another, each from position 0."""
+        ids = token_ids.tolist()
+        starts = [i for i, p in enumerate(position.tolist()) if p == 0 or i == 0] + [len(ids)]
+        new = [f for a, b in zip(starts, starts[1:]) for f in self.new_prefixes(ids[a:b])]
+        return torch.tensor(new, dtype=torch.bool)
 
 
 class _Quantiles:
