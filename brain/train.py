@@ -98,11 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     val_stream = torch.tensor([i for ids in split_ids["validation"] for i in ids])
 
     if args.stats_only:
-        # a full run leaves the card; a --score-only run, training.json
-        found = [p for p in (args.out / "card.json", args.out / "training.json") if p.exists()]
-        if not found:
-            raise SystemExit(f"--stats-only: {args.out} has neither card.json nor training.json; train there first")
-        old = json.loads(found[0].read_text())
+        old = saved_run(args.out)
         model = load_embedded(args.out, "cpu", torch.float32)
         return finish(args, model, tunes, split_ids, old["model"] | {"n_ctx": model.n_ctx}, old["training"], old["curve"])
 
@@ -272,6 +268,15 @@ def transposition_table(tok, n: int) -> torch.Tensor | None:
     return torch.stack(rows)
 
 
+def saved_run(out: Path) -> dict:
+    """The model, settings and curve of the weights in ``out``. A --score-only run leaves training.json beside the
+    weights it just wrote, and it wins over the card there, which describes the weights it replaced."""
+    for path in (out / "training.json", out / "card.json"):
+        if path.exists():
+            return json.loads(path.read_text())
+    raise SystemExit(f"--stats-only: {out} has neither training.json nor card.json; train there first")
+
+
 def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curve: list[dict]) -> dict:
     """Steps 4-6 on the weights as saved: evaluation against the baselines, neuron statistics, card."""
     # 4. quality on the deduplicated held-out tunes, beside four baselines on the same tokens
@@ -301,6 +306,7 @@ def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curv
 
     # 6b. card
     (args.out / "card.json").write_text(json.dumps(card, indent=1))
+    (args.out / "training.json").unlink(missing_ok=True)  # the card now describes these weights
     write_curve_png(curve, args.out / "training_curve.png", card["test"]["bigram"]["perplexity"])
     write_card_md(card, stats, args.out / "README.md")
     print(json.dumps(card["test"], indent=1))

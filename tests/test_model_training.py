@@ -110,3 +110,22 @@ def test_transposed_rows_move_every_note_of_a_row_by_one_shift_and_leave_words_a
         assert all(words[a] == words[b] for (a, b), (n, _) in zip(zip(tune, row), moved) if n is None)
         shifts |= deltas
     assert shifts == {-2, -1, 0, 1, 2, 3}
+
+
+def test_stats_only_promotes_the_score_only_run_not_the_card_of_the_weights_it_replaced(tmp_path):
+    """`--score-only` into a folder with a card (the default one) overwrites the weights and leaves training.json;
+    `--stats-only` must describe those weights, not the card's old model, settings and curve."""
+    import json
+
+    import pytest
+
+    from brain.train import saved_run
+
+    with pytest.raises(SystemExit, match="neither training.json nor card.json"):
+        saved_run(tmp_path)
+    card = {"model": {"n_layers": 3}, "training": {"steps": 6000}, "curve": [{"step": 6000}]}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    assert saved_run(tmp_path) == card
+    run = {"model": {"n_layers": 4}, "training": {"steps": 9000}, "curve": [{"step": 9000}]}
+    (tmp_path / "training.json").write_text(json.dumps(run))
+    assert saved_run(tmp_path) == run
