@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from brain.node import BrainSettings
 
 
-def rig_side_events(log) -> list:
+def rig_side_events(session) -> list:
     """What the rig said: pads, pet/human notes and beats, in recorded order."""
     out = []
-    for r in log.records:
+    for r in session.records:
         m = r.msg
         if r.direction != "out":
             continue
@@ -60,8 +60,8 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
            human: str | None = None, progress: bool = True, model=None, port: int | None = None) -> Path:
     from brain.node import BrainNode
 
-    log = read_session(source)
-    events = rig_side_events(log)
+    recorded = read_session(source)  # not ``log``: the module's logger is used below, in the brain's thread too
+    events = rig_side_events(recorded)
     if not events:
         raise SessionError(f"{source}: no rig events to replay (is it a session recorded by `neurojam rig` or "
                            f"`demo`?).")
@@ -102,6 +102,9 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
         _wait_connected(link)
         _send_all(link, events, speed, progress)
         _drain(link)
+    except SessionError:
+        log.warning("replay: the brain when it stopped answering: %s", _brain_state(brain, thread))
+        raise
     finally:
         stop.set()
         thread.join(timeout=5)
@@ -109,6 +112,19 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
         brain.close()
         recorder.close(events_replayed=len(events))
     return out_dir
+
+
+def _brain_state(brain, thread: threading.Thread) -> str:
+    """What a stalled replay needs to be diagnosed: is the brain's thread alive, where is it, what did it drop."""
+    import sys
+    import traceback
+
+    frame = sys._current_frames().get(thread.ident) if thread.is_alive() else None
+    where = "".join(traceback.format_stack(frame)[-6:]) if frame else "(thread ended)"
+    stats = brain.link.stats
+    return (f"thread alive {thread.is_alive()}, events {brain.counts['events']}, peers {sorted(brain.link.peers)}, "
+            f"received {stats.received}, sent {stats.sent}, dropped out {dict(stats.dropped_out)}, "
+            f"dropped in {dict(stats.dropped_in)}; at\n{where}")
 
 
 def _wait_connected(link: Link, timeout: float = 10.0) -> None:

@@ -174,6 +174,30 @@ def test_replay_is_deterministic_and_names_its_source(tmp_path):
     assert {f[0] for f in frames_a} <= source_seqs  # frames name the recorded events
 
 
+def test_a_brain_step_that_fails_is_logged_and_the_replay_goes_on(tmp_path, monkeypatch, caplog):
+    """The replay's brain thread survives a failing step (it once named the session ``log``, shadowing the logger,
+    so its handler itself raised, the thread died, and the replay waited 30 s for a brain that was gone)."""
+    from brain.node import BrainNode
+    from brain.replay import replay
+    from neurojam.config import load_config
+    from tests.conftest import free_port_pair
+
+    handle, failed = BrainNode.handle, []
+
+    def fails_once(self, msgs):
+        if not failed:
+            failed.append(len(msgs))
+            raise RuntimeError("a planted failure")
+        return handle(self, msgs)
+
+    monkeypatch.setattr(BrainNode, "handle", fails_once)
+    session = synthetic_session(tmp_path / "s", bars=40)  # ~480 events: the replay sends them 64 at a time
+    config = load_config(None, [f"session.dir={tmp_path}"])
+    out = replay(session, config, speed=None, out=tmp_path / "r", progress=False, port=free_port_pair())
+    assert failed and "the brain failed on a batch of events" in caplog.text
+    assert jam_from_log(read_session(out)).neurons  # the events after the failed batch were answered
+
+
 def test_sessions_lists_counts_treats_and_on_beat_rate(tmp_path):
     import json
 
