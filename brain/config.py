@@ -74,4 +74,7 @@ class BrainConfig(Section):
     sonify: SonifyConfig = msgspec.field(default_factory=SonifyConfig)
     reward: BrainRewardConfig = msgspec.field(default_factory=BrainRewardConfig)
     steering: list[SteerConfig] = []
+    corrupt: list[str] = []
+    """Layer corruption every rig gets, e.g. ['skip=2'] (``brain/corruption.py``: skip, repeat, permute, zero-mlp,
+    mean-attn, ...): hear the band without a layer. ``neurojam replay --corrupt`` sets it; "clear" undoes it."""
     stats_dir: str = "~/.cache/neurojam/stats"

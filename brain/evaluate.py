@@ -39,17 +39,23 @@ def chunks(ids: list[int], n_ctx: int, bos: int) -> list[list[int]]:
 
 
 @torch.inference_mode()
-def model_scores(model, texts: list[str], note_ids: set[int], batch: int = 32) -> dict:
-    """Top-1 accuracy and perplexity on note targets, batched over padded chunks."""
+def model_scores(model, texts: list[str], note_ids: set[int], batch: int = 32, forward=None, progress: bool = False) -> dict:
+    """Top-1 accuracy and perplexity on note targets, batched over padded chunks. ``forward`` (token ids
+    [B, T] → logits) replaces the model's own, e.g. a corrupted one (:mod:`brain.corruption_effects`)."""
     tok = model.tokenizer
     pieces = [c for t in texts for c in chunks(tune_ids(tok, t), model.n_ctx, tok.bos_id)]
     pieces.sort(key=len)
-    inner = model.bridge.original_model
+    inner = forward or model.bridge.original_model
     note_mask = torch.zeros(model.bridge.cfg.d_vocab, dtype=torch.bool)
     note_mask[list(note_ids)] = True
     correct = total = 0
     nll = 0.0
-    for i in range(0, len(pieces), batch):
+    starts = range(0, len(pieces), batch)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="scoring", unit="batch", leave=False)
+    for i in starts:
         group = pieces[i:i + batch]
         width = max(len(p) for p in group)
         x = torch.zeros(len(group), width, dtype=torch.long)

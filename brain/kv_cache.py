@@ -39,8 +39,8 @@ class KVCachedForward:
         self.reset()
 
     def reset(self) -> None:
-        self.keys: list[torch.Tensor | None] = [None] * self.n_layers  # [heads, T, d_head]
-        self.values: list[torch.Tensor | None] = [None] * self.n_layers
+        self.keys: dict[int, torch.Tensor] = {}  # block run (step of the layer plan) -> [heads, T, d_head]
+        self.values: dict[int, torch.Tensor] = {}
         self.length = 0
 
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -62,7 +62,10 @@ def forward_batch(caches: list[KVCachedForward], tokens: list[list[int]],
     Row i's new tokens sit at positions ``L_i .. L_i+T_i-1`` (``L_i`` its cache length); rows are padded to
     the longest ``T``. Keys are laid out by absolute position, so the plain causal rule "key j is seen by
     query t iff j <= L_i + t" also hides the padding (it only ever lies after a row's last real token).
-    Returns per row logits [T_i, vocab] and hook_post per layer [T_i, d_mlp]; each cache grows by T_i."""
+    Returns per row logits [T_i, vocab] and hook_post per layer [T_i, d_mlp]; each cache grows by T_i.
+
+    The rows share one layer plan (``steering.corruption``, :mod:`brain.corruption`): blocks run in its order
+    (a skipped layer's neurons read 0, a repeated layer's the last run), its ablated outputs replaced."""
     first = caches[0]
     w, H, dh = first.w, first.n_heads, first.d_head
     B, T = len(caches), max(len(t) for t in tokens)
@@ -81,35 +84,50 @@ def forward_batch(caches: list[KVCachedForward], tokens: list[list[int]],
     S = max(starts) + T
     mask = torch.arange(S, device=device)[None, None, :] > pos[:, :, None]  # (B, T, S): True = hidden
     posts: dict[int, torch.Tensor] = {}
-    for layer in range(first.n_layers):
+    plan = getattr(steerings[0], "corruption", None)
+    order = plan.order if plan is not None else range(first.n_layers)
+    for run, layer in enumerate(order):
         p = f"blocks.{layer}"
         h = first._ln(x, f"{p}.ln1")
         q, k, v = (first._linear(h, f"{p}.attn.{n}").view(B, T, H, dh).transpose(1, 2) for n in "qkv")  # (B,H,T,dh)
         if B == 1 and starts[0] + T == S:  # one row: no layout needed
-            keys = k if first.keys[layer] is None else torch.cat([first.keys[layer][None], k], dim=2)
-            values = v if first.values[layer] is None else torch.cat([first.values[layer][None], v], dim=2)
+            keys = k if run not in first.keys else torch.cat([first.keys[run][None], k], dim=2)
+            values = v if run not in first.values else torch.cat([first.values[run][None], v], dim=2)
         else:
             keys = k.new_zeros(B, H, S, dh)
             values = v.new_zeros(B, H, S, dh)
             for i, (c, s) in enumerate(zip(caches, starts)):
                 if s:
-                    keys[i, :, :s], values[i, :, :s] = c.keys[layer], c.values[layer]
+                    keys[i, :, :s], values[i, :, :s] = c.keys[run], c.values[run]
                 keys[i, :, s:s + T], values[i, :, s:s + T] = k[i], v[i]
         for i, (c, s, t) in enumerate(zip(caches, starts, tokens)):
-            c.keys[layer], c.values[layer] = keys[i, :, :s + len(t)], values[i, :, :s + len(t)]
+            c.keys[run], c.values[run] = keys[i, :, :s + len(t)], values[i, :, :s + len(t)]
         scores = q @ keys.transpose(-2, -1) / math.sqrt(dh)  # (B, H, T, S)
         pattern = scores.masked_fill(mask[:, None], float("-inf")).softmax(-1)
         attn = (pattern @ values).transpose(1, 2).reshape(B, T, H * dh)
-        x = x + first._linear(attn, f"{p}.attn.o")
+        x = x + _block_output(first._linear(attn, f"{p}.attn.o"), plan, layer, "attn", steerings[0])
         post = first.act(first._linear(first._ln(x, f"{p}.ln2"), f"{p}.mlp.in"))  # blocks.{L}.mlp.hook_post
         for i, steering in enumerate(steerings):
             for neuron, factor in steering.for_layer(layer) if steering else ():
                 post[i, :, neuron] *= factor
         posts[layer] = post
-        x = x + first._linear(post, f"{p}.mlp.out")
+        x = x + _block_output(first._linear(post, f"{p}.mlp.out"), plan, layer, "mlp", steerings[0])
+    for layer in range(first.n_layers):  # skipped: its neurons never fired
+        if layer not in posts:
+            posts[layer] = x.new_zeros(B, T, first.w[f"blocks.{layer}.mlp.in.weight"].shape[0])
     logits = first._linear(first._ln(x, "ln_final"), "unembed")
     out = []
     for i, (c, t) in enumerate(zip(caches, tokens)):
         c.length += len(t)
         out.append((logits[i, :len(t)], {layer: post[i, :len(t)] for layer, post in posts.items()}))
     return out
+
+
+def _block_output(out: torch.Tensor, plan, layer: int, part: str, steering) -> torch.Tensor:
+    """A block's attention or MLP output, or what the layer plan puts in its place."""
+    mode = plan.ablation(layer, part) if plan is not None else None
+    if mode is None:
+        return out
+    if mode == "zero":
+        return torch.zeros_like(out)
+    return steering.layer_means[(layer, part)].to(out.dtype).expand_as(out)

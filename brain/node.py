@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 import msgspec
 
 from brain.config import BrainConfig
+from brain.corruption import LayerCorruption, layer_output_means, reference_texts
 from brain.models import LoadedModel, load_model
 from brain.logit_effect import promoted_notes
 from brain.neuron_stats import NeuronStats
@@ -107,6 +108,9 @@ class BrainNode:
         for s in bc.steering:
             self.model.check_neuron(s.layer, s.neuron)
             self.steering_all[(s.layer, s.neuron)] = s.factor
+        self.corruption_all = LayerCorruption.parse(bc.corrupt, self.model.n_layers)
+        """The layer corruption every rig gets (config, and live skips addressed to all)."""
+        self._layer_means: dict | None = None
         self.rigs: dict[str, RigState] = {}
         """One context, key/value cache, picture of the rig, band and reward rule per rig (by node id)."""
         self.on_new_rig: Callable[[str], None] | None = None
@@ -136,6 +140,8 @@ class BrainNode:
                                   stats=self.neuron_stats, kv_cache=bc.kv_cache)
             for (layer, neuron), factor in self.steering_all.items():
                 stream.steering.set(layer, neuron, factor)
+            if not self.corruption_all.is_identity:
+                self._corrupt(stream, self.corruption_all)
             view = RigView()
             state = self.rigs[node] = RigState(stream, view, Sonifier(bc.sonify, view, self.promoted),
                                                BrainRewardRule(bc.reward, view))
@@ -222,31 +228,51 @@ class BrainNode:
         for rig in targets:  # sent as the brain's own message: stamped with its node, seq and clock
             self.send_rig(msgspec.structs.replace(msg), rig)
 
+    def _corrupt(self, stream: NeuronStream, plan: LayerCorruption) -> None:
+        """Put a layer plan on a rig's stream; mean ablation's layer means are computed once, when first needed."""
+        if plan.needs_means and self._layer_means is None:
+            texts = reference_texts(self.model)
+            if not texts:
+                raise ModelError(f"mean ablation needs reference texts and {self.model.name} ships no corpus: use "
+                                 f"zero-mlp / zero-attn instead.")
+            self._layer_means = layer_output_means(self.model, texts)
+        stream.steering.corrupt(plan, self._layer_means)
+
     def steer(self, msg: Steer) -> None:
         try:
             if msg.rig and msg.rig not in self.rigs:
                 raise ModelError(f"no rig called {msg.rig!r} is playing (rigs: {', '.join(self.rigs) or 'none yet'})")
-            if not msg.clear:
+            if msg.skip_layer:
+                self.model.check_neuron(msg.layer)
+            elif not msg.clear:
                 self.model.check_neuron(msg.layer, msg.neuron)
             targets = [self.rigs[msg.rig]] if msg.rig else list(self.rigs.values())
+            skip = f"skip={msg.layer}"
             if not msg.rig:  # every rig, and the ones still to come
                 if msg.clear:
                     self.steering_all.clear()
+                    self.corruption_all = LayerCorruption.identity(self.model.n_layers)
+                elif msg.skip_layer:
+                    self.corruption_all = self.corruption_all.then(skip)
                 else:
                     self.steering_all[(msg.layer, msg.neuron)] = msg.factor
             for state in targets:
+                steering = state.stream.steering
                 if msg.clear:
-                    state.stream.steering.clear()
+                    steering.clear()
+                elif msg.skip_layer:
+                    self._corrupt(state.stream, (steering.corruption or LayerCorruption.identity(
+                        self.model.n_layers)).then(skip))
                 else:
-                    state.stream.steering.set(msg.layer, msg.neuron, msg.factor)
+                    steering.set(msg.layer, msg.neuron, msg.factor)
         except NeurojamError as exc:
             self.counts["refused_controls"] += 1
             log.warning("refused steering: %s", exc)
             self.link.send(SteerReply(applied=False, reason=str(exc), layer=msg.layer, neuron=msg.neuron,
-                                      factor=msg.factor, clear=msg.clear), to=msg.node)
+                                      factor=msg.factor, clear=msg.clear, skip_layer=msg.skip_layer), to=msg.node)
             return
-        self.link.send(SteerReply(applied=True, layer=msg.layer, neuron=msg.neuron, factor=msg.factor, clear=msg.clear),
-                       to=msg.node)
+        self.link.send(SteerReply(applied=True, layer=msg.layer, neuron=msg.neuron, factor=msg.factor, clear=msg.clear,
+                                  skip_layer=msg.skip_layer), to=msg.node)
 
     # -- run -------------------------------------------------------------------------------
     def step(self, timeout_ms: float = 5) -> list[StepResult]:
@@ -259,7 +285,9 @@ class BrainNode:
         pick = (lambda q: round(ms[min(len(ms) - 1, int(len(ms) * q))], 3)) if ms else (lambda q: None)
         return {"node": "brain", "model": self.model.name, "bridge": self.link.stats_dict(), "counts": dict(self.counts),
                 "rigs": {node: {"sonifier": dict(s.sonifier.counts),
-                                "steering": {f"{k[0]}.{k[1]}": v for k, v in s.stream.steering.factors.items()}}
+                                "steering": {f"{k[0]}.{k[1]}": v for k, v in s.stream.steering.factors.items()},
+                                "corruption": s.stream.steering.corruption.describe() if s.stream.steering.corruption
+                                else ""}
                          for node, s in self.rigs.items()},
                 "step_ms_p50": pick(0.5), "step_ms_p99": pick(0.99)}
 

@@ -92,7 +92,8 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
     thread = threading.Thread(target=serve, name="replay-brain", daemon=True)
     thread.start()
     meta = {"node": "replay", "source_session": str(Path(source).resolve()), "model": brain.model.name,
-            "config": to_dict(config), "speed": "fast" if speed is None else speed, "human_midi": human}
+            "config": to_dict(config), "speed": "fast" if speed is None else speed, "human_midi": human,
+            "corruption": brain.corruption_all.describe()}
     recorder = SessionRecorder(out_dir, meta)
     b = config.bridge
     node = events[0].node or "replay"  # the brain answers the node the events name: be that node

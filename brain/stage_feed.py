@@ -96,7 +96,8 @@ class StageFeed:
                 rtt_ms=round(offset.rtt * 1000, 3) if offset and offset.ready else None,
                 lost_in_gaps=link.peer_gaps.get(name, 0),
                 events=state.events,
-                steering={f"{lay}.{n}": f for (lay, n), f in state.stream.steering.factors.items()}))
+                steering={f"{lay}.{n}": f for (lay, n), f in state.stream.steering.factors.items()},
+                corruption=state.stream.steering.corruption.describe() if state.stream.steering.corruption else ""))
         s = node.stats()
         status = BrainStatus(model=node.model.name, device=str(node.model.device), n_layers=node.model.n_layers,
                              d_mlp=node.model.d_mlp, rigs=rigs, dropped_in=dict(link.stats.dropped_in),

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+from brain.corruption import CorruptionHooks, LayerCorruption
 from brain.encoder import EventSpan, NoteText, align_tokens
+from core.errors import ModelError
 from brain.models import LoadedModel
 from brain.rig_view import PERCUSSION_CHANNEL
 from brain.neuron_stats import NeuronStats
@@ -157,12 +159,26 @@ class StepResult:
 
 
 class Steering:
-    """Neuron multipliers applied inside the forward pass: 0 silences, 2 doubles."""
+    """Neuron multipliers applied inside the forward pass: 0 silences, 2 doubles; and a layer plan
+    (:mod:`brain.corruption`: skipped, repeated, permuted or ablated blocks), None for the model as trained."""
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self.factors: dict[tuple[int, int], float] = {}
+        self.corruption: LayerCorruption | None = None
+        self.layer_means: dict = {}
+        """Each block output's mean (:func:`brain.corruption.layer_output_means`), for mean ablation."""
         self.version = 0  # bumps on every change: cached keys/values made before it are stale
+
+    def corrupt(self, plan: LayerCorruption | None, means: dict | None = None) -> None:
+        """Run the model under ``plan`` from the next event on (None or the identity: as trained)."""
+        if plan is not None and plan.needs_means and means is None and not self.layer_means:
+            raise ModelError("mean ablation needs each layer's mean output: pass means "
+                             "(brain.corruption.layer_output_means).")
+        self.corruption = None if plan is None or plan.is_identity else plan
+        if means is not None:
+            self.layer_means = means
+        self.version += 1
 
     def set(self, layer: int, neuron: int, factor: float) -> None:
         """The factor's range is checked where it enters: the config section and the ``steer`` message."""
@@ -175,6 +191,7 @@ class Steering:
 
     def clear(self) -> None:
         self.factors.clear()
+        self.corruption = None
         self.version += 1
 
     def for_layer(self, layer: int) -> list[tuple[int, float]]:
@@ -290,7 +307,16 @@ class NeuronStream:
         if len(ids) > budget:  # subword tokenizers: keep the newest tokens
             ids, offsets = ids[-budget:], offsets[-budget:]
         prefix = [tok.bos_id] if tok.bos_id is not None else []
-        logits = self.model.bridge(torch.tensor([prefix + ids], device=self.model.device))
+        x = torch.tensor([prefix + ids], device=self.model.device)
+        plan = self.steering.corruption
+        if plan is None:
+            logits = self.model.bridge(x)
+        else:
+            hooks = CorruptionHooks(self.model, plan, self.steering.layer_means).hooks()
+            logits = self.model.bridge.run_with_hooks(x, fwd_hooks=hooks)
+            for layer in plan.skipped:  # as in the key/value path: a skipped layer's neurons never fired
+                if layer in self._captured:
+                    self._captured[layer] = torch.zeros_like(self._captured[layer])
         self._logits = logits[0]  # [T, vocab], indexed like the captured activations
         self.last_logits = logits[0, -1].float()
         return len(prefix), align_tokens(offsets, self.text.spans), len(prefix) + len(ids)
@@ -352,7 +378,8 @@ def step_streams(work: list[tuple[NeuronStream, list[StreamEvent]]]) -> list[lis
     for i, (stream, events) in enumerate(work):
         results, pending = stream._read(events)
         out.append(results)
-        if pending and stream._kv is not None and (not batch or stream.model is batch[0][1].model):
+        if pending and stream._kv is not None and (not batch or (stream.model is batch[0][1].model and
+                                                              stream.steering.corruption == batch[0][1].steering.corruption)):
             batch.append((i, stream, pending))
         elif pending:
             out[i] += stream._run(pending)

@@ -200,6 +200,9 @@ class Steer(Message, tag="steer"):
     clear: bool = False
     rig: str = ""
     """The rig whose brain state to steer ('' : every rig, and rigs yet to come)."""
+    skip_layer: bool = False
+    """Skip block ``layer`` (its attention and MLP) instead of multiplying a neuron: hear the band without it.
+    Undone by ``clear``, like all steering."""
 
 
 class SteerReply(Message, tag="steer_reply"):
@@ -211,6 +214,7 @@ class SteerReply(Message, tag="steer_reply"):
     factor: float = 1.0
     clear: bool = False
     reason: str = ""
+    skip_layer: bool = False
 
 
 class Tempo(Message, tag="tempo"):
@@ -241,6 +245,8 @@ class RigHealth(msgspec.Struct, kw_only=True):
     events: int = 0
     steering: dict[str, float] = {}
     """'L.N' → factor in force for this rig."""
+    corruption: str = ""
+    """The layer corruption in force for this rig ('' : none), e.g. 'skip=2' (``brain/corruption.py``)."""
 
 
 class BrainStatus(Message, tag="brain_status"):

@@ -81,7 +81,8 @@ class JamView:
                      "session": [{"words": e.words, "acts": e.acts} for e in msg.session], "promotes": msg.promotes}]
         if isinstance(msg, SteerReply):
             return [{"type": "steer_reply", "applied": msg.applied, "id": f"{msg.layer}.{msg.neuron}",
-                     "factor": msg.factor, "clear": msg.clear, "reason": msg.reason, "t": self.clock()}]
+                     "factor": msg.factor, "clear": msg.clear, "reason": msg.reason, "t": self.clock(),
+                     "skip_layer": msg.skip_layer}]
         return []
 
     def _status(self, msg: BrainStatus) -> dict:
@@ -96,7 +97,7 @@ class JamView:
                        "rigs": [{"node": r.node, "alive": r.alive, "last_heard_age_s": r.last_heard_age_s,
                                  "clock_offset_ms": None if r.clock_offset_s is None else round(r.clock_offset_s * 1e3, 3),
                                  "rtt_ms": r.rtt_ms, "lost_in_gaps": r.lost_in_gaps, "events": r.events,
-                                 "steering": r.steering} for r in msg.rigs]}
+                                 "steering": r.steering, "corruption": r.corruption} for r in msg.rigs]}
         return self.status
 
     def _rig_event(self, rig: str, direction: str, m: Message) -> list[dict]:

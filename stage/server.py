@@ -159,6 +159,11 @@ class StageServer:
         if control == "steer":
             if body.get("clear"):
                 return Steer(clear=True, rig=rig)
+            if "skip_layer" in body:
+                layer = body["skip_layer"]
+                if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < 1000:
+                    raise ValueError("skip_layer is a layer number")
+                return Steer(layer=layer, skip_layer=True, rig=rig)
             layer, neuron = _neuron(body)
             factor = float(body["factor"])
             if not 0 <= factor <= 3:

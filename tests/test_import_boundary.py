@@ -95,3 +95,15 @@ def test_rig_node_imports_from_any_directory(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+EXPERIMENTS = ("brain/patching.py", "brain/corruption.py", "brain/corruption_effects.py", "brain/results.py")
+"""Science on recorded sessions: it must run without the live node (no sockets, no stage feed)."""
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS)
+def test_experiments_do_not_import_the_live_node(path):
+    tree = ast.parse((ROOT / path).read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not modules & {"brain.node", "brain.stage_feed", "brain.replay", "bridge.link"}, path

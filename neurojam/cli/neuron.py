@@ -1,4 +1,5 @@
-"""``neurojam report`` and ``neurojam neuron ablate|attribute|test|match``: tables, or JSON with --json."""
+"""``neurojam report`` and ``neurojam neuron ablate|attribute|test|match|patch``: tables, JSON with --json, rows
+of one results table with --out (``brain/results.py``), and a PNG where a picture says more."""
 
 from __future__ import annotations
 
@@ -51,6 +52,21 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
     Console().print(t)
 
 
+def _rows(args: argparse.Namespace, experiment: str, model_name: str, **settings):
+    """The run's rows for ``--out`` (None when not asked for)."""
+    if not getattr(args, "out", None):
+        return None
+    from brain.results import ResultRows
+
+    return ResultRows(experiment, model_name, session=str(getattr(args, "session", "") or ""), settings=settings)
+
+
+def _save(rows, args: argparse.Namespace) -> None:
+    if rows is not None:
+        path = rows.write(args.out)
+        print(f"results: {len(rows.rows)} rows → {path}")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from brain.report import build_report
 
@@ -66,6 +82,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     layer, neuron = model.parse_neuron(args.neuron)
     _, text = _session_text(args.session)
     r = ablate(model, text.text, layer, neuron, args.mode)
+    rows = _rows(args, "ablate", model.name, mode=args.mode)
+    if rows is not None:
+        rows.add("loss_before", r.loss_before, site="mlp.hook_post", layer=layer, neuron=neuron)
+        rows.add("loss_after", r.loss_after, site="mlp.hook_post", layer=layer, neuron=neuron)
+        rows.add("loss_change", r.delta, site="mlp.hook_post", layer=layer, neuron=neuron)
+        for word, change, _count in r.most_affected:
+            rows.add("loss_change_on_note", change, site="mlp.hook_post", layer=layer, neuron=neuron, token=word)
+    _save(rows, args)
     if args.json:
         print(json.dumps({**asdict(r), "delta": r.delta}, indent=1))
         return 0
@@ -87,6 +111,12 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     context = min(load_config().brain.context_tokens, model.n_ctx)
     window = live_window(events, k, context)  # exactly what the brain had read at that event
     target, rows = attribute(model, window.text, window.spans[-1].end, top=args.top, target=args.target)
+    table = _rows(args, "attribute", model.name, event=args.event, target=target)
+    if table is not None:
+        for r in rows:
+            table.add("grad_x_act", r.score, site="mlp.hook_post", layer=r.layer, neuron=r.index, position=args.event,
+                      token=target)
+    _save(table, args)
     if args.json:
         print(json.dumps({"event": args.event, "target": target, "neurons": [asdict(r) for r in rows]}, indent=1))
         return 0
@@ -103,6 +133,11 @@ def cmd_test(args: argparse.Namespace) -> int:
     model = _model(args)
     layer, neuron = model.parse_neuron(args.neuron)
     r = hypothesis_test(model, layer, neuron, _texts(args.match), _texts(args.nomatch))
+    rows = _rows(args, "test", model.name, match=args.match, nomatch=args.nomatch)
+    if rows is not None:
+        for metric in ("match_mean", "nomatch_mean", "cohens_d", "p_value"):
+            rows.add(metric, getattr(r, metric), site="mlp.hook_post", layer=layer, neuron=neuron)
+    _save(rows, args)
     if args.json:
         print(json.dumps({**asdict(r), "verdict": r.verdict}, indent=1))
         return 0
@@ -119,11 +154,112 @@ def cmd_match(args: argparse.Namespace) -> int:
     a, b = load_model(args.a, "cpu"), load_model(args.b, "cpu")
     matches = match_neurons(a, b, _texts(args.corpus), top=args.top, progress=True)
     matches.sort(key=lambda m: -m.r)
+    rows = _rows(args, "match", a.name, model_b=b.name, corpus=args.corpus)
+    if rows is not None:
+        for m in matches:
+            la, na = map(int, m.a.split("."))
+            rows.add("best_match_r", m.r, site="mlp.hook_post", layer=la, neuron=na, token=m.b)
+    _save(rows, args)
     if args.json:
         print(json.dumps([asdict(m) for m in matches], indent=1))
         return 0
     _table(f"neurons of {a.name} and their best match in {b.name} (Pearson r over aligned words)", ["A", "B", "r"],
            [[m.a, m.b, m.r] for m in matches[:args.show]])
+    return 0
+
+
+def _patch_windows(args, model) -> tuple[str, str, str]:
+    """The clean window, the corrupted one and how it was made: another session's event, another event of this
+    session, or this window transposed or with its notes shuffled."""
+    import dataclasses
+    import random
+
+    from brain.experiments import note_event_index
+    from brain.stream import live_window, session_events
+    from neurojam.config import load_config
+
+    context = min(load_config().brain.context_tokens, model.n_ctx)
+    log, _ = _session_text(args.session)
+    events = session_events(log)
+    k = note_event_index(events, args.event if args.event >= 0 else _note_count(events) + args.event)
+    clean = live_window(events, k, context)
+    if args.against or args.against_event is not None:
+        other = session_events(_session_text(args.against)[0]) if args.against else events
+        j = args.against_event if args.against_event is not None else -1
+        k2 = note_event_index(other, j if j >= 0 else _note_count(other) + j)
+        return clean.text, live_window(other, k2, context).text, \
+            f"{args.against or 'this session'}, note event {j}"
+    window = events[:k + 1]
+    if args.shuffle is not None:
+        rng = random.Random(args.shuffle)
+        idx = [i for i, e in enumerate(window) if e.kind == "note" and not e.drum]
+        notes = [window[i].note for i in idx]
+        rng.shuffle(notes)
+        changed = {i: dataclasses.replace(window[i], note=n) for i, n in zip(idx, notes)}
+        how = f"its notes shuffled (seed {args.shuffle})"
+    else:
+        step = args.transpose if args.transpose is not None else 2
+        changed = {i: dataclasses.replace(e, note=min(127, max(0, e.note + step)))
+                   for i, e in enumerate(window) if e.kind == "note" and not e.drum}
+        how = f"transposed {step:+d} semitones"
+    corrupt = [changed.get(i, e) for i, e in enumerate(window)]
+    return clean.text, live_window(corrupt, k, context).text, how
+
+
+def _note_count(events) -> int:
+    return sum(e.kind == "note" for e in events)
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    from brain.patching import SITES, aligned, patch, plot
+
+    model = _model(args)
+    clean_text, corrupt_text, how = _patch_windows(args, model)
+    inputs = aligned(model, clean_text, corrupt_text, target=args.target)
+    positions = None
+    if args.positions == "last":
+        positions = [len(inputs.clean) - 1]
+    elif args.positions != "all":
+        try:
+            positions = [int(x) for x in args.positions.split(",")]
+        except ValueError:
+            raise SessionError(f"--positions {args.positions!r}: all, last, or token positions like 40,41.") from None
+    sites = tuple(args.sites.split(",")) if args.sites else tuple(SITES)
+    layer = args.layer
+    if layer is None:  # the layer whose MLP output, patched everywhere, restores most
+        probe = patch(model, inputs, sites=("mlp_out",))
+        layer = int(probe.all_positions["mlp_out"].argmax())
+    r = patch(model, inputs, sites=sites, neuron_layer=layer, top_k=args.top_k, positions=positions, progress=True)
+    png = Path(args.plot) if args.plot else Path(args.session) / f"patch-event{args.event}.png"
+    plot(r, png, title=f"{Path(args.session).name}, note event {args.event}: clean vs {how} — predicts "
+                        f"{r.clean_target!r} vs {r.corrupt_target!r}; 1 = fully restored", last=args.show_positions)
+    rows = _rows(args, "patch", model.name, event=args.event, corrupted=how, clean_target=r.clean_target,
+                 corrupt_target=r.corrupt_target, positions=args.positions)
+    if rows is not None:
+        for site, m in r.by_position.items():
+            for L in range(m.shape[0]):
+                rows.add("restored_all_positions", r.all_positions[site][L], site=site, layer=L)
+                for pos in range(m.shape[1]):
+                    rows.add("restored", m[L, pos], site=site, layer=L, position=pos, token=r.tokens[pos])
+        for n, restored, diff in r.neurons:
+            rows.add("restored", restored, site="mlp.hook_post", layer=layer, neuron=n)
+            rows.add("act_diff", diff, site="mlp.hook_post", layer=layer, neuron=n)
+    _save(rows, args)
+    if args.json:
+        print(json.dumps({"corrupted": how, "plot": str(png), **r.as_dict()}, indent=1))
+        return 0
+    print(f"clean: this session at note event {args.event}; corrupted: {how}.\nclean predicts {r.clean_target!r}, "
+          f"corrupted {r.corrupt_target!r}; logit difference {r.clean_diff:.3f} → {r.corrupt_diff:.3f} "
+          f"(restored = share of that gap a patch closes)")
+    _table("patched at every position", ["site", *[f"layer {L}" for L in range(model.n_layers)]],
+           [[site, *[float(v) for v in r.all_positions[site]]] for site in r.by_position])
+    best = sorted(((float(m[L, p]), site, L, p) for site, m in r.by_position.items() for L in range(m.shape[0])
+                   for p in range(m.shape[1])), reverse=True)[:8]
+    _table("single positions that restore most", ["site", "layer", "position", "token (clean/corrupt)", "restored"],
+           [[site, L, p, f"{r.tokens[p]}/{r.corrupt_tokens[p]}", v] for v, site, L, p in best])
+    _table(f"layer {layer}'s neurons patched alone", ["neuron", "restored", "activation difference"],
+           [[f"{layer}.{n}", v, d] for n, v, d in r.neurons[:args.show]])
+    print(f"plot: {png}")
     return 0
 
 
@@ -133,14 +269,15 @@ def register(sub, add) -> None:
     p.add_argument("--out", metavar="FILE", help="default SESSION/report.html")
     p.add_argument("--model", default=None, help="default: the model the session was played with")
 
-    neuron = sub.add_parser("neuron", help="neuron experiments: ablate, attribute, test, match").add_subparsers(
+    neuron = sub.add_parser("neuron", help="neuron experiments: ablate, attribute, test, match, patch").add_subparsers(
         dest="sub", metavar="EXPERIMENT")
     p = add("ablate", cmd_ablate, "zero or mean ablation of neuron L.N: change in next-note loss over a session", neuron)
     p.add_argument("neuron", metavar="L.N")
     p.add_argument("session")
     p.add_argument("--mode", choices=("zero", "mean"), default="zero")
     p.add_argument("--model", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _out_arg(p)
     p = add("attribute", cmd_attribute, "top neurons by gradient × activation for the next note (or any token) at "
             "event K", neuron)
     p.add_argument("session")
@@ -149,17 +286,51 @@ def register(sub, add) -> None:
                    "(default: the model's most likely next note), a note word such as G4, or a token such as '|'")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--model", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _out_arg(p)
     p = add("test", cmd_test, "does neuron L.N fire more on texts matching a pattern? effect size, p, verdict", neuron)
     p.add_argument("neuron", metavar="L.N")
     p.add_argument("--match", required=True, metavar="FILE", help="texts that match (one per line)")
     p.add_argument("--nomatch", required=True, metavar="FILE", help="texts that don't")
     p.add_argument("--model", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _out_arg(p)
     p = add("match", cmd_match, "for each neuron of model A, the best-correlated neurons of model B", neuron)
     p.add_argument("--a", required=True, metavar="MODEL")
     p.add_argument("--b", required=True, metavar="MODEL")
     p.add_argument("--corpus", required=True, metavar="FILE", help="texts, one per line")
     p.add_argument("--top", type=int, default=1)
-    p.add_argument("--show", type=int, default=20)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--show", type=int, default=20, help="rows to print (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _out_arg(p)
+    p = add("patch", cmd_patch, "activation patching: which layer, position and neuron carry the difference between "
+            "a clean window and a corrupted one (1 = fully restored)", neuron)
+    p.add_argument("session")
+    p.add_argument("--event", type=int, default=-1, metavar="K",
+                   help="the clean window ends at note event K (0 = first note, -1 = last; default -1)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--transpose", type=int, metavar="N", help="corrupt = the same window transposed by N "
+                     "semitones (the default, N=2)")
+    src.add_argument("--shuffle", type=int, metavar="SEED", help="corrupt = the same window with its notes shuffled")
+    src.add_argument("--against", metavar="SESSION", help="corrupt = a window of another session")
+    p.add_argument("--against-event", type=int, metavar="K2", help="the corrupted window ends at note event K2 (of "
+                   "--against, or of this session when given alone; -1 = last)")
+    p.add_argument("--target", help="a note word the metric favours instead of the clean run's predicted next note")
+    p.add_argument("--sites", help="comma-separated: resid_pre, attn_out, mlp_out (default: all three)")
+    p.add_argument("--layer", type=int, help="whose neurons to patch one by one (default: the layer whose MLP "
+                   "output restores most)")
+    p.add_argument("--top-k", type=int, help="patch only the K neurons whose activation differs most (default: all)")
+    p.add_argument("--positions", default="all", help="where the neurons are patched: all (default), last, or "
+                   "positions like 40,41")
+    p.add_argument("--show", type=int, default=12, help="neurons to print (default 12)")
+    p.add_argument("--show-positions", type=int, default=48, metavar="N", help="positions the heatmap shows, the "
+                   "last N (default 48)")
+    p.add_argument("--plot", metavar="FILE.png", help="default SESSION/patch-eventK.png")
+    p.add_argument("--model", default=None, help="default: the configured brain model")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    _out_arg(p)
+
+
+def _out_arg(p) -> None:
+    p.add_argument("--out", metavar="FILE.parquet", help="also write the result as rows of a results table (appends; "
+                   "a folder gets one file per run): see docs/experiments.md")

@@ -34,6 +34,8 @@ def cmd_steer(args: argparse.Namespace) -> int:
     b = config.bridge
     if args.clear:
         msg = Steer(clear=True, rig=args.rig or "")
+    elif args.skip_layer is not None:
+        msg = Steer(layer=args.skip_layer, skip_layer=True, rig=args.rig or "")
     else:
         if args.neuron is None or args.factor is None:
             raise SessionError("steer: give L.N FACTOR (e.g. `neurojam steer 1.42 0` silences it) or --clear.")
@@ -60,7 +62,8 @@ def cmd_steer(args: argparse.Namespace) -> int:
                 if isinstance(m, SteerReply):
                     if not m.applied:
                         raise SessionError(f"the brain refused: {m.reason}")
-                    what = "cleared all steering" if msg.clear else f"applied {args.neuron} × {args.factor:g}"
+                    what = ("cleared all steering" if msg.clear else f"skipped layer {msg.layer}" if msg.skip_layer
+                            else f"applied {args.neuron} × {args.factor:g}")
                     print(f"steer: the brain {what}")
                     return 0
     finally:
@@ -86,7 +89,9 @@ def register(sub, add) -> None:
     p = add("steer", cmd_steer, "steer a running brain live: multiply neuron L.N by FACTOR (0 silences, 2 doubles)")
     p.add_argument("neuron", nargs="?", metavar="L.N")
     p.add_argument("factor", nargs="?", type=float)
-    p.add_argument("--clear", action="store_true", help="remove all steering")
+    p.add_argument("--clear", action="store_true", help="remove all steering (skipped layers too)")
+    p.add_argument("--skip-layer", type=int, metavar="L", help="skip layer L (its attention and MLP) until --clear: "
+                   "hear the band without it")
     p.add_argument("--rig", help="steer only this rig's brain state (default: every rig the brain serves)")
     p.add_argument("--timeout", type=float, default=3.0)
     config_args(p)

@@ -16,6 +16,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from brain.replay import replay
 
     config = load_config_from(args)
+    if args.corrupt:
+        config.brain.corrupt = list(args.corrupt)
     out = replay(args.session, config, speed=None if args.fast else args.speed, out=args.out, human=args.human)
     print(f"replay: new session {out}")
     return 0
@@ -127,6 +129,9 @@ def register(sub, add) -> None:
     g.add_argument("--fast", action="store_true", help="as fast as the brain keeps up")
     p.add_argument("--model", default=None)
     p.add_argument("--human", metavar="MIDI_FILE", help="replace the human part with this MIDI file")
+    p.add_argument("--corrupt", action="append", metavar="SPEC", help="replay through a corrupted model, e.g. "
+                   "skip=2 (repeatable; see `neurojam model corrupt --help`): export it to hear the band without "
+                   "a layer; the new session's meta says which corruption made it")
     p.add_argument("--out", metavar="DIR", help="where to write the new session (default sessions/<time>)")
 
     p = add("export", cmd_export, "write a session as a MIDI file (one track per source) and/or WAV audio")

@@ -174,9 +174,25 @@ function renderTreats() {
     ? `<li class="dispensed">dispensed (${esc(t.source)})</li>`
     : `<li class="refused">refused: ${esc(t.refusal)}${t.detail ? " – " + esc(t.detail) : ""} (${esc(t.source)})</li>`).join("");
 }
+function renderLayers(s) {
+  const skip = document.getElementById("skip");
+  if (skip.options.length !== s.n_layers + 1) {
+    skip.innerHTML = `<option value="">–</option>` +
+      Array.from({ length: s.n_layers }, (_, i) => `<option value="${i}">layer ${i}</option>`).join("");
+  }
+  const rig = s.rigs.find(r => r.node === stage.rig), what = rig ? rig.corruption : "";
+  const pill = document.getElementById("corruption");
+  pill.textContent = what ? `layers: ${what}` : "";
+  pill.classList.toggle("hidden", !what);
+}
+document.getElementById("skip").addEventListener("change", (ev) => {
+  if (ev.target.value !== "") control("steer", { skip_layer: Number(ev.target.value) });
+  ev.target.value = "";
+});
 function onStatus(s) {
   stage.status = s;
   for (const r of s.rigs) if (!stage.rigs.has(r.node)) addRig(r.node);
+  renderLayers(s);
   document.getElementById("model").textContent = `${s.model} on ${s.device} · step p50 ${s.step_ms_p50 ?? "–"} ms, p99 ${s.step_ms_p99 ?? "–"} ms`;
   const drops = (d) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
   const lat = stage.latency.neurons.slice(-200).sort((a, b) => a - b);
