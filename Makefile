@@ -21,6 +21,7 @@ bench: setup
 	$(PY) bench/brain.py
 	$(PY) bench/sessions.py
 	$(PY) bench/analysis.py
+	$(PY) bench/experiments.py
 	$(PY) bench/loop.py
 	$(PY) bench/stage.py --quick
 

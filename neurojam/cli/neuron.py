@@ -231,7 +231,9 @@ def cmd_patch(args: argparse.Namespace) -> int:
         layer = int(probe.all_positions["mlp_out"].argmax())
     r = patch(model, inputs, sites=sites, neuron_layer=layer, top_k=args.top_k, positions=positions, progress=True)
     png = Path(args.plot) if args.plot else Path(args.session) / f"patch-event{args.event}.png"
-    plot(r, png, title=f"{Path(args.session).name}, note event {args.event}: clean vs {how} — predicts "
+    where = Path(args.session).resolve()
+    name = f"{where.parent.name}/{where.name}" if where.name == "session" else where.name
+    plot(r, png, title=f"{name}, note event {args.event}: clean vs {how} — predicts "
                         f"{r.clean_target!r} vs {r.corrupt_target!r}; 1 = fully restored", last=args.show_positions)
     rows = _rows(args, "patch", model.name, event=args.event, corrupted=how, clean_target=r.clean_target,
                  corrupt_target=r.corrupt_target, positions=args.positions)
