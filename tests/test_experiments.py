@@ -188,11 +188,22 @@ def test_every_experiment_writes_rows(session, tmp_path):
     out = tmp_path / "all.parquet"
     assert run_cli("neuron", "ablate", "1.3", str(session), "--out", str(out)).returncode == 0
     assert run_cli("neuron", "attribute", str(session), "--event", "5", "--out", str(out)).returncode == 0
+    match, nomatch = tmp_path / "m.txt", tmp_path / "n.txt"
+    match.write_text("\n".join(TEXTS))
+    nomatch.write_text("\n".join(t.replace("|", "r") for t in TEXTS))
+    r = run_cli("neuron", "test", "0.1", "--match", str(match), "--nomatch", str(nomatch), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("neuron", "match", "--a", "notes-default", "--b", "notes-default", "--corpus", str(match),
+                "--out", str(out))
+    assert r.returncode == 0, r.stderr
     import pyarrow.parquet as pq
 
     table = pq.read_table(out).to_pylist()
-    assert {row["experiment"] for row in table} == {"ablate", "attribute"}
-    assert all(row["session"] == str(session) for row in table)
+    assert {row["experiment"] for row in table} == {"ablate", "attribute", "test", "match"}
+    assert all(row["session"] == str(session) for row in table if row["experiment"] in ("ablate", "attribute"))
+    matches = [row for row in table if row["experiment"] == "match"]
+    assert len(matches) == 4 * 512  # every neuron of A, its best match in B
+    assert sum(row["value"] > 0.99 for row in matches) > 0.9 * len(matches)  # a model matches itself
 
 
 def test_model_corrupt_ranks_skips_against_the_clean_model_and_the_baselines(session, tmp_path):
