@@ -27,6 +27,18 @@ class Capture:
         return int(self.token_ids.numel())
 
 
+def pad_rows(rows: list[list[int]], device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows right-padded into one batch [B, T], and the mask of real tokens (a causal model's real positions
+    never see the padding)."""
+    width = max(len(r) for r in rows)
+    x = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        x[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = True
+    return x.to(device), mask.to(device)
+
+
 @torch.inference_mode()
 def capture_activations(model, texts: list[str], layers: list[int] | None = None, batch_size: int = 32,
                         progress: bool = False, dtype: torch.dtype = torch.float32) -> Capture:

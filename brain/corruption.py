@@ -120,6 +120,8 @@ def layer_output_means(model, texts: list[str], batch_size: int = 32) -> dict[tu
     """Mean of each block's attention and MLP output over the reference texts' tokens (for mean ablation)."""
     import torch
 
+    from brain.activations import pad_rows
+
     names = {f"blocks.{L}.hook_{p}_out": (L, p) for L in range(model.n_layers) for p in PARTS}
     sums: dict[tuple[int, str], torch.Tensor] = {}
     count = 0
@@ -131,17 +133,10 @@ def layer_output_means(model, texts: list[str], batch_size: int = 32) -> dict[tu
         pieces += [[tok.bos_id, *ids[i:i + step]] for i in range(0, len(ids), step)]
     with torch.inference_mode():
         for i in range(0, len(pieces), batch_size):
-            group = pieces[i:i + batch_size]
-            width = max(len(p) for p in group)
-            x = torch.zeros(len(group), width, dtype=torch.long)
-            mask = torch.zeros(len(group), width, dtype=torch.bool)
-            for j, p in enumerate(group):
-                x[j, :len(p)] = torch.tensor(p)
-                mask[j, :len(p)] = True
-            _, cache = model.bridge.run_with_cache(x.to(model.device), names_filter=lambda n: n in names)
-            m = mask.to(model.device)
+            x, mask = pad_rows(pieces[i:i + batch_size], model.device)
+            _, cache = model.bridge.run_with_cache(x, names_filter=lambda n: n in names)
             for name, key in names.items():
-                s = cache[name][m].float().sum(0)
+                s = cache[name][mask].float().sum(0)
                 sums[key] = sums[key] + s if key in sums else s
             count += int(mask.sum())
     return {k: (v / max(1, count)) for k, v in sums.items()}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from brain.activations import pad_rows
 from brain.corruption import CorruptionHooks, LayerCorruption, layer_output_means, reference_texts
 from brain.models import LoadedModel
 from core.errors import ModelError
@@ -105,12 +106,11 @@ def test_texts(model: LoadedModel, limit: int | None = None) -> list[str]:
 
 def session_loss(model: LoadedModel, text: str, forward) -> float:
     """Mean next-note loss over the session's windows (bar lines and rests are context, not targets)."""
-    from brain.evaluate import chunks, model_scores, note_id_set, tune_ids  # noqa: F401
-
-    scores = model_scores(model, [text], note_id_set(model), forward=forward)
     import math
 
-    return math.log(scores["perplexity"])
+    from brain.evaluate import model_scores, note_id_set
+
+    return math.log(model_scores(model, [text], note_id_set(model), forward=forward)["perplexity"])
 
 
 @torch.inference_mode()
@@ -128,16 +128,9 @@ def note_shifts(model: LoadedModel, texts: list[str], forward, clean_forward, to
     total = torch.zeros(len(notes))
     count = 0
     for i in range(0, len(pieces), batch):
-        group = pieces[i:i + batch]
-        width = max(len(p) for p in group)
-        x = torch.zeros(len(group), width, dtype=torch.long)
-        mask = torch.zeros(len(group), width, dtype=torch.bool)
-        for j, p in enumerate(group):
-            x[j, :len(p)] = torch.tensor(p)
-            mask[j, :len(p)] = True
-        x = x.to(model.device)
+        x, mask = pad_rows(pieces[i:i + batch], model.device)
         diff = (torch.softmax(forward(x).float(), -1) - torch.softmax(clean_forward(x).float(), -1)).cpu()
-        total += diff[mask][:, index].sum(0)
+        total += diff[mask.cpu()][:, index].sum(0)
         count += int(mask.sum())
     mean = total / max(1, count)
     order = mean.argsort()

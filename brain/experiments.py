@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from brain.activations import capture_activations
+from brain.activations import capture_activations, pad_rows
 from brain.models import LoadedModel
 
 
@@ -32,16 +32,6 @@ def _windows(model: LoadedModel, text: str) -> tuple[list[list[int]], list[list[
         out_ids.append([tok.bos_id, *ids[i:i + step]])
         out_offs.append([(0, 0), *offs[i:i + step]])
     return out_ids, out_offs
-
-
-def _batch(windows: list[list[int]], device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(w) for w in windows)
-    x = torch.zeros(len(windows), width, dtype=torch.long)
-    mask = torch.zeros(len(windows), width, dtype=torch.bool)
-    for i, w in enumerate(windows):
-        x[i, :len(w)] = torch.tensor(w)
-        mask[i, :len(w)] = True
-    return x.to(device), mask.to(device)
 
 
 @torch.inference_mode()
@@ -77,7 +67,7 @@ def ablate(model: LoadedModel, text: str, layer: int, neuron: int, mode: str = "
 
         raise ModelError(f"ablation mode {mode!r}: use zero or mean.")
     windows, _ = _windows(model, text)
-    x, mask = _batch(windows, model.device)
+    x, mask = pad_rows(windows, model.device)
     note_ids = model.note_token_ids()
     targets = x[:, 1:]
     valid = mask[:, 1:] & torch.tensor([[int(t) in note_ids for t in row] for row in targets.tolist()],
