@@ -31,6 +31,7 @@ from brain.stage_feed import StageFeed
 from brain.sonify import Sonifier
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.config import BridgeConfig
+from bridge.identity import IdentityBook
 from bridge.link import Link
 from bridge.messages import (
     Accomp,
@@ -78,6 +79,7 @@ class RigState:
     sonifier: Sonifier
     reward: BrainRewardRule
     events: int = 0
+    last_event: float = 0.0
 
 
 class BrainSettings(Protocol):
@@ -118,11 +120,15 @@ class BrainNode:
         self.recorder = None
         if session_dir is not None:
             self.recorder = SessionRecorder(session_dir, {"node": "brain", "config": to_dict(config),
-                                                          "model": self.model.name, **(meta or {})})
+                                                          "model": self.model.name, **(meta or {})},
+                                            buffer=config.session.buffer, flush_ms=config.session.flush_ms,
+                                            min_free_mb=config.session.min_free_mb, max_mb=config.session.max_mb)
         b = config.bridge
+        security = security_for(b, bc.node_id, server=True)
         self.link = Link("brain", bc.node_id, bind_host=b.bind_host, events_port=b.events_port,
                          commands_port=b.commands_port, heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s,
-                         hwm=b.hwm, tap=self.recorder, security=security_for(b, bc.node_id, server=True))
+                         hwm=b.hwm, tap=self.recorder, security=security, max_frame_bytes=b.max_frame_bytes,
+                         identity=IdentityBook.from_config(b, keyed=security.name == "curve"))
         self.stage = StageFeed(self)
         """Copies for the stages watching (``neurojam stage``); nothing is sent while none is."""
         self.stop_event = threading.Event()
@@ -160,6 +166,8 @@ class BrainNode:
         pending: dict[str, list[tuple[object, Message]]] = {}  # rig → (stream event, the message it came from)
         for msg in msgs:
             event = stream_event(msg)
+            if isinstance(msg, (Steer, Tempo, TreatRequest, CardRequest)) and not self._may_control(msg):
+                continue
             if event is not None:
                 pending.setdefault(msg.node, []).append((event, msg))
             elif isinstance(msg, Steer):
@@ -180,6 +188,7 @@ class BrainNode:
         for state, items, done in zip(states, pending.values(), stepped):
             self.counts["events"] += len(items)
             state.events += len(items)
+            state.last_event = self.link.clock()
             by_event = {id(r.event): r for r in done}
             for event, msg in items:
                 state.view.observe(msg)
@@ -188,6 +197,25 @@ class BrainNode:
                     self.respond(r, state)
             results += done
         return results
+
+    def _may_control(self, msg: Steer | Tempo | TreatRequest | CardRequest) -> bool:
+        """A control names its rig ('' : every rig); a sender that may steer only some rigs names one of them."""
+        rigs = self.link.identity.rigs_of(msg.node)
+        if rigs is None:
+            return True
+        if not msg.rig and len(rigs) == 1:
+            msg.rig = next(iter(rigs))  # a rig's own key (or a tool for one rig) means that rig
+        if msg.rig and msg.rig in rigs:
+            return True
+        self.counts["refused_controls"] += 1
+        self.link.stats.dropped_in["not_your_rig"] += 1
+        log.warning("refused a %s from %s for rig %r: it may steer only %s", msg.__struct_config__.tag, msg.node,
+                    msg.rig or "(every rig)", ", ".join(sorted(rigs)) or "no rig")
+        if isinstance(msg, Steer):
+            self.link.send(SteerReply(applied=False, reason=f"{msg.node} may steer only {', '.join(sorted(rigs)) or 'no rig'}",
+                                      layer=msg.layer, neuron=msg.neuron, factor=msg.factor, clear=msg.clear,
+                                      skip_layer=msg.skip_layer), to=msg.node)
+        return False
 
     def respond(self, r: StepResult, state: "RigState") -> None:
         self.step_ms.append(r.step_ms)
@@ -280,6 +308,17 @@ class BrainNode:
         self.link.tick()
         return self.handle(msgs) if msgs else []
 
+    def forget_idle_rigs(self) -> list[str]:
+        """Rigs not heard for ``bridge.idle_rig_s`` lose their state (context, cache, band) and their place."""
+        link, now = self.link, self.link.clock()
+        idle = [node for node in self.rigs
+                if now - getattr(link.peers.get(node), "last_heard", self.rigs[node].last_event) > self.config.bridge.idle_rig_s]
+        for node in idle:
+            self.rigs.pop(node).stream.close()
+            link.forget(node)
+            log.info("forgot rig %s: not heard for %.0f s", node, self.config.bridge.idle_rig_s)
+        return idle
+
     def stats(self) -> dict:
         ms = sorted(self.step_ms)
         pick = (lambda q: round(ms[min(len(ms) - 1, int(len(ms) * q))], 3)) if ms else (lambda q: None)
@@ -299,6 +338,7 @@ class BrainNode:
             self.step()
             if time.monotonic() >= next_stats:
                 next_stats += 1
+                self.forget_idle_rigs()
                 self.stage.status()
                 if self.recorder:
                     self.recorder.write_stats(self.stats())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
     from brain.node import BrainNode
 
     recorded = read_session(source)  # not ``log``: the module's logger is used below, in the brain's thread too
+    for problem in recorded.problems:  # a truncated or damaged log still replays; say what was missing
+        print(f"note: {source}: {problem}", file=sys.stderr)
     events = rig_side_events(recorded)
     if not events:
         raise SessionError(f"{source}: no rig events to replay (is it a session recorded by `neurojam rig` or "

@@ -153,7 +153,7 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
     from brain.stream import read_session, session_events
 
     session = Path(session)
-    opened = open_session(session)
+    opened = open_session(session, warn=progress)
     log, jam = opened.log, opened.jam
     config = BrainConfig()  # the default model and stats folder, when the session does not name them
     name = model_name or log.meta.get("model") or _brain_setting(session, "model") or config.model

@@ -64,6 +64,8 @@ class StageFeed:
             return
         frame = encode(msg)
         for stage in self._live_stages():
+            if not self.node.link.identity.may_see(stage, rig):
+                continue
             self.node.link.send(Monitor(rig=rig, direction=direction, frame=frame), to=stage, record=False)
 
     def heard(self, rig: str, result: "StepResult") -> None:
@@ -103,8 +105,11 @@ class StageFeed:
                              d_mlp=node.model.d_mlp, rigs=rigs, dropped_in=dict(link.stats.dropped_in),
                              dropped_out=dict(link.stats.dropped_out), step_ms_p50=s["step_ms_p50"],
                              step_ms_p99=s["step_ms_p99"])
+        import msgspec
+
         for stage in stages:
             offset = link.peer_offsets.get(stage)
+            status = msgspec.structs.replace(status, rigs=[r for r in rigs if link.identity.may_see(stage, r.node)])
             status.stage_clock_offset_s = round(offset.offset, 6) if offset and offset.ready else None
             link.send(status, to=stage, record=False)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from core.config import Section
-from core.units import Port
+from core.units import KeyRole, Port, Z85Key, Z85KeyOrEmpty
 
 
 class BridgeConfig(Section):
@@ -25,7 +25,21 @@ class BridgeConfig(Section):
     address."""
     keys_dir: str = "~/.config/neurojam/keys"
     """Where this node's keypair lives (``neurojam keys init`` writes NODE.key and NODE.key_secret)."""
-    brain_public_key: str = ""
+    brain_public_key: Z85KeyOrEmpty = ""
     """The brain's public key (40 characters of Z85), pinned by rigs and tools."""
-    allowed_keys: list[str] = []
+    allowed_keys: list[Z85Key] = []
     """Public keys of the rigs and tools the brain lets in."""
+    identities: dict[Z85Key, KeyRole] = {}
+    """What each key may be (brain, with keys): 'rig:NAME' speaks only as rig NAME and sees and steers only it;
+    'tool' sees and steers every rig; 'tool:A,B' only A and B. A key not named here owns the ids it claims first
+    (``bridge/identity.py``)."""
+    max_rigs: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    """Rigs one brain serves at once; more are refused with the reason."""
+    max_stages: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    """Stages and tools watching one brain at once."""
+    new_ids_per_minute: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 120
+    """New node ids the brain accepts per minute: a flood of made-up names is refused, not remembered."""
+    idle_rig_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 600.0
+    """A rig not heard for this long is forgotten (its context, cache and band), freeing its place."""
+    max_frame_bytes: Annotated[int, msgspec.Meta(ge=1024, le=65_536)] = 65_536
+    """Frames larger than this are dropped before anything decodes or records them."""

@@ -23,8 +23,14 @@ resets sequence tracking. Incoming frames that fail :func:`decode` are
 counted by reason and logged at most once per reason per minute.
 
 Security: every socket passes through ``security.apply`` before it binds or
-connects (:mod:`bridge.security`: none on loopback, CurveZMQ with an
-allow-list otherwise), so no message code knows about it.
+connects (:mod:`bridge.security`: a per-link token on loopback, CurveZMQ with an
+allow-list otherwise), so no message code knows about it. Every frame reaches
+the brain with its connection's identity, and :class:`bridge.identity.IdentityBook`
+decides which connection may speak as which node (a frame claiming another's
+id is dropped, ``identity_mismatch``); frames over ``max_frame_bytes`` are
+dropped before anything decodes or records them (``oversized``). The brain
+numbers what it sends each peer on its own (``seq`` per peer), so a rig's
+loss count is its own.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ from typing import Callable, Literal
 import zmq
 
 from bridge.clock import ClockOffsetEstimator
+from bridge.identity import IdentityBook
 from bridge.messages import (
+    MAX_FRAME_BYTES,
     FrameError,
     Heartbeat,
     Hello,
@@ -53,6 +61,7 @@ from bridge.messages import (
     encode,
 )
 from bridge.security import CurveServer, Security
+from core.errors import ConfigError
 
 log = logging.getLogger("neurojam.bridge")
 
@@ -104,6 +113,19 @@ class LinkStats:
         }
 
 
+def _refusal_text(reason: str, hello: Hello) -> str:
+    """What a refused peer is told: what is wrong and what to change."""
+    key = {"rig": "rig.node_id", "stage": "stage.node_id"}.get(hello.role, "its node id")
+    return {
+        "identity_mismatch": f"another node called {hello.node!r} is already connected to this brain (with keys: "
+                             f"another key owns that name): give this {hello.role} its own name ({key}), or stop "
+                             f"the other one",
+        "too_many_rigs": "this brain serves as many rigs as bridge.max_rigs allows: stop one, or raise it",
+        "too_many_stages": "this brain has as many stages and tools as bridge.max_stages allows: close one, or raise it",
+        "new_id_rate": "too many new names in the last minute (bridge.new_ids_per_minute): try again shortly",
+    }.get(reason, reason)
+
+
 class Link:
     """A node's bridge endpoint. ``send`` may be called from any thread (pads fire
     from GPIO and timeline threads); ``receive`` from one thread only."""
@@ -123,6 +145,8 @@ class Link:
         security: Security | None = None,
         tap: FrameTap | None = None,
         clock: Callable[[], float] = time.monotonic,
+        identity: IdentityBook | None = None,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         self.role, self.node_id, self.clock = role, node_id, clock
         self.heartbeat_s, self.liveness_s = heartbeat_s, liveness_s
@@ -135,6 +159,9 @@ class Link:
         self.peer_gaps: Counter = Counter()
         """Messages lost in sequence gaps, per sending node."""
         self._seq = 0
+        self._seq_to: Counter = Counter()
+        """On the brain: the next sequence number for each peer (each peer's stream is gapless on its own)."""
+        self.max_frame_bytes = max_frame_bytes
         self._send_lock = threading.Lock()
         self._peer_seq: dict[str, int] = {}
         self._last_beat_sent = float("-inf")
@@ -142,6 +169,10 @@ class Link:
         self._ctx = zmq.Context.instance()
         self.security = security = security or Security()
         self.server = server = role == "brain"
+        self.identity = identity or IdentityBook(keyed=security.name == "curve", clock=clock)
+        """On the brain: which connection may speak as which node, and see and steer which rigs."""
+        self._roles: dict[str, str] = {}
+        self._probed: dict[str, float] = {}
         self.peers: dict[str, Peer] = {}
         """The brain's view of who is connected: node id → routing id and when last heard."""
         self.refused: str | None = None
@@ -149,7 +180,7 @@ class Link:
         if server:
             self._in = self._ctx.socket(zmq.PULL)  # events from every rig
             self._cmd = self._ctx.socket(zmq.ROUTER)  # hellos in, addressed commands out
-            self._cmd.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self._cmd.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a closed connection fails: see _gone
         else:
             self._out = self._ctx.socket(zmq.PUSH)
             self._cmd = self._ctx.socket(zmq.DEALER)
@@ -162,8 +193,15 @@ class Link:
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
             security.apply(sock, server=server)
         if server:
-            self._in.bind(f"tcp://{bind_host}:{events_port}")
-            self._cmd.bind(f"tcp://{bind_host}:{commands_port}")
+            for sock, port in ((self._in, events_port), (self._cmd, commands_port)):
+                try:
+                    sock.bind(f"tcp://{bind_host}:{port}")
+                except zmq.ZMQError as exc:
+                    self.close()
+                    raise ConfigError(
+                        f"cannot listen on tcp://{bind_host}:{port}: {exc.strerror} (another brain, demo or replay "
+                        f"still running?). Stop it, or pick free ports: --set bridge.events_port=N --set "
+                        f"bridge.commands_port=N+1.") from None
         else:
             self._out.setsockopt(zmq.IMMEDIATE, 1)
             self._out.connect(f"tcp://{host}:{events_port}")
@@ -176,10 +214,15 @@ class Link:
             self.send(Hello(role=role))
 
     # -- sending -------------------------------------------------------------
-    def stamp(self, msg: Message) -> Message:
-        msg.node, msg.seq, msg.t = self.node_id, self._seq, self.clock()
+    def stamp(self, msg: Message, to: str | None = None) -> Message:
+        """Our node, the next sequence number (the brain keeps one per peer: ``to``) and our clock."""
+        seq = self._seq if to is None else self._seq_to[to]
+        msg.node, msg.seq, msg.t = self.node_id, seq, self.clock()
         if not isinstance(msg, CONTROL):
-            self._seq += 1
+            if to is None:
+                self._seq += 1
+            else:
+                self._seq_to[to] += 1
         return msg
 
     def send(self, msg: Message, as_recorded: bool = False, to: str | None = None, record: bool = True) -> bool:
@@ -188,11 +231,11 @@ class Link:
         the node it is for (no ``to``: every live peer); on a rig, hello and heartbeats go on the command socket.
         ``record=False`` keeps it out of the session (a stage's copies of frames that are already in it)."""
         with self._send_lock:
+            if self.server:
+                return self._route(msg, to, as_recorded, record)
             frame = encode(msg if as_recorded else self.stamp(msg))
             if self.tap and record:  # record before sending: what the peer never got is still kept
                 self.tap("out", frame, msg.t)
-            if self.server:
-                return self._route(frame, to)
             return self._push(self._cmd if isinstance(msg, CONTROL) else self._out, frame)
 
     def _push(self, sock: zmq.Socket, frame: bytes, *envelope: bytes) -> bool:
@@ -209,20 +252,28 @@ class Link:
         self.stats.sent += 1
         return True
 
-    def _route(self, frame: bytes, to: str | None) -> bool:
-        """The brain's send: to one node's routing id, or to every live one."""
+    def _route(self, msg: Message, to: str | None, as_recorded: bool, record: bool) -> bool:
+        """The brain's send: to one node's routing id, or to every live one, each stamped with that peer's own
+        next sequence number."""
         if to is not None:
-            peer = self.peers.get(to)
+            targets = [(to, self.peers.get(to))]
+        else:
+            now = self.clock()
+            targets = [(node, p) for node, p in self.peers.items() if now - p.last_heard < self.liveness_s]
+            if not targets:
+                self.stats.dropped_out["peer_absent"] += 1
+                return False
+        sent = True
+        for node, peer in targets:
+            frame = encode(msg if as_recorded else self.stamp(msg, node))
+            if self.tap and record:  # record before sending: what the peer never got is still kept
+                self.tap("out", frame, msg.t)
             if peer is None:
                 self.stats.dropped_out["no_route"] += 1
-                return False
-            return self._push(self._cmd, frame, peer.routing_id)
-        now = self.clock()
-        live = [p for p in self.peers.values() if now - p.last_heard < self.liveness_s]
-        if not live:
-            self.stats.dropped_out["peer_absent"] += 1
-            return False
-        return all([self._push(self._cmd, frame, p.routing_id) for p in live])
+                sent = False
+            else:
+                sent = self._push(self._cmd, frame, peer.routing_id) and sent
+        return sent
 
     def writable(self, timeout_ms: float = 0) -> bool:
         """True once a peer is connected and a send would go out (consumes no sequence number)."""
@@ -252,51 +303,124 @@ class Link:
             got = False
             if self.server:  # hellos and heartbeats first: they say who is who
                 try:
-                    parts = self._cmd.recv_multipart(zmq.NOBLOCK)
+                    parts = self._cmd.recv_multipart(zmq.NOBLOCK, copy=False)
                     got = True
-                    msg = self._admit(parts[0], parts[-1]) if len(parts) >= 2 else None
+                    msg = self._admit(parts[0].bytes, parts[-1]) if len(parts) >= 2 else None
                     if msg is not None:
                         out.append(msg)
                 except zmq.Again:
                     pass
-            try:
-                frame = (self._in if self.server else self._cmd).recv(zmq.NOBLOCK, copy=True)
-                got = True
-                msg = self.accept(frame)
-                if msg is not None:
-                    out.append(msg)
-            except zmq.Again:
-                pass
+                try:
+                    frame = self._in.recv(zmq.NOBLOCK, copy=False)
+                    got = True
+                    msg = self._accept_event(frame)
+                    if msg is not None:
+                        out.append(msg)
+                except zmq.Again:
+                    pass
+            else:
+                try:
+                    frame = self._cmd.recv(zmq.NOBLOCK, copy=True)
+                    got = True
+                    msg = self.accept(frame)
+                    if msg is not None:
+                        out.append(msg)
+                except zmq.Again:
+                    pass
             if not got:
                 break
         return out
 
-    def _admit(self, routing_id: bytes, frame: bytes) -> Message | None:
-        """A frame on the brain's command socket: register its sender, or refuse a duplicate node id."""
-        msg = self.accept(frame, track=False)
+    @staticmethod
+    def _identity_of(frame: zmq.Frame) -> str:
+        try:
+            return frame.get("User-Id") or ""
+        except (zmq.ZMQError, UnicodeDecodeError):
+            return ""
+
+    def _admit(self, routing_id: bytes, frame: zmq.Frame) -> Message | None:
+        """A frame on the brain's command socket: a disconnect notice, or a message whose sender must be who it
+        says (its connection's identity owns its node id); register it, or refuse it with the reason."""
+        identity = self._identity_of(frame)
+        msg = self.accept(frame.bytes, track=False)
         if msg is None:
             return None
+        role = msg.role if isinstance(msg, Hello) else (self._roles.get(msg.node) or "rig")
+        reason = self.identity.claim(msg.node, identity, role, quiet=self._gone(msg.node, identity))
+        if reason is not None:
+            self.stats.dropped_in[reason] += 1
+            self._log_once(reason, f"refused a {role} claiming to be {msg.node!r} ({reason})")
+            if isinstance(msg, Hello):
+                self.stats.refused_duplicates += 1
+                self._push(self._cmd, encode(self.stamp(Refused(reason=_refusal_text(reason, msg)), msg.node)),
+                           routing_id)
+            return None
+        self._roles[msg.node] = role
         now = self.clock()
         peer = self.peers.get(msg.node)
         if peer is not None and peer.routing_id != routing_id:
-            if now - peer.last_heard < self.liveness_s:  # the node id is alive elsewhere: refuse this one
-                if isinstance(msg, Hello):
-                    self.stats.refused_duplicates += 1
-                    self._log_once("duplicate", f"refused a second {msg.role} calling itself {msg.node!r} (one is "
-                                                f"already connected)")
-                    reason = (f"another node called {msg.node!r} is already connected to this brain: give this one "
-                              f"its own name (rig.node_id)")
-                    self._push(self._cmd, encode(self.stamp(Refused(reason=reason))), routing_id)
-                return None
-            self.stats.peer_restarts += 1  # the old one went quiet: a restart keeps its identity
+            self.stats.peer_restarts += 1  # the same identity on a new connection: a restart keeps its id
         self.peers[msg.node] = Peer(routing_id, now)
         if isinstance(msg, Hello):
             self._peer_seq.pop(msg.node, None)
+            if peer is None or peer.routing_id != routing_id:
+                self._seq_to.pop(msg.node, None)  # a new connection: its stream from us starts at 0
         return msg
+
+    def _gone(self, node: str, claimant: str) -> bool:
+        """Is the connection that owns ``node`` gone? Quiet for the liveness time, or closed: a ping to it fails
+        at once (ROUTER_MANDATORY), as after a ``kill -9``, so a restarted rig is taken back in well under a
+        second. Probed at most every 0.2 s per node, and only when another identity claims the id."""
+        peer = self.peers.get(node)
+        claim = self.identity.claims.get(node)
+        if peer is None or claim is None or claim.identity == claimant:
+            return True
+        now = self.clock()
+        if now - peer.last_heard >= self.liveness_s:
+            return True
+        if now - self._probed.get(node, float("-inf")) < 0.2:
+            return False
+        self._probed[node] = now
+        try:
+            self._cmd.send_multipart([peer.routing_id, encode(self.stamp(Ping(), node))], zmq.NOBLOCK)
+        except zmq.Again:
+            return False  # its queue is full: it is there
+        except zmq.ZMQError:
+            self.identity.disconnected(claim.identity)
+            del self.peers[node]
+            return True
+        return False
+
+    def _accept_event(self, frame: zmq.Frame) -> Message | None:
+        """A frame on the brain's event socket: taken only from the connection that owns its node id."""
+        if self._oversized(frame):
+            return None
+        identity = self._identity_of(frame)
+        try:
+            node = decode(frame.bytes).node
+        except FrameError:
+            return self.accept(frame.bytes)  # counted by reason there
+        if not self.identity.owns(node, identity):
+            reason = self.identity.claim(node, identity, self._roles.get(node) or "rig", quiet=self._gone(node, identity))
+            if reason is not None:
+                self.stats.dropped_in[reason] += 1
+                self._log_once(reason, f"dropped an event claiming to be {node!r} from another connection ({reason})")
+                return None
+            self._roles.setdefault(node, "rig")
+        return self.accept(frame.bytes)
+
+    def _oversized(self, frame) -> bool:
+        if len(frame) <= self.max_frame_bytes:
+            return False
+        self.stats.dropped_in["oversized"] += 1
+        self._log_once("oversized", f"dropped a {len(frame):,}-byte frame (limit {self.max_frame_bytes:,})")
+        return True
 
     def accept(self, frame: bytes, track: bool = True) -> Message | None:
         """Decode one raw frame and do the bookkeeping; None if it was dropped."""
         now = self.clock()
+        if self._oversized(frame):  # before anything decodes or records it
+            return None
         if self.tap:
             self.tap("in", frame, now)
         try:
@@ -362,6 +486,13 @@ class Link:
         if now - self._last_log.get(reason, float("-inf")) >= every_s:
             self._last_log[reason] = now
             log.warning("%s: %s (further '%s' drops counted, logged once a minute)", self.role, text, reason)
+
+    def forget(self, node: str) -> None:
+        """Drop what the brain knows of a peer (an idle rig): its route, its id's claim, its counters."""
+        self.peers.pop(node, None)
+        self.identity.release(node)
+        for table in (self._roles, self._probed, self._peer_seq, self._seq_to, self.peer_offsets, self.peer_gaps):
+            table.pop(node, None)
 
     def close(self) -> None:
         """Safe to call twice."""

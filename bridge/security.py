@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import secrets
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,13 +35,59 @@ TOOL_KEY = "tool"
 """The key name tools (steer, doctor) use when CurveZMQ is on: ``neurojam keys init --node tool``."""
 
 
+LOCAL_DOMAIN = "neurojam-local"
+"""The ZAP domain of key-less links: any credentials pass, and each connection is known by its own."""
+
+
+class _Authenticator:
+    """One ZAP handler per ZeroMQ context (ZeroMQ allows no second), shared by every server socket in the process
+    and kept for the process's life (a daemon thread; stopping and restarting one races ZeroMQ's own teardown):
+    PLAIN in the local domain lets anyone in under the token they present; CURVE checks each brain's own allow-list
+    in that brain's own domain."""
+
+    _lock = threading.Lock()
+    _shared: dict[int, "_Authenticator"] = {}
+
+    def __init__(self, ctx: zmq.Context) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        class AnyPlain(ThreadAuthenticator):
+            def _authenticate_plain(self, domain, username, password):  # noqa: ARG002
+                return domain == LOCAL_DOMAIN, b"OK" if domain == LOCAL_DOMAIN else b"Unknown domain"
+
+        self.auth = AnyPlain(ctx)
+        self.auth.start()
+
+    @classmethod
+    def of(cls, ctx: zmq.Context) -> "_Authenticator":
+        with cls._lock:
+            auth = cls._shared.get(id(ctx))
+            if auth is None:
+                auth = cls._shared[id(ctx)] = cls(ctx)
+            return auth
+
+
 class Security:
-    """No security (plain TCP): loopback only, unless the owner says ``bridge.curve: off`` on purpose."""
+    """No keys (loopback, or ``bridge.curve: off`` on purpose). Each link still proves it is *itself*: a client
+    connects with PLAIN credentials holding a random token made for this link (never written anywhere), and the
+    brain's ZAP handler lets any token in, so every frame arrives with its connection's ``User-Id``. The brain
+    binds a node id to the connection that first claims it: a local process that did not start a rig cannot play
+    into its jam. (PLAIN is not encryption: on a network use CurveZMQ.)"""
 
     name = "none"
 
-    def apply(self, sock: zmq.Socket, *, server: bool) -> None:  # noqa: ARG002
-        return None
+    def __init__(self, ctx: zmq.Context | None = None) -> None:
+        self.token = secrets.token_hex(16)
+        self._ctx = ctx
+
+    def apply(self, sock: zmq.Socket, *, server: bool) -> None:
+        if server:
+            _Authenticator.of(self._ctx or zmq.Context.instance())
+            sock.zap_domain = LOCAL_DOMAIN.encode()
+            sock.plain_server = True
+        else:
+            sock.plain_username = f"local:{self.token}".encode()
+            sock.plain_password = b"neurojam"
 
     def close(self) -> None:
         return None
@@ -67,26 +114,25 @@ class AllowList:
 
 
 class CurveServer(Security):
-    """The brain: CURVE server, with the authenticator thread that checks each client's key."""
+    """The brain: CURVE server; the shared ZAP handler checks each client's key against this brain's allow-list,
+    and every frame arrives with the client's public key as its ``User-Id``."""
 
     name = "curve"
 
     def __init__(self, ctx: zmq.Context, public: bytes, secret: bytes, allowed: list[str]) -> None:
-        from zmq.auth.thread import ThreadAuthenticator
-
+        super().__init__(ctx)
         self.public, self.secret = public, secret
         self.allow = AllowList(allowed)
-        self.auth = ThreadAuthenticator(ctx)
-        self.auth.start()
-        self.auth.configure_curve_callback(domain="*", credentials_provider=self.allow)
+        self.domain = f"neurojam-curve-{secrets.token_hex(4)}"
+        self._auth = _Authenticator.of(ctx).auth
+        self._auth.configure_curve_callback(domain=self.domain, credentials_provider=self.allow)
 
     def apply(self, sock: zmq.Socket, *, server: bool) -> None:
+        sock.zap_domain = self.domain.encode()
         sock.curve_secretkey, sock.curve_publickey, sock.curve_server = self.secret, self.public, True
 
     def close(self) -> None:
-        if self.auth is not None:
-            self.auth.stop()
-            self.auth = None
+        self._auth.credentials_providers.pop(self.domain, None)
 
 
 class CurveClient(Security):
@@ -95,6 +141,7 @@ class CurveClient(Security):
     name = "curve"
 
     def __init__(self, public: bytes, secret: bytes, server_public: bytes) -> None:
+        super().__init__()
         self.public, self.secret, self.server_public = public, secret, server_public
 
     def apply(self, sock: zmq.Socket, *, server: bool) -> None:

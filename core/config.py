@@ -20,6 +20,7 @@ import msgspec
 import yaml
 
 from core.errors import ConfigError, did_you_mean
+from core.units import PATTERN_WORDS
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -44,6 +45,9 @@ def read_yaml(path: Path, root: type | None = None) -> dict:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}).") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8): a config is a YAML text file "
+                          f"like configs/lab.yaml.") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -133,6 +137,9 @@ def convert(data: dict, root: type[T], file: str) -> T:
         path = match.group(1) if match else "?"
         problem = _MSGSPEC_PATH.sub("", text).replace("`", "")
         problem = problem[:1].lower() + problem[1:]  # msgspec's 'Expected `int` <= 127' → 'expected int <= 127'
+        for pattern, words in PATTERN_WORDS.items():
+            for shown in (pattern, pattern.replace("\\", "\\\\")):
+                problem = problem.replace(f"str matching regex '{shown}'", words)
         got = _lookup(data, path)
         got_text = f" (got {got!r})" if got is not _MISSING else ""
         raise ConfigError(

@@ -21,6 +21,18 @@ Level = Annotated[int, msgspec.Meta(ge=1, le=MAX_LEVELS)]
 SteerFactor = Annotated[float, msgspec.Meta(ge=-10, le=10)]
 """How much a neuron is multiplied by when steered (0 silences it, 2 doubles it)."""
 
+Z85_KEY = r"^[0-9A-Za-z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$"
+Z85Key = Annotated[str, msgspec.Meta(pattern=Z85_KEY)]
+"""A CurveZMQ public key as ``neurojam keys init`` prints it: 40 characters of Z85."""
+Z85_KEY_OR_EMPTY = Z85_KEY.replace("^[", "^(|[").replace("{40}$", "{40})$")
+Z85KeyOrEmpty = Annotated[str, msgspec.Meta(pattern=Z85_KEY_OR_EMPTY)]
+KEY_ROLE = r"^(rig:[A-Za-z0-9_.-]+|tool|tool:[A-Za-z0-9_.,-]+)$"
+KeyRole = Annotated[str, msgspec.Meta(pattern=KEY_ROLE)]
+PATTERN_WORDS = {Z85_KEY: "a CurveZMQ public key: the 40 characters `neurojam keys init` prints",
+                 Z85_KEY_OR_EMPTY: "a CurveZMQ public key (the 40 characters `neurojam keys init` prints) or ''",
+                 KEY_ROLE: "rig:NAME, tool, or tool:RIG1,RIG2"}
+"""What each pattern above means, for configuration errors (a regex is no help to an owner)."""
+
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 

@@ -12,14 +12,20 @@ direction is ``"in"`` or ``"out"`` (as seen by the recording node), time its
 monotonic clock, and frame the raw bridge frame (so nothing is re-encoded and
 nothing is lost). A writer thread drains a bounded queue and flushes every
 ``flush_ms``; a ``kill -9`` loses at most that tail, and the reader tolerates a
-truncated last record and reports it.
+truncated last record and reports it. Nothing recorded can make a log
+unreadable: a frame too large for a record is not written (counted), and the
+reader skips a damaged stretch, finds the next whole record and says how many
+bytes it skipped. Recording stops, with a message in the log and the meta,
+before the disk runs low (``min_free_mb``) or the log passes ``max_mb``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import shutil
 import platform
 import queue
 import struct
@@ -40,6 +46,9 @@ META_NAME = "meta.json"
 STATS_NAME = "stats.json"
 _LEN = struct.Struct("<I")
 _MAX_RECORD = 1 << 20
+MAX_FRAME = _MAX_RECORD - 4096
+"""The largest frame a record holds (the wire's own limit is far below it)."""
+log = logging.getLogger("neurojam.session")
 
 
 def new_session_dir(root: str | Path = "sessions") -> Path:
@@ -66,9 +75,15 @@ class SessionRecorder:
     bounded queue is full (disk too slow) the frame is dropped and counted."""
 
     def __init__(self, path: str | Path, meta: dict | None = None, *, buffer: int = 100_000,
-                 flush_ms: float = 50.0) -> None:
+                 flush_ms: float = 50.0, min_free_mb: float = 200.0, max_mb: float = 4096.0) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.min_free = int(min_free_mb * 1e6)
+        self.max_bytes = int(max_mb * 1e6)
+        self.stopped: str | None = None
+        """Why recording stopped early (disk nearly full, log at its size cap), or None."""
+        self.too_large = 0
+        self._free_checked = 0.0
         self.dropped = 0
         self.recorded = 0
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
@@ -90,6 +105,9 @@ class SessionRecorder:
         self._closed = False
 
     def record(self, direction: str, frame: bytes, t: float) -> None:
+        if len(frame) > MAX_FRAME:
+            self.too_large += 1
+            return
         try:
             self._queue.put_nowait((direction, t, frame))
         except queue.Full:
@@ -129,6 +147,9 @@ class SessionRecorder:
                     if self._stop.is_set():
                         break
                     time.sleep(min(0.005, self._flush_s / 4))
+            if self.stopped or self._must_stop():
+                self.dropped += len(chunks)
+                continue
             buf = bytearray()
             for direction, t, frame in chunks:
                 body = pack([direction, t, frame])
@@ -136,6 +157,25 @@ class SessionRecorder:
                 buf += body
             self._file.write(buf)  # unbuffered: in the OS after this call, safe from kill -9
             self.recorded += len(chunks)
+
+    def _must_stop(self) -> bool:
+        """Stop before the disk fills or the log passes its cap: say so once, in the log and the meta."""
+        size = self._file.tell()
+        reason = None
+        if size >= self.max_bytes:
+            reason = f"the session log reached session.max_mb ({self.max_bytes / 1e6:,.0f} MB)"
+        elif time.monotonic() - self._free_checked > 1.0:
+            self._free_checked = time.monotonic()
+            free = shutil.disk_usage(self.path).free
+            if free < self.min_free:
+                reason = (f"the disk has {free / 1e6:,.0f} MB free, below session.min_free_mb "
+                          f"({self.min_free / 1e6:,.0f} MB)")
+        if reason is None:
+            return False
+        self.stopped = f"recording stopped: {reason}; what came before is kept. Free some space (or raise the limit)."
+        log.error("%s: %s", self.path, self.stopped)
+        self.update_meta(recording_stopped=self.stopped)
+        return True
 
     def close(self, **meta) -> None:
         """Drain, write the stop time and close. Safe to call twice."""
@@ -147,7 +187,7 @@ class SessionRecorder:
         self._file.close()
         self.update_meta(stopped_utc=dt.datetime.now(dt.timezone.utc).isoformat(),
                          stopped_monotonic=time.monotonic(), recorded=self.recorded,
-                         dropped=self.dropped, **meta)
+                         dropped=self.dropped, too_large=self.too_large, **meta)
 
 
 @dataclass
@@ -163,34 +203,68 @@ class SessionLog:
     meta: dict
     undecodable: int = 0
     truncated_bytes: int = 0
+    skipped_bytes: int = 0
     problems: list[str] = field(default_factory=list)
 
 
-def _scan(data: bytes, pos: int) -> Iterator[tuple[int, tuple]]:
-    """Records in ``data`` from ``pos``: (end position, (direction, time, frame)); a bad tail
-    ends the scan with (pos, ('truncated', nbytes)) or (pos, ('corrupt', offset))."""
+def _record_at(data: bytes, pos: int) -> tuple[int, tuple] | str:
+    """The whole record at ``pos`` as (end, (direction, time, frame)), or why not: 'truncated' or 'corrupt'."""
+    if pos + 4 > len(data):
+        return "truncated"
+    (n,) = _LEN.unpack_from(data, pos)
+    if n > _MAX_RECORD:
+        return "corrupt"
+    if pos + 4 + n > len(data):
+        return "truncated"
+    try:
+        direction, t, frame = msgspec.msgpack.decode(data[pos + 4: pos + 4 + n])
+    except (msgspec.DecodeError, ValueError, TypeError):
+        return "corrupt"
+    if direction not in ("in", "out") or not isinstance(t, (int, float)) or not isinstance(frame, bytes):
+        return "corrupt"
+    return pos + 4 + n, (direction, t, frame)
+
+
+def _resync(data: bytes, pos: int) -> int | None:
+    """The next position after ``pos`` where a whole record starts and is followed by another (or by the end, or
+    by a record still being written): two in a row do not happen by chance inside damaged bytes."""
+    for start in range(pos + 1, len(data) - 4):
+        first = _record_at(data, start)
+        if isinstance(first, str):
+            continue
+        end = first[0]
+        after = None if end == len(data) else _record_at(data, end)
+        if after is None or after == "truncated" or not isinstance(after, str):
+            return start
+    return None
+
+
+def _scan(data: bytes, pos: int, resync: bool = True) -> Iterator[tuple[int, tuple]]:
+    """Records in ``data`` from ``pos``: (end position, (direction, time, frame)). A damaged stretch yields
+    (pos, ('skipped', nbytes)) and the scan goes on at the next whole record (``resync``); a bad tail ends it
+    with (pos, ('truncated', nbytes)) or, not resyncing, (pos, ('corrupt', offset))."""
     while pos < len(data):
-        if pos + 4 > len(data):
+        got = _record_at(data, pos)
+        if got == "truncated":
             yield pos, ("truncated", len(data) - pos)
             return
-        (n,) = _LEN.unpack_from(data, pos)
-        if n > _MAX_RECORD:
-            yield pos, ("corrupt", pos)
-            return
-        if pos + 4 + n > len(data):
-            yield pos, ("truncated", len(data) - pos)
-            return
-        try:
-            direction, t, frame = msgspec.msgpack.decode(data[pos + 4: pos + 4 + n])
-        except (msgspec.DecodeError, ValueError, TypeError):
-            yield pos, ("corrupt", pos)
-            return
-        pos += 4 + n
-        yield pos, (direction, t, frame)
+        if got == "corrupt":
+            if not resync:
+                yield pos, ("corrupt", pos)
+                return
+            nxt = _resync(data, pos)
+            yield pos, ("skipped", (nxt if nxt is not None else len(data)) - pos)
+            if nxt is None:
+                return
+            pos = nxt
+            continue
+        pos, item = got
+        yield pos, item
 
 
 def iter_log(path: Path) -> Iterator[tuple[str, float, bytes] | tuple[str, int]]:
-    """Raw records; a final ('truncated', nbytes) or ('corrupt', offset) if the tail is bad."""
+    """Raw records; ('skipped', nbytes) where a damaged stretch was passed over; a final ('truncated', nbytes) if
+    the tail is a record still being written."""
     with open(path, "rb") as f:
         data = f.read()
     if not data.startswith(MAGIC):
@@ -216,7 +290,7 @@ class LogTail:
         if len(data) < len(MAGIC):
             return []
         out = []
-        for end, item in _scan(data, max(self.pos, len(MAGIC))):
+        for end, item in _scan(data, max(self.pos, len(MAGIC)), resync=False):
             if len(item) == 2:  # a record still being written: read it next time
                 break
             self.pos = end
@@ -248,9 +322,10 @@ def read_session(path: str | Path) -> SessionLog:
             out.problems.append(f"the last {item[1]} bytes are a truncated record (the recorder was "
                                 f"stopped mid-write); everything before them was read")
             break
-        if item[0] == "corrupt":
-            out.problems.append(f"corrupt record at byte {item[1]}; reading stopped there")
-            break
+        if item[0] == "skipped":
+            out.skipped_bytes += item[1]
+            out.problems.append(f"skipped {item[1]:,} damaged bytes; read on from the next whole record")
+            continue
         direction, t, frame = item
         try:
             out.records.append(Record(direction, t, decode(frame)))
@@ -260,6 +335,8 @@ def read_session(path: str | Path) -> SessionLog:
                 out.undecodable += 1
             else:
                 out.records.append(Record(direction, t, msg))
+    if meta.get("recording_stopped"):
+        out.problems.append(meta["recording_stopped"])
     if out.undecodable:
         out.problems.append(f"{out.undecodable} frames could not be decoded (they were recorded as received)")
     return out
@@ -304,4 +381,8 @@ def read_stats(session: Path) -> dict:
     path = Path(session) / STATS_NAME
     if not path.exists():
         raise SessionError(f"{session}: no {STATS_NAME} (the node writes it each second while running).")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SessionError(f"{path}: not readable stats ({exc}); the node rewrites it each second while it runs, "
+                           f"so a running node fixes it, and a finished session's log holds everything anyway.") from exc

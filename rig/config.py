@@ -178,3 +178,16 @@ class RigConfig(Section):
     training: TrainingConfig = msgspec.field(default_factory=TrainingConfig)
     sim_pet: SimPetConfig = msgspec.field(default_factory=SimPetConfig)
     sim_human: SimHumanConfig = msgspec.field(default_factory=SimHumanConfig)
+
+    def __post_init__(self) -> None:
+        """One wire per pin: two pads on a pin would press together, and the dispenser on a pad's pin would feed
+        the pet whenever it steps there."""
+        seen: dict[int, str] = {}
+        for i, pad in enumerate(self.pads):
+            name = f"pads[{i}] ({pad.name})"
+            if pad.pin in seen:
+                raise ValueError(f"{name} and {seen[pad.pin]} share BCM pin {pad.pin}: give each pad its own pin")
+            seen[pad.pin] = name
+        if self.dispenser.pin in seen:
+            raise ValueError(f"the dispenser's pin {self.dispenser.pin} is also {seen[self.dispenser.pin]}'s: the "
+                             f"dispenser needs a pin of its own")

@@ -75,7 +75,8 @@ class RigNode:
         if record:
             path = Path(session_dir) if session_dir else new_session_dir(config.session.dir)
             self.recorder = SessionRecorder(path, {"node": "rig", "config": to_dict(config), **(meta or {})},
-                                            buffer=config.session.buffer, flush_ms=config.session.flush_ms)
+                                            buffer=config.session.buffer, flush_ms=config.session.flush_ms,
+                                            min_free_mb=config.session.min_free_mb, max_mb=config.session.max_mb)
         b = config.bridge
         self.link = Link("rig", rc.node_id, host=b.host, events_port=b.events_port, commands_port=b.commands_port,
                          heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s, hwm=b.hwm, tap=self.recorder, clock=clock,

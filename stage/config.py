@@ -17,7 +17,7 @@ class StageConfig(Section):
     token: str = ""
     """Required in the page's URL and by every control on a non-loopback address; empty: a fresh one per run,
     printed once in the URL."""
-    node_id: str = "stage"
-    """The stage's name on the wire (one per brain; a second stage needs its own)."""
+    node_id: str = ""
+    """The stage's name on the wire; empty: 'stage-' and this process's id, so several stages can watch one brain."""
     history_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
     """How much of the jam a page that opens late is sent."""

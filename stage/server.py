@@ -9,7 +9,11 @@ dispenser and caps decide, and the page shows what they decided.
 
 Safe by default: bound to 127.0.0.1. On any other address a token is required
 (``stage.token``, or a fresh one printed once in the URL) for the page, the
-WebSocket and every control; without it they answer 403.
+WebSocket and every control; without it they answer 403. On every address the
+``Host`` must be one this stage serves (no DNS rebinding) and a browser's
+``Origin`` must be the stage's own (no other web page may drive it: 403);
+controls take only ``application/json`` (415), at most ``MAX_BODY`` bytes,
+``MAX_DEPTH`` levels and ``MAX_DIGITS``-digit numbers (400, never 500).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from stage.watcher import BrainWatcher
 
 log = logging.getLogger("neurojam.stage")
 STATIC = Path(__file__).parent / "static"
+MAX_BODY = 16 * 1024
+MAX_DEPTH = 8
+MAX_DIGITS = 12
 CLIENT_QUEUE = 2000
 """Events buffered per page; a page that falls further behind loses the oldest (counted), never the brain."""
 
@@ -64,7 +71,7 @@ class StageServer:
         self.clients: set[asyncio.Queue] = set()
         self.dropped = 0
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.app = web.Application()
+        self.app = web.Application(client_max_size=MAX_BODY)
         self.app.add_routes([web.get("/", self.page), web.get("/ws", self.websocket),
                              web.post("/api/{control}", self.control), web.static("/static", STATIC)])
 
@@ -75,14 +82,32 @@ class StageServer:
         return f"http://{host}:{sc.port}/" + (f"?token={self.token}" if self.token else "")
 
     # -- access ------------------------------------------------------------------------
+    def hosts(self) -> set[str]:
+        """The Host values this stage answers to: its own addresses, with its port."""
+        sc = self.config.stage
+        names = {sc.host, "localhost", "127.0.0.1", "[::1]"} if is_loopback(sc.host) else {sc.host}
+        if sc.host in ("0.0.0.0", "::"):
+            names |= {"localhost", "127.0.0.1", "[::1]", _lan_address(), socket.gethostname()}
+        return {f"{n}:{sc.port}" for n in names} | ({n for n in names} if sc.port == 80 else set())
+
+    def same_origin(self, request: web.Request) -> bool:
+        """Host is ours, and a browser's Origin (sent with every POST and WebSocket) is our own page's."""
+        if request.host not in self.hosts():
+            return False
+        origin = request.headers.get("Origin")
+        return origin is None or origin in {f"http://{h}" for h in self.hosts()}
+
     def allowed(self, request: web.Request) -> bool:
+        if not self.same_origin(request):
+            return False
         if not self.token:
             return True
         given = request.query.get("token") or request.headers.get("X-Neurojam-Token", "")
         return secrets.compare_digest(given.encode(), self.token.encode())
 
     def _forbidden(self) -> web.Response:
-        return web.Response(status=403, text="403: this stage needs its token (open the URL `neurojam stage` printed)")
+        return web.Response(status=403, text="403: this stage answers only its own page, at the address it printed "
+                                             "(and, off loopback, with its token: open the URL `neurojam stage` printed)")
 
     # -- page and events --------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.StreamResponse:
@@ -140,14 +165,17 @@ class StageServer:
     async def control(self, request: web.Request) -> web.Response:
         if not self.allowed(request):
             return self._forbidden()
+        if request.content_type != "application/json":
+            return web.json_response({"sent": False, "error": "controls take Content-Type: application/json"},
+                                     status=415)
         try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
+            body = parse_control(await request.read())
             msg = self._message(request.match_info["control"], body)
             encode(msg)
-        except (ValueError, TypeError, KeyError, MessageError) as exc:
-            return web.json_response({"sent": False, "error": str(exc)}, status=400)
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response({"sent": False, "error": f"a control is at most {MAX_BODY} bytes"}, status=413)
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError, MessageError) as exc:
+            return web.json_response({"sent": False, "error": str(exc)[:300]}, status=400)
         if not self.watcher.brain_alive:
             return web.json_response({"sent": False, "error": "no brain connected"}, status=503)
         sent = self.watcher.send(msg)
@@ -202,6 +230,37 @@ class StageServer:
         finally:
             self.watcher.stop()
             await runner.cleanup()
+
+
+def parse_control(raw: bytes) -> dict:
+    """A control's JSON body, bounded: an object, at most MAX_DEPTH deep, no number longer than MAX_DIGITS."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in raw.decode("utf-8"):  # nesting counted before the parser recurses into it
+        if in_string:
+            escaped, in_string = (not escaped and ch == "\\"), in_string and (escaped or ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                raise ValueError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+
+    def number(text: str):
+        if len(text.lstrip("-").replace(".", "").split("e")[0].split("E")[0]) > MAX_DIGITS:
+            raise ValueError(f"a number in the JSON is longer than {MAX_DIGITS} digits")
+        return float(text) if any(c in text for c in ".eE") else int(text)
+
+    def constant(text: str):
+        raise ValueError(f"{text} is not a number a control takes")
+
+    body = json.loads(raw, parse_int=number, parse_float=number, parse_constant=constant)
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    return body
 
 
 def _neuron(body: dict) -> tuple[int, int]:

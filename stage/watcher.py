@@ -9,6 +9,7 @@ from the web server's thread; :meth:`Link.send` is thread-safe.
 
 from __future__ import annotations
 
+import os
 import logging
 import threading
 from typing import Callable
@@ -27,6 +28,7 @@ class BrainWatcher:
     def __init__(self, bridge: BridgeConfig, node_id: str, view: JamView,
                  publish: Callable[[list[dict]], None], say: Callable[[str], None] = print) -> None:
         self.bridge, self.view, self.publish, self.say = bridge, view, publish, say
+        node_id = node_id or f"stage-{os.getpid()}"
         self.link = Link("stage", node_id, host=bridge.host, events_port=bridge.events_port,
                          commands_port=bridge.commands_port, heartbeat_s=bridge.heartbeat_s,
                          liveness_s=bridge.liveness_s, hwm=bridge.hwm,

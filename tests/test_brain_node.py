@@ -78,7 +78,10 @@ def test_brain_survives_garbage_and_refuses_bad_requests(ports):
     import zmq
 
     brain = start_brain(ports)
+    from bridge.security import Security
+
     raw = zmq.Context.instance().socket(zmq.PUSH)
+    Security().apply(raw, server=False)  # a local process with its own connection token
     raw.connect(f"tcp://127.0.0.1:{ports}")
     rig = Link("rig", "rig", events_port=ports, commands_port=ports + 1, heartbeat_s=0.1)
     try:

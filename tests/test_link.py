@@ -29,7 +29,10 @@ def result(proc: subprocess.Popen) -> dict:
 
 
 def raw_sender(port: int) -> zmq.Socket:
+    from bridge.security import Security
+
     sock = zmq.Context.instance().socket(zmq.PUSH)
+    Security().apply(sock, server=False)  # a local process with its own connection token
     sock.linger = 1000
     sock.connect(f"tcp://127.0.0.1:{port}")
     return sock

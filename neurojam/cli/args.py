@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type: a duration that must be more than 0 (a jam of -5 s records nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} s: give a duration above 0, e.g. 30")
+    return value
+
+
 def config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE", help="profile YAML layered on the defaults "
                    "(a path, or a name: lab, pi, gpu)")

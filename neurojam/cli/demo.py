@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from neurojam.config import load_config, profile_dirs
+from neurojam.cli.args import positive_seconds
 
 MELODY = Path("melodies") / "soldiers-joy.mid"
 
@@ -357,7 +358,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def register(sub, add) -> None:
     p = add("demo", cmd_demo, "a jam on this laptop: simulated pet + a folk tune + the model, as two processes")
-    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--seconds", type=positive_seconds, default=30.0, help="how long the jam lasts (default 30)")
     p.add_argument("--out", metavar="DIR", help="where to write the session, .mid, .wav and report (default demo-out/<time>)")
     p.add_argument("--model", default=None, help="model name (default: the embedded notes-default)")
     p.add_argument("--seed", type=int, default=1, help="the simulated pet's seed")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from core.errors import DeviceError
-from neurojam.cli.args import config_args
+from neurojam.cli.args import config_args, positive_seconds
 from recording.fluidsynth import SYNTH_NAME, FluidSynthProcess
 
 log = logging.getLogger("neurojam.cli.lab")
@@ -97,6 +97,6 @@ def register(sub, add) -> None:
             "FluidSynth as the synth")
     config_args(p)
     p.add_argument("--model", default=None)
-    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--seconds", type=positive_seconds, default=None)
     p.add_argument("--audio", default=None, help="FluidSynth audio driver (pulseaudio, alsa, jack, coreaudio...)")
     p.add_argument("--stage", action="store_true", help="also serve the live web page (neurojam stage) and open it")

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from core.errors import SessionError
-from neurojam.cli.args import config_args, load_config_from
+from neurojam.cli.args import config_args, load_config_from, positive_seconds
 
 
 def cmd_rig(args: argparse.Namespace) -> int:
@@ -75,7 +75,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
 def register(sub, add) -> None:
     p = add("rig", cmd_rig, "run the rig node (pads, keyboard, beat clock, treats, accompaniment)")
     config_args(p)
-    p.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: run until Ctrl-C)")
+    p.add_argument("--seconds", type=positive_seconds, default=None, help="stop after N seconds (default: run until Ctrl-C)")
     p.add_argument("--session", metavar="DIR", default=None, help="record into DIR (default sessions/<UTC time>)")
     p.add_argument("--human", metavar="MIDI_FILE", default=None, help="play this MIDI file as the human part")
     p.add_argument("--keys", action="store_true", help="computer keys 1-4 press pads 1-4")
@@ -83,7 +83,7 @@ def register(sub, add) -> None:
     p = add("brain", cmd_brain, "run the brain node (model, sonification, treat requests)")
     config_args(p)
     p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
-    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--seconds", type=positive_seconds, default=None)
     p.add_argument("--session", metavar="DIR", default=None)
 
     p = add("steer", cmd_steer, "steer a running brain live: multiply neuron L.N by FACTOR (0 silences, 2 doubles)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.errors import ConfigError
-from neurojam.cli.args import config_args, load_config_from
+from neurojam.cli.args import config_args, load_config_from, positive_seconds
 
 
 def stage_overrides(args: argparse.Namespace) -> list[str]:
@@ -33,4 +33,4 @@ def register(sub, add) -> None:
     p.add_argument("--host", help="address to serve on (default 127.0.0.1; any other needs the printed token)")
     p.add_argument("--port", type=int, help="port (default 8770)")
     p.add_argument("--open", action="store_true", help="open the page in this computer's browser")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
+    p.add_argument("--seconds", type=positive_seconds, default=None, help="stop after this long (default: Ctrl-C)")
