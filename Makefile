@@ -22,6 +22,7 @@ bench: setup
 	$(PY) bench/sessions.py
 	$(PY) bench/analysis.py
 	$(PY) bench/experiments.py
+	$(PY) bench/trust.py
 	$(PY) bench/loop.py
 	$(PY) bench/stage.py --quick
 

@@ -7,7 +7,7 @@ node id to one identity:
 - a node id belongs to the identity that first claims it (its hello or first frame), or, with keys, to the key
   ``bridge.identities`` names for it; a frame from any other identity claiming that id is dropped and counted;
 - a rig that restarts takes its id back at once: with keys, the same key; without, once its old connection has
-  closed (the brain hears the disconnect);
+  closed (the brain's ping to it fails; ZeroMQ heartbeats close a connection whose peer died silently);
 - with keys, a key named ``rig:NAME`` in ``bridge.identities`` speaks only as NAME and sees and steers only NAME,
   also when it says hello as a stage or tool; ``tool`` sees and steers every rig, ``tool:A,B`` only A and B; a
   key not named there that owns a rig sees and steers only its own rigs; without keys every local process may
@@ -48,8 +48,8 @@ class IdentityBook:
 
     def claim(self, node: str, identity: str, role: str, quiet: bool = False) -> str | None:
         """May ``identity`` speak as ``node`` (in role ``role``)? None if yes (and the id is now bound), else the
-        reason code, counted. ``quiet``: the id's owner has not been heard for the liveness time (without keys a
-        new connection may then take the id over, as a restart whose old connection never said goodbye)."""
+        reason code, counted. ``quiet``: the connection that owns the id is gone (without keys a new connection
+        may then take the id over: a restart)."""
         reason = self._claim(node, identity, role, quiet)
         if reason:
             self.refused[reason] += 1

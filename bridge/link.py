@@ -181,6 +181,9 @@ class Link:
             self._in = self._ctx.socket(zmq.PULL)  # events from every rig
             self._cmd = self._ctx.socket(zmq.ROUTER)  # hellos in, addressed commands out
             self._cmd.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a closed connection fails: see _gone
+            for sock in (self._in, self._cmd):  # close connections whose peer died without closing them
+                sock.setsockopt(zmq.HEARTBEAT_IVL, int(heartbeat_s * 1000))
+                sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(liveness_s * 1000))
         else:
             self._out = self._ctx.socket(zmq.PUSH)
             self._cmd = self._ctx.socket(zmq.DEALER)
@@ -368,16 +371,16 @@ class Link:
         return msg
 
     def _gone(self, node: str, claimant: str) -> bool:
-        """Is the connection that owns ``node`` gone? Quiet for the liveness time, or closed: a ping to it fails
-        at once (ROUTER_MANDATORY), as after a ``kill -9``, so a restarted rig is taken back in well under a
-        second. Probed at most every 0.2 s per node, and only when another identity claims the id."""
+        """Is the connection that owns ``node`` gone? A ping to a closed connection fails at once
+        (ROUTER_MANDATORY), as after a ``kill -9``, so a restarted rig is taken back in well under a second; a
+        connection that died without closing is closed by ZeroMQ's heartbeats within ``liveness_s``. Quiet is not
+        gone: a rig that merely pauses keeps its name. Probed at most every 0.2 s per node, and only when another
+        identity claims the id; an id claimed by events alone (no command connection) yields to a hello."""
         peer = self.peers.get(node)
         claim = self.identity.claims.get(node)
         if peer is None or claim is None or claim.identity == claimant:
             return True
         now = self.clock()
-        if now - peer.last_heard >= self.liveness_s:
-            return True
         if now - self._probed.get(node, float("-inf")) < 0.2:
             return False
         self._probed[node] = now
