@@ -30,9 +30,10 @@ from brain.rig_view import RigView
 from brain.stage_feed import StageFeed
 from brain.sonify import Sonifier
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, OscConfig
 from bridge.identity import IdentityBook
 from bridge.link import Link
+from bridge.osc import OscOut
 from bridge.messages import (
     Accomp,
     CardRequest,
@@ -88,6 +89,7 @@ class BrainSettings(Protocol):
     brain: BrainConfig
     bridge: BridgeConfig
     session: SessionConfig
+    osc: OscConfig
 
 
 class BrainNode:
@@ -129,6 +131,9 @@ class BrainNode:
                          commands_port=b.commands_port, heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s,
                          hwm=b.hwm, tap=self.recorder, security=security, max_frame_bytes=b.max_frame_bytes,
                          identity=IdentityBook.from_config(b, keyed=security.name == "curve"))
+        osc = getattr(config, "osc", None)
+        self.osc = OscOut(osc.targets, osc.prefix) if osc is not None else OscOut([])
+        """Each event's top neurons, for visuals (``bridge/osc.py``)."""
         self.stage = StageFeed(self)
         """Copies for the stages watching (``neurojam stage``); nothing is sent while none is."""
         self.stop_event = threading.Event()
@@ -222,6 +227,8 @@ class BrainNode:
         hits = [NeuronHit(layer=h.layer, index=h.index, activation=h.activation, normalized=h.normalized,
                           label=self.labels.get(h.id, "")) for h in r.hits]
         to = r.event.node
+        for h in hits if self.osc.enabled else ():
+            self.osc.neuron(f"{h.layer}.{h.index}", h.normalized, h.activation, h.label, to)
         self.send_rig(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
                               step_ms=round(r.step_ms, 3)), to)
         sonifier = state.sonifier
@@ -350,6 +357,7 @@ class BrainNode:
         for state in self.rigs.values():
             state.stream.close()
         self.link.close()
+        self.osc.close()
         if self.recorder:
             self.recorder.write_stats(self.stats())
             self.recorder.close()

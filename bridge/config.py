@@ -10,6 +10,16 @@ from core.config import Section
 from core.units import KeyRole, Port, Z85Key, Z85KeyOrEmpty
 
 
+class OscConfig(Section):
+    """OSC for visuals (TouchDesigner, Max, Resolume, Processing): each event as it happens, to these targets
+    (``bridge/osc.py`` and docs/osc.md list the addresses). The rig sends beats, notes, pads and treats; the brain
+    sends neurons."""
+
+    targets: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}$")]] = []
+    """host:port pairs, e.g. ['127.0.0.1:9000', 'vj-laptop.local:7000']; empty: OSC off."""
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9_-]+)+$")] = "/neurojam"
+
+
 class BridgeConfig(Section):
     host: str = "127.0.0.1"
     """Where the rig finds the brain."""

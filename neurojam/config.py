@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from brain.config import BrainConfig
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, OscConfig
 from core.config import Section, dump_yaml, load_layers, override_layer, read_yaml
 from core.errors import ConfigError, did_you_mean
 from recording.config import SessionConfig
@@ -29,6 +29,7 @@ class Config(Section):
     brain: BrainConfig = msgspec.field(default_factory=BrainConfig)
     session: SessionConfig = msgspec.field(default_factory=SessionConfig)
     stage: StageConfig = msgspec.field(default_factory=StageConfig)
+    osc: OscConfig = msgspec.field(default_factory=OscConfig)
 
 
 def profile_dirs() -> list[Path]:

@@ -10,12 +10,18 @@ from core.errors import DeviceError
 from recording.jam import Jam
 
 TICKS_PER_BEAT = 480
-TRACKS = ("pet", "human", "brain", "marker", "metronome")
-PROGRAMS = {"human": 0, "brain": 11}  # piano, vibraphone
+DRUMS = 9
+"""General MIDI's drum channel (10, counted from 1): the pet's track plays there."""
+PROGRAMS = {"human": 0, "marker": 115}  # acoustic grand piano; woodblock
+VOICE_PROGRAMS = (11, 4, 48, 73, 80, 12, 19, 56)
+"""A distinct General MIDI program per brain voice (channel), in the order the channels appear: vibraphone,
+electric piano, strings, flute, square lead, marimba, organ, trumpet; so each neuron layer is its own timbre."""
 
 
 def jam_to_midi(jam: Jam) -> mido.MidiFile:
-    """One track per source plus a conductor track with tempo and treat markers."""
+    """A conductor track (tempo, metre, treat markers), then one track per source: the pet on the drum channel,
+    the human, each brain voice (one per channel: a layer of neurons, or the prediction) with its own program,
+    the marker, the metronome."""
     tempo_bpm = jam.beats[0].tempo_bpm if jam.beats else 120.0
     tempo = mido.bpm2tempo(tempo_bpm)
     t0 = jam.beats[0].time if jam.beats else jam.start
@@ -23,6 +29,18 @@ def jam_to_midi(jam: Jam) -> mido.MidiFile:
 
     def tick(t: float) -> int:
         return max(0, int(round(mido.second2tick(t - t0, TICKS_PER_BEAT, tempo))))
+
+    def notes_of(notes, channel: int | None = None) -> list[tuple[int, object]]:
+        events: list[tuple[int, object]] = []
+        for n in notes:
+            ch = n.channel if channel is None else channel
+            on, off = tick(n.start), max(tick(n.start) + 1, tick(n.end))
+            events.append((on, mido.Message("note_on", channel=ch, note=n.note, velocity=max(1, n.velocity))))
+            events.append((off, mido.Message("note_off", channel=ch, note=n.note, velocity=0)))
+        return events
+
+    def program(channel: int, number: int) -> tuple[int, object]:
+        return 0, mido.Message("program_change", channel=channel, program=number)
 
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     conductor = [(0, mido.MetaMessage("set_tempo", tempo=tempo)),
@@ -32,25 +50,22 @@ def jam_to_midi(jam: Jam) -> mido.MidiFile:
         label = f"treat {treat.action}" + (f" ({treat.reason})" if treat.reason else "") + f" [{treat.source}]"
         conductor.append((tick(treat.time), mido.MetaMessage("marker", text=label)))
     mid.tracks.append(_track("neurojam", conductor))
-    for source in TRACKS:
-        events: list[tuple[int, object]] = []
-        if source in PROGRAMS:
-            for ch in sorted({n.channel for n in jam.notes if n.source == source}):
-                events.append((0, mido.Message("program_change", channel=ch, program=PROGRAMS[source])))
-        if source == "metronome":
-            for b in jam.beats:
-                note = 77 if b.beat == 0 else 76
-                events.append((tick(b.time), mido.Message("note_on", channel=9, note=note, velocity=50)))
-                events.append((tick(b.time + 0.05), mido.Message("note_off", channel=9, note=note, velocity=0)))
-        else:
-            for n in jam.notes:
-                if n.source != source:
-                    continue
-                on = tick(n.start)
-                off = max(on + 1, tick(n.end))
-                events.append((on, mido.Message("note_on", channel=n.channel, note=n.note, velocity=max(1, n.velocity))))
-                events.append((off, mido.Message("note_off", channel=n.channel, note=n.note, velocity=0)))
-        mid.tracks.append(_track(source, events))
+    by_source = {source: [n for n in jam.notes if n.source == source] for source in ("pet", "human", "brain", "marker")}
+    mid.tracks.append(_track("pet", notes_of(by_source["pet"], channel=DRUMS)))
+    for source in ("human", "marker"):
+        channels = sorted({n.channel for n in by_source[source]})
+        mid.tracks.append(_track(source, [program(ch, PROGRAMS[source]) for ch in channels if ch != DRUMS]
+                                 + notes_of(by_source[source])))
+    for k, ch in enumerate(sorted({n.channel for n in by_source["brain"]})):
+        voice = [n for n in by_source["brain"] if n.channel == ch]
+        head = [] if ch == DRUMS else [program(ch, VOICE_PROGRAMS[k % len(VOICE_PROGRAMS)])]
+        mid.tracks.append(_track(f"brain voice (channel {ch + 1})", head + notes_of(voice)))
+    clicks = []
+    for b in jam.beats:
+        note = 77 if b.beat == 0 else 76
+        clicks.append((tick(b.time), mido.Message("note_on", channel=DRUMS, note=note, velocity=50)))
+        clicks.append((tick(b.time + 0.05), mido.Message("note_off", channel=DRUMS, note=note, velocity=0)))
+    mid.tracks.append(_track("metronome", clicks))
     return mid
 
 

@@ -1,4 +1,5 @@
-"""The rig's beat grid: internal tempo, or following an external MIDI clock.
+"""The rig's beat grid: internal tempo, following an external MIDI clock, or an Ableton Link session
+(:mod:`rig.link_sync`); and the rig as MIDI clock master (:class:`MidiClockOut`).
 
 Beats are counted from 0 since the clock started; times come from one
 :class:`bridge.grid.BeatGrid` anchor, never accumulated, so the grid does not drift.
@@ -49,11 +50,12 @@ class BeatClock:
     def running(self) -> bool:
         return self.grid is not None
 
-    def start(self, t0: float | None = None) -> None:
+    def start(self, t0: float | None = None, first_index: int = 0) -> None:
+        """Beat 0 falls at ``t0``; the first beat played is ``first_index`` (later when joining a bar under way)."""
         self.grid = BeatGrid(self.timeline.clock() if t0 is None else t0, 0, self.tempo_bpm, self.beats_per_bar)
-        self.last_index = -1
+        self.last_index = first_index - 1
         if not self.external:
-            self._schedule(0)
+            self._schedule(first_index)
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -75,6 +77,18 @@ class BeatClock:
             if self._handle is not None:
                 self.timeline.cancel(self._handle)
             self._schedule(self.last_index + 1)
+
+    def follow(self, index: int, t: float, bpm: float) -> None:
+        """An outside clock (Ableton Link) says beat ``index`` falls at ``t`` at ``bpm``: re-anchor the grid there,
+        and move the pending beat if it was due elsewhere."""
+        if self.grid is None:
+            return
+        old = self.time_of_beat(index)
+        self.tempo_bpm = bpm
+        self.anchor(index, t)
+        if not self.external and self._handle is not None and abs(old - t) > 1e-4:
+            self.timeline.cancel(self._handle)
+            self._schedule(index)
 
     def _started(self) -> BeatGrid:
         if self.grid is None:
@@ -112,6 +126,44 @@ class BeatClock:
         bar, beat = divmod(index, self.beats_per_bar)
         for listener in self.listeners:
             listener(index, bar, beat, self.tempo_bpm, t)
+
+
+class MidiClockOut:
+    """The rig as clock master: 24 clock ticks per beat laid on the beat grid by the timeline thread, ``start`` at
+    beat 0 (or a song position pointer, in 16ths, and ``continue`` when the rig starts mid-song), ``stop`` when it
+    stops. A drum machine or DAW set to external sync follows the pet jam."""
+
+    def __init__(self, clock: BeatClock, send: Callable[[object], None]) -> None:
+        import mido
+
+        self._mido = mido
+        self.clock, self.send = clock, send
+        self.running = False
+        self.ticks = 0
+
+    def on_beat(self, index: int, bar: int, beat: int, tempo: float, t: float) -> None:  # noqa: ARG002
+        mido = self._mido
+        if not self.running:
+            self.running = True
+            if index == 0:
+                self.send(mido.Message("start"))
+            else:
+                self.send(mido.Message("songpos", pos=min(16383, index * 4)))
+                self.send(mido.Message("continue"))
+        step = 60.0 / tempo / TICKS_PER_BEAT
+        self._tick()
+        for k in range(1, TICKS_PER_BEAT):
+            self.clock.timeline.at(t + k * step, self._tick)
+
+    def _tick(self) -> None:
+        if self.running:
+            self.ticks += 1
+            self.send(self._mido.Message("clock"))
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            self.send(self._mido.Message("stop"))
 
 
 class MidiClockFollower:

@@ -56,9 +56,29 @@ class MidiConfig(Section):
     output: str | None = None
     """Synth port: exact name or substring; null = open a virtual port."""
     virtual_output: str = "neurojam"
+    virtual_input: str | None = "neurojam in"
+    """A virtual input port a DAW or another app can play into, as the human; null = none."""
+    outputs: dict[Literal["pet", "human", "brain", "marker", "metronome"], str] = {}
+    """One output port per source, e.g. {brain: 'Synth 2', pet: 'virtual:neurojam pet'} ('virtual:NAME' opens a
+    virtual port); a source not named plays on ``output``."""
     echo_human: bool = False
     """Also play the keyboard's notes on the output (when the keyboard has no sound)."""
-    clock: Literal["internal", "external"] = "internal"
+
+
+class SyncConfig(Section):
+    """Where the rig's beat comes from, and the gear that follows it (README: With other gear)."""
+
+    source: Literal["internal", "midi", "link"] = "internal"
+    """internal: rig.tempo_bpm; midi: follow a MIDI clock on rig.midi.input (24 ppqn, start/stop); link: join an
+    Ableton Link session (tempo and phase both ways; needs neurojam[sync])."""
+    link_quantum: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+    """Link's phase unit in beats (0: the rig's bar, beats_per_bar): downbeats line up with the session's."""
+    link_start_stop: bool = True
+    """Tell the Link session when the rig starts and stops (peers with start/stop sync follow)."""
+    clock_out: str | None = None
+    """Be the clock master on this MIDI output: 24 ticks per beat, start/stop/continue, song position pointer.
+    'virtual' opens a virtual port named ``clock_out_virtual``; null = off."""
+    clock_out_virtual: str = "neurojam clock"
 
 
 class MetronomeConfig(Section):
@@ -172,6 +192,7 @@ class RigConfig(Section):
     gpio: GpioConfig = msgspec.field(default_factory=GpioConfig)
     pads: list[PadConfig] = msgspec.field(default_factory=_default_pads)
     midi: MidiConfig = msgspec.field(default_factory=MidiConfig)
+    sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
     metronome: MetronomeConfig = msgspec.field(default_factory=MetronomeConfig)
     scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)
     dispenser: DispenserConfig = msgspec.field(default_factory=DispenserConfig)

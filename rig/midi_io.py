@@ -132,6 +132,16 @@ def open_input(name: str, backend_name: str, callback: Callable[[mido.Message], 
         raise DeviceError(f"cannot open MIDI input {name!r} ({exc}).") from exc
 
 
+def open_virtual_input(name: str, backend_name: str, callback: Callable[[mido.Message], None]):
+    """A virtual input port other software (a DAW, a phone app over a MIDI bridge) can play into."""
+    be = backend(backend_name)
+    try:
+        return be.open_input(name, virtual=True, callback=callback)
+    except Exception as exc:
+        raise DeviceError(f"cannot open a virtual MIDI input {name!r} ({exc}). Is a MIDI system running (ALSA "
+                          f"sequencer or JACK)? `neurojam doctor` checks.") from exc
+
+
 def list_ports(backend_name: str) -> tuple[list[str], list[str]]:
     """(inputs, outputs); a MIDI system that cannot be asked is a DeviceError with its cause."""
     be = backend(backend_name)

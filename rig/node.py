@@ -19,8 +19,9 @@ from typing import Callable, Protocol
 
 import mido
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, OscConfig
 from bridge.link import Link
+from bridge.osc import OscOut
 from bridge.messages import Accomp, Beat, Hello, Neurons, Note, Pad, Tempo, TrainingTrial, TreatRequest, TreatResult
 from bridge.security import security_for
 from core.config import to_dict
@@ -31,7 +32,8 @@ from rig import gpio
 from rig.config import RigConfig
 from rig.curriculum import Trial
 from rig.devices import MARKER_SAMPLE, build_devices
-from rig.midi_io import NoteOutput, open_input
+from core.errors import DeviceError
+from rig.midi_io import NoteOutput, open_input, open_virtual_input
 from rig.pads import Pad as PadDevice
 from rig.progress import PetProgress, SessionSummary
 from rig.sim import SimulatedHuman
@@ -51,6 +53,7 @@ class RigSettings(Protocol):
     rig: RigConfig
     bridge: BridgeConfig
     session: SessionConfig
+    osc: OscConfig
 
 
 class RigNode:
@@ -94,6 +97,14 @@ class RigNode:
         self.scheduler.on_note = self._brain_note_played
         self.beats.listeners.append(self._on_beat)
         self.keyboard = open_input(rc.midi.input, rc.midi.backend, self._keyboard_msg) if rc.midi.input else None
+        self.daw_input = None
+        if rc.midi.virtual_input and output is None:  # a DAW or another app plays into the rig as the human
+            try:
+                self.daw_input = open_virtual_input(rc.midi.virtual_input, rc.midi.backend, self._keyboard_msg)
+            except DeviceError as exc:
+                log.warning("no virtual MIDI input (%s)", exc)
+        osc = getattr(config, "osc", None)
+        self.osc = OscOut(osc.targets, osc.prefix) if osc is not None else OscOut([])
         self.human: SimulatedHuman | None = None
         self.brain_alive = False
         self.last_neurons: Neurons | None = None
@@ -111,14 +122,18 @@ class RigNode:
     def _pad_pressed(self, pad: PadDevice, t: float) -> None:
         sound = self.config.rig.pads[pad.index].sound
         samples = self.devices.samples
+        out = self.devices.output_for("pet")
         if not (samples and samples.play(pad.index)):
             for note in sound.notes:  # sound first: nothing waits for the network
-                self.output.note_on(sound.channel, note, sound.velocity)
+                out.note_on(sound.channel, note, sound.velocity)
             self.timeline.at(t + sound.duration, self._pad_sound_off, sound.channel, tuple(sound.notes))
         self.counts["pad_presses"] += 1
         self.link.send(Pad(pad=pad.index, down=True))
         for note in sound.notes:
             self.link.send(Note(source="pet", note=note, velocity=sound.velocity, on=True, channel=sound.channel))
+        self.osc.pad(pad.index)
+        for note in sound.notes:
+            self.osc.note("pet", note, sound.velocity, sound.channel)
         if self.devices.curriculum:
             self.devices.curriculum.press(pad.index, t)
 
@@ -128,16 +143,17 @@ class RigNode:
         m = self.config.rig.training.marker
         samples = self.devices.samples
         if m.enabled and not (samples and samples.play(MARKER_SAMPLE)):
-            self.output.note_on(m.channel, m.note, m.velocity)
+            self.devices.output_for("marker").note_on(m.channel, m.note, m.velocity)
             self.timeline.at(trial.time + m.duration_ms / 1000, self._marker_off)
         if m.enabled:
             self.link.send(Note(source="marker", note=m.note, velocity=m.velocity, on=True, channel=m.channel))
+            self.osc.note("marker", m.note, m.velocity, m.channel)
         if self.devices.pet is not None:
             self.devices.pet.rewarded()
 
     def _marker_off(self) -> None:
         m = self.config.rig.training.marker
-        self.output.note_off(m.channel, m.note)
+        self.devices.output_for("marker").note_off(m.channel, m.note)
         self.link.send(Note(source="marker", note=m.note, velocity=0, on=False, channel=m.channel))
 
     def _trial(self, trial: Trial, level_after: int) -> None:
@@ -161,7 +177,7 @@ class RigNode:
 
     def _pad_sound_off(self, channel: int, notes: tuple[int, ...]) -> None:
         for note in notes:
-            self.output.note_off(channel, note)
+            self.devices.output_for("pet").note_off(channel, note)
             self.link.send(Note(source="pet", note=note, velocity=0, on=False, channel=channel))
 
     def _pad_released(self, pad: PadDevice, t: float) -> None:
@@ -177,9 +193,10 @@ class RigNode:
             if on:
                 self.counts["human_notes"] += 1
             if self.config.rig.midi.echo_human or self.human is not None:  # a simulated human has no sound of its own
-                self.output.send(msg)
+                self.devices.output_for("human").send(msg)
             self.link.send(Note(source="human", note=msg.note, velocity=msg.velocity if on else 0, on=on,
                                 channel=msg.channel))
+            self.osc.note("human", msg.note, msg.velocity if on else 0, msg.channel)
             if on and self.devices.curriculum:
                 self.devices.curriculum.human_note(t)
         elif self.devices.clock_follower and msg.type in ("clock", "start", "stop", "continue"):
@@ -188,23 +205,27 @@ class RigNode:
     def _brain_note_played(self, on: bool, channel: int, note: int, velocity: int) -> None:
         """Record what the rig really played for the brain (late notes dropped, caps applied)."""
         self.link.send(Note(source="brain", note=note, velocity=velocity, on=on, channel=channel))
+        self.osc.note("brain", note, velocity if on else 0, channel)
 
     # -- beat, metronome, treats -----------------------------------------------------
     def _on_beat(self, index: int, bar: int, beat: int, tempo: float, t: float) -> None:
         self.counts["beats"] += 1
         self.link.send(Beat(index=index, bar=bar, beat=beat, beats_per_bar=self.beats.beats_per_bar,
                             tempo_bpm=tempo, time=t))
+        self.osc.beat(index, bar, beat, tempo)
         m = self.config.rig.metronome
         if m.enabled:
             note = m.accent_note if beat == 0 else m.note
-            self.output.note_on(m.channel, note, m.velocity)
-            self.timeline.at(t + 0.05, self.output.note_off, m.channel, note)
+            out = self.devices.output_for("metronome")
+            out.note_on(m.channel, note, m.velocity)
+            self.timeline.at(t + 0.05, out.note_off, m.channel, note)
 
     def _treat_result(self, result: TreatResult) -> None:
         self.counts["treats_dispensed" if result.outcome == "dispensed" else "treats_refused"] += 1
         if result.outcome == "refused":
             log.info("treat refused (%s, from %s)", result.detail, result.source)
         self.link.send(result)
+        self.osc.treat(result.outcome, result.source, result.refusal or "")
 
     # -- commands from the brain -----------------------------------------------------
     def handle(self, msg) -> None:
@@ -220,6 +241,8 @@ class RigNode:
         elif isinstance(msg, Tempo):  # the stage's tempo control, passed on by the brain
             if self.devices.beats.external:
                 log.info("tempo %.0f BPM ignored: the beat follows the external MIDI clock", msg.bpm)
+            elif self.devices.link_sync is not None:  # into the Link session: every peer follows, the rig too
+                self.timeline.at(self.clock(), self.devices.link_sync.set_tempo, msg.bpm)
             else:
                 self.timeline.at(self.clock(), self.devices.beats.set_tempo, msg.bpm)
         elif isinstance(msg, Hello):
@@ -259,6 +282,10 @@ class RigNode:
             "timeline_late_us_p99": None if not late else round(_percentile(late, 0.99) * 1e6, 1),
             "recorder": None if not self.recorder else {"recorded": self.recorder.recorded,
                                                         "dropped": self.recorder.dropped},
+            "sync": {"source": self.config.rig.sync.source,
+                     "link_peers": self.devices.link_sync.peers if self.devices.link_sync else None,
+                     "clock_ticks_out": self.devices.clock_out.ticks if self.devices.clock_out else None,
+                     "osc_sent": self.osc.sent, "osc_errors": self.osc.errors},
         }
 
     # -- run -------------------------------------------------------------------------------
@@ -268,7 +295,9 @@ class RigNode:
         self.timeline.start()
         self.link.hello(session=str(self.recorder.path) if self.recorder else "", software=SOFTWARE)
         t0 = self.clock() + 0.3
-        if not self.beats.external:
+        if self.devices.link_sync is not None:
+            self.devices.link_sync.start(t0)
+        elif not self.beats.external:
             self.beats.start(t0)
         if self.human:
             self.human.start(t0)
@@ -302,9 +331,11 @@ class RigNode:
         if self._closed:
             return
         self._closed = True
-        if self.keyboard is not None:
-            self.keyboard.close()
+        for port in (self.keyboard, self.daw_input):
+            if port is not None:
+                port.close()
         self.devices.close()
+        self.osc.close()
         stats = self.stats()
         if self.devices.curriculum is not None:
             self._save_progress(self._session_summary())

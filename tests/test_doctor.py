@@ -47,7 +47,8 @@ def test_midi_check(jack_server):
 
 def test_dispenser_check():
     assert doctor.check_dispenser(cfg()).ok is True
-    assert doctor.check_dispenser(cfg("rig.dispenser.pin=17")).ok is False  # pad 0 is on 17
+    shared, _ = doctor.check_config(None, ["rig.dispenser.pin=17"])  # pad 0 is on 17: the config itself refuses it
+    assert shared.ok is False and "pin of its own" in shared.detail
     assert doctor.check_dispenser(cfg("rig.dispenser.enabled=false")).ok is None
 
 
@@ -101,5 +102,5 @@ def test_keys_check_says_which_side_is_wrong(tmp_path):
     no_allow = doctor.check_keys(cfg(*on), "brain")
     assert no_allow.ok is False and "allowed_keys" in no_allow.fix
     assert doctor.check_keys(cfg(*on, f"bridge.allowed_keys=['{rig_key}']"), "brain").ok is True
-    garbled = doctor.check_keys(cfg(*on, "bridge.allowed_keys=['not-a-key']"), "brain")
-    assert garbled.ok is False and "40 characters" in garbled.fix
+    garbled, _ = doctor.check_config(None, [*on, "bridge.allowed_keys=['not-a-key']"])  # refused at load now
+    assert garbled.ok is False and "40 characters" in garbled.detail

@@ -102,7 +102,7 @@ def test_midi_export_round_trip(tmp_path):
     out = write_midi(jam, tmp_path / "jam.mid")
     mid = mido.MidiFile(str(out))
     names = [next(m.name for m in t if m.type == "track_name") for t in mid.tracks]
-    assert names == ["neurojam", "pet", "human", "brain", "marker", "metronome"]
+    assert names == ["neurojam", "pet", "human", "marker", "metronome"]  # no brain voice played: no brain track
     counts = {name: sum(1 for m in t if m.type == "note_on" and m.velocity > 0) for name, t in zip(names, mid.tracks)}
     by_source = jam.count_by_source()
     assert counts["pet"] == by_source["pet"] == len([i for i in range(16) if i % 3 == 1])

@@ -23,12 +23,14 @@ from neurojam.cli import (
     model,
     neuron,
     nodes,
+    osc,
     pet,
     sessions,
     stage,
 )
 
-COMMAND_GROUPS = (demo, lab, stage, nodes, sessions, pet, neuron, model, config_commands, bridge_commands, keys, doctor)
+COMMAND_GROUPS = (demo, lab, stage, nodes, sessions, pet, neuron, model, config_commands, bridge_commands, osc, keys,
+                  doctor)
 """Every command group, in the order ``--help`` lists them."""
 
 EPILOG = """\

@@ -180,6 +180,47 @@ def check_cuda() -> Check:
                  "fine for the default model; for big models install a CUDA torch and the NVIDIA driver")
 
 
+def check_sync(config: Config, listen_s: float = 1.5) -> list[Check]:
+    """Each configured sync target: Link (the binding, and peers seen), the clock-out port, the OSC targets."""
+    import socket
+
+    out = []
+    sync = config.rig.sync
+    if sync.source == "link":
+        try:
+            from rig.link_sync import link_module
+
+            link = link_module().Link(config.rig.tempo_bpm)
+            link.enabled = True
+            import time
+
+            time.sleep(listen_s)
+            peers = link.numPeers()
+            link.enabled = False
+            out.append(Check("Ableton Link", True if peers else None, f"{peers} Link peer(s) seen in {listen_s:g} s",
+                             "start Link in Live (or another Link app) on this network; a rig alone keeps time"))
+        except Exception as exc:  # the binding missing, or no network for its multicast
+            out.append(Check("Ableton Link", False, str(exc), "pip install 'neurojam[sync]'"))
+    if sync.clock_out and sync.clock_out != "virtual":
+        try:
+            from rig.midi_io import find_port, list_ports
+
+            find_port(sync.clock_out, list_ports(config.rig.midi.backend)[1], "output")
+            out.append(Check("MIDI clock out", True, f"port {sync.clock_out!r} found"))
+        except Exception as exc:
+            out.append(Check("MIDI clock out", False, str(exc), "fix rig.sync.clock_out, or use 'virtual'"))
+    elif sync.clock_out:
+        out.append(Check("MIDI clock out", True, f"a virtual port {sync.clock_out_virtual!r} (connect your gear to it)"))
+    for target in config.osc.targets:
+        host, _, port = target.rpartition(":")
+        try:
+            socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_DGRAM)
+            out.append(Check("OSC target", True, f"{target} resolves"))
+        except OSError as exc:
+            out.append(Check("OSC target", False, f"{target}: {exc}", "fix the host name in osc.targets"))
+    return out
+
+
 def run_checks(node: str, profile: str | None, overrides: list[str]) -> list[Check]:
     first, config = check_config(profile, overrides)
     checks = [first]
@@ -187,7 +228,7 @@ def run_checks(node: str, profile: str | None, overrides: list[str]) -> list[Che
         return checks
     if node in ("rig", "both"):
         checks += [check_gpio(config), check_midi(config), check_dispenser(config), check_keys(config, "rig"),
-                   check_brain_reachable(config)]
+                   check_brain_reachable(config), *check_sync(config)]
     if node in ("brain", "both"):
         checks += [check_keys(config, "brain"), check_model(config), check_cuda()]
     return checks
