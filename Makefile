@@ -23,6 +23,7 @@ bench: setup
 	$(PY) bench/analysis.py
 	$(PY) bench/experiments.py
 	$(PY) bench/trust.py
+	$(PY) bench/sync.py
 	$(PY) bench/loop.py
 	$(PY) bench/stage.py --quick
 

@@ -34,8 +34,12 @@ class OscOut:
             host, _, port = target.rpartition(":")
             self.targets.append((host.strip("[]"), int(port)))
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if self.targets else None
+        self._builder = None
         if self.sock is not None:
             self.sock.setblocking(False)
+            from pythonosc.osc_message_builder import OscMessageBuilder  # imported now, not on the first pad press
+
+            self._builder = OscMessageBuilder
         self.sent = 0
         self.errors = 0
 
@@ -46,9 +50,7 @@ class OscOut:
     def send(self, address: str, *args) -> None:
         if not self.targets:
             return
-        from pythonosc.osc_message_builder import OscMessageBuilder
-
-        builder = OscMessageBuilder(address=self.prefix + address)
+        builder = self._builder(address=self.prefix + address)
         for a in args:
             builder.add_arg(a, "s" if isinstance(a, str) else "f" if isinstance(a, float) else "i")
         dgram = builder.build().dgram

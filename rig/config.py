@@ -93,6 +93,9 @@ class SchedulerConfig(Section):
     late: Literal["drop", "play"] = "drop"
     late_tolerance_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 5
     max_voices: Annotated[int, msgspec.Meta(ge=1, le=128)] = 16
+    realtime_priority: Annotated[int, msgspec.Meta(ge=0, le=99)] = 20
+    """SCHED_FIFO priority of the rig's timeline thread (beats, notes, clock ticks, treat pulses); 0 = normal.
+    Needs CAP_SYS_NICE (root, or the systemd unit's CPUSchedulingPolicy); without it the rig says so and runs on."""
 
 
 class DispenserConfig(Section):

@@ -80,7 +80,7 @@ MARKER_SAMPLE = -1
 def build_devices(rc: RigConfig, *, output: NoteOutput | None = None, pin_factory: gpio.PinFactory | None = None,
                   clock: Callable[[], float] = time.monotonic, level: int = 1) -> RigDevices:
     """Every device from config; ``level`` is where the pet's curriculum starts (its saved progress)."""
-    timeline = Timeline(clock)
+    timeline = Timeline(clock, realtime_priority=rc.scheduler.realtime_priority)
     beats = BeatClock(timeline, rc.tempo_bpm, rc.beats_per_bar, external=rc.sync.source == "midi")
     factory = pin_factory or gpio.pin_factory(rc.gpio.backend, clock)
     pads = [Pad(i, factory.input_pin(pc.pin, pc.pull), active_low=pc.active == "low", debounce_ms=pc.debounce_ms,

@@ -35,7 +35,7 @@ def link_module():
 
 class LinkSync:
     def __init__(self, beats: BeatClock, timeline: Timeline, *, quantum: int, start_stop: bool = True,
-                 poll_s: float = 0.01) -> None:
+                 poll_s: float = 0.002) -> None:
         self.beats, self.timeline = beats, timeline
         self.quantum = quantum or beats.beats_per_bar
         self.poll_s = poll_s

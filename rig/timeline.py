@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -31,9 +32,14 @@ class ManualClock:
 
 
 class Timeline:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, spin_s: float = 0.0005) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, spin_s: float = 0.0005,
+                 realtime_priority: int = 0) -> None:
         self.clock = clock
         self.spin_s = spin_s
+        self.realtime_priority = realtime_priority
+        """SCHED_FIFO priority for the timeline thread (0: the default scheduler), as audio software runs: on a
+        busy machine the beat, the clock ticks and the notes are not held up behind other processes."""
+        self.realtime = False
         self._heap: list[tuple[float, int, Callable, tuple]] = []
         self._live: set[int] = set()
         """Handles still in the heap; a cancel of anything else (already run) is a no-op, so nothing piles up."""
@@ -124,7 +130,18 @@ class Timeline:
             self._thread.start()
         return self
 
+    def _raise_priority(self) -> None:
+        if not self.realtime_priority or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))  # this thread only
+            self.realtime = True
+        except (PermissionError, OSError) as exc:
+            log.info("timeline at normal priority (%s): give the rig CAP_SYS_NICE or a systemd "
+                     "CPUSchedulingPolicy=fifo for steadier timing on a busy machine", exc)
+
     def _loop(self) -> None:
+        self._raise_priority()
         while self._running:
             with self._cond:
                 wait = None if not self._heap else self._heap[0][0] - self.clock() - self.spin_s

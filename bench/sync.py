@@ -1,0 +1,196 @@
+"""Playing with other gear: Ableton Link phase, MIDI clock out jitter, OSC latency.
+
+    python bench/sync.py [--seconds 60]
+
+Targets (issue 30): the rig and a second Link peer (another process) agree on beat phase within 2 ms p99 over 60 s,
+through a tempo change on either side; MIDI clock out tick jitter p99 < 1 ms at 120 BPM over 60 s, captured on a
+JACK dummy port (period 32 frames at 48 kHz, 0.67 ms) with JACK's frame timestamps; OSC event → UDP packet
+received p99 < 2 ms, and no effect on the pad → MIDI out p99 (< 2 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import machine, pct, table
+
+from bridge.messages import Tempo
+from neurojam.config import load_config
+from rig.midi_io import RecordingOutput
+from rig.node import RigNode
+
+PEER = """
+import json, sys, time, link
+seconds, change_at, out = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+peer = link.Link(120.0); peer.enabled = True
+samples, start, changed = [], time.monotonic(), False
+while time.monotonic() - start < seconds:
+    now = time.monotonic()
+    state = peer.captureSessionState()
+    samples.append((now, state.beatAtTime(peer.clock().micros(), 4), state.tempo()))
+    if not changed and now - start > change_at:
+        state.setTempo(100.0, peer.clock().micros()); peer.commitSessionState(state); changed = True
+    time.sleep(0.001)
+json.dump(samples, open(out, "w"))
+"""
+
+
+def rig_node(*sets: str, output=None) -> RigNode:
+    cfg = load_config(None, ["bridge.events_port=47101", "bridge.commands_port=47102",
+                             f"session.dir={tempfile.mkdtemp()}", "rig.training.enabled=false",
+                             "rig.midi.virtual_input=null", *sets])
+    return RigNode(cfg, output=output if output is not None else RecordingOutput(), record=False)
+
+
+def link_phase(seconds: float) -> list[list]:
+    out = Path(tempfile.mkdtemp()) / "peer.json"
+    peer = subprocess.Popen([sys.executable, "-c", PEER, str(seconds + 4), str(seconds / 3 + 2), str(out)])
+    time.sleep(1.5)
+    node = rig_node("rig.sync.source=link")
+    beats: list[tuple[int, float]] = []
+    node.beats.listeners.append(lambda i, bar, b, tempo, t: beats.append((i, t)))
+    start = time.monotonic()
+    node.start()
+    changed = False
+    while time.monotonic() - start < seconds:
+        if not changed and time.monotonic() - start > 2 * seconds / 3:
+            node.handle(Tempo(bpm=140.0))  # the stage's tempo, on the rig side
+            changed = True
+        time.sleep(0.05)
+    base, peers = node.devices.link_sync.base, node.devices.link_sync.peers
+    node.close()
+    peer.wait(timeout=30)
+    samples = np.array(json.load(open(out)))
+    t, beat, tempo = samples[:, 0], samples[:, 1], samples[:, 2]
+    errors = []
+    for i, bt in beats:
+        if t[0] < bt < t[-1]:
+            at = np.interp(bt, t, beat)
+            bpm = np.interp(bt, t, tempo)
+            phase = (at - (base + i) + 2) % 4 - 2  # Link agrees on phase within the bar, not on beat numbers
+            errors.append(abs(phase) * 60 / bpm * 1000)
+    return [["Ableton Link: |rig beat − peer's beat| at each rig beat", f"{len(errors)} beats, {peers} peer",
+             pct(errors, 0.5), pct(errors, 0.99), max(errors)]]
+
+
+def start_jack(name: str) -> subprocess.Popen | None:
+    if not shutil.which("jackd"):
+        return None
+    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
+    proc = subprocess.Popen(["jackd", "--realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "32"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    os.environ["JACK_DEFAULT_SERVER"], os.environ["JACK_NO_START_SERVER"] = name, "1"
+    time.sleep(1.0)
+    return proc if proc.poll() is None else None
+
+
+CAPTURE = """
+import json, sys, time, rtmidi
+port, seconds = sys.argv[1], float(sys.argv[2])
+capture = rtmidi.MidiIn(rtmidi.API_UNIX_JACK)
+deadline = time.monotonic() + 10
+while not any(port in n for n in capture.get_ports()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+capture.open_port(next(i for i, n in enumerate(capture.get_ports()) if port in n))
+capture.ignore_types(sysex=True, timing=False, active_sense=True)  # rtmidi drops clock by default
+stamps, now = [], [0.0]
+def on_message(event, _data=None):
+    message, delta = event
+    now[0] += delta  # JACK frame time, not when Python got it
+    if message[0] == 0xF8:
+        stamps.append(now[0])
+capture.set_callback(on_message)
+print("ready", flush=True)
+time.sleep(seconds)
+capture.close_port()
+print(json.dumps(stamps), flush=True)
+"""
+
+
+def clock_jitter(seconds: float) -> list[list]:
+    jack = start_jack(f"nj-bench-{os.getpid()}")
+    if jack is None:
+        return [["MIDI clock out", "not measured: jackd would not start", "–", "–", "–"]]
+    try:
+        port = f"nj-bench-clock-{os.getpid()}"
+        node = rig_node("rig.midi.backend=mido.backends.rtmidi/UNIX_JACK", "rig.sync.clock_out=virtual",
+                        f"rig.sync.clock_out_virtual={port}", "rig.tempo_bpm=120")
+        sends: list[float] = []
+        clock_out = node.devices.clock_out
+        send = clock_out.send
+        clock_out.send = lambda m: (sends.append(time.monotonic()) if m.type == "clock" else None, send(m))
+        capture = subprocess.Popen([sys.executable, "-c", CAPTURE, port, str(seconds + 1)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True)  # another process, as a DAW would be
+        assert capture.stdout.readline().strip() == "ready"
+        node.start()
+        time.sleep(seconds)
+        node.close()
+        stamps = json.loads(capture.communicate(timeout=30)[0].strip().splitlines()[-1])
+    finally:
+        jack.terminate()
+        jack.wait(timeout=10)
+    rows = []
+    for what, times in (("as sent (the rig's timeline)", sends), ("as captured on the JACK port (frame time)", stamps)):
+        jitter = list(np.abs(np.diff(times) - 0.5 / 24) * 1000)
+        rows.append([f"MIDI clock out at 120 BPM, |tick interval − 20.83 ms|, {what}", f"{len(times)} ticks",
+                     pct(jitter, 0.5), pct(jitter, 0.99), max(jitter)])
+    return rows
+
+
+def osc_and_pads(n: int) -> list[list]:
+    rows = []
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(1.0)
+    target = f"osc.targets=['127.0.0.1:{receiver.getsockname()[1]}']"
+    for osc in (False, True):
+        node = rig_node(*([target] if osc else []), output=RecordingOutput(time.perf_counter))
+        node.timeline.start()
+        node.beats.start()
+        pin = node.pads[0].pin
+        midi_lat, osc_lat = [], []
+        for _ in range(n):
+            node.output.log.clear()
+            t0 = time.perf_counter()
+            pin.drive(False)
+            midi_lat.append((node.output.log[0][0] - t0) * 1000)
+            if osc:
+                receiver.recv(2048)  # the /pad packet: sent right after the sound
+                osc_lat.append((time.perf_counter() - t0) * 1000)
+                receiver.recv(2048)  # and the /note
+            time.sleep(0.04)
+            pin.drive(True)
+            time.sleep(0.04)
+        node.close()
+        rows.append([f"pad press → MIDI out call, OSC {'on' if osc else 'off'}", f"{n} presses", pct(midi_lat, 0.5),
+                     pct(midi_lat, 0.99), max(midi_lat)])
+        if osc:
+            rows.append(["pad press → its OSC packet received (loopback UDP)", f"{n} presses", pct(osc_lat, 0.5),
+                         pct(osc_lat, 0.99), max(osc_lat)])
+    receiver.close()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--presses", type=int, default=300)
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    rows = link_phase(args.seconds) + clock_jitter(args.seconds) + osc_and_pads(args.presses)
+    table(f"with other gear ({args.seconds:g} s runs; tempo changed by the peer at 1/3 and by the rig at 2/3)",
+          ["measure", "n", "p50 ms", "p99 ms", "max ms"], rows)
+
+
+if __name__ == "__main__":
+    main()
