@@ -298,41 +298,37 @@ class Link:
         return bool(self._poller.poll(max(0, int(timeout_ms))))
 
     def receive(self, timeout_ms: float = 0, max_frames: int = 1000) -> list[Message]:
-        """Decoded, validated messages waiting (up to ``max_frames``); bad frames counted."""
+        """Decoded, validated messages waiting (up to ``max_frames``); bad frames counted. On the brain the command
+        socket is read first in each round: hellos and heartbeats say who is who."""
         out: list[Message] = []
         if not self.poll(timeout_ms):
             return out
+        readers = (self._read_command, self._read_event) if self.server else (self._read_from_brain,)
         for _ in range(max_frames):
-            got = False
-            if self.server:  # hellos and heartbeats first: they say who is who
-                try:
-                    parts = self._cmd.recv_multipart(zmq.NOBLOCK, copy=False)
-                    got = True
-                    msg = self._admit(parts[0].bytes, parts[-1]) if len(parts) >= 2 else None
-                    if msg is not None:
-                        out.append(msg)
-                except zmq.Again:
-                    pass
-                try:
-                    frame = self._in.recv(zmq.NOBLOCK, copy=False)
-                    got = True
-                    msg = self._accept_event(frame)
-                    if msg is not None:
-                        out.append(msg)
-                except zmq.Again:
-                    pass
-            else:
-                try:
-                    frame = self._cmd.recv(zmq.NOBLOCK, copy=True)
-                    got = True
-                    msg = self.accept(frame)
-                    if msg is not None:
-                        out.append(msg)
-                except zmq.Again:
-                    pass
-            if not got:
+            if not any([self._read_one(read, out) for read in readers]):
                 break
         return out
+
+    @staticmethod
+    def _read_one(read: Callable[[], Message | None], out: list[Message]) -> bool:
+        """One waiting frame through ``read`` into ``out``; False when none was waiting."""
+        try:
+            msg = read()
+        except zmq.Again:
+            return False
+        if msg is not None:
+            out.append(msg)
+        return True
+
+    def _read_command(self) -> Message | None:
+        parts = self._cmd.recv_multipart(zmq.NOBLOCK, copy=False)
+        return self._admit(parts[0].bytes, parts[-1]) if len(parts) >= 2 else None
+
+    def _read_event(self) -> Message | None:
+        return self._accept_event(self._in.recv(zmq.NOBLOCK, copy=False))
+
+    def _read_from_brain(self) -> Message | None:
+        return self.accept(self._cmd.recv(zmq.NOBLOCK, copy=True))
 
     @staticmethod
     def _identity_of(frame: zmq.Frame) -> str:

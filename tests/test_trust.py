@@ -40,14 +40,21 @@ def answered(got, seqs) -> list:
     return [m for m in got if isinstance(m, (Neurons, Accomp)) and m.event_seq in seqs]
 
 
-def test_on_loopback_a_process_that_did_not_say_hello_as_the_rig_cannot_play_into_its_jam(ports, tmp_path):
-    brain = start_brain(ports, "--session", str(tmp_path / "brain"))
+def heard_rig(ports: int, session) -> tuple[subprocess.Popen, Link]:
+    """A brain recording into ``session`` and a rig it has already answered."""
+    brain = start_brain(ports, "--session", str(session))
     rig = Link("rig", "rig", events_port=ports, commands_port=ports + 1, heartbeat_s=0.1)
+    collect(rig, 3, until=lambda g: any(isinstance(m, (Hello, Ping)) for m in g))
+    play(rig, time.monotonic(), beats=16)
+    assert collect(rig, 10, until=lambda g: sum(isinstance(m, Neurons) for m in g) >= 16)
+    return brain, rig
+
+
+def test_on_loopback_a_process_that_did_not_say_hello_as_the_rig_cannot_play_into_its_jam(ports, tmp_path):
+    brain, rig = heard_rig(ports, tmp_path / "brain")
     intruder = Link("tool", "intruder", events_port=ports, commands_port=ports + 1, heartbeat_s=0.1)
     try:
-        collect(rig, 3, until=lambda g: any(isinstance(m, (Hello, Ping)) for m in g))
-        play(rig, time.monotonic(), beats=16)
-        assert collect(rig, 10, until=lambda g: sum(isinstance(m, Neurons) for m in g) >= 16)  # the rig is heard
+        assert intruder.writable(timeout_ms=5000)  # connected: its frames reach the brain
         forged = set(range(100_000, 100_200))
         for seq in forged:
             forge(intruder, Note(source="human", note=60 + seq % 12, velocity=90, on=True), "rig", seq)
@@ -182,13 +189,10 @@ def rss_mb(pid: int) -> float:
 
 
 def test_three_thousand_made_up_ids_cost_the_brain_almost_nothing(ports, tmp_path):
-    brain = start_brain(ports, "--session", str(tmp_path / "brain"))
-    rig = Link("rig", "rig", events_port=ports, commands_port=ports + 1, heartbeat_s=0.1)
+    brain, rig = heard_rig(ports, tmp_path / "brain")
     flood = Link("tool", "flood", events_port=ports, commands_port=ports + 1, hwm=100_000)
     try:
-        collect(rig, 3, until=lambda g: any(isinstance(m, (Hello, Ping)) for m in g))
-        play(rig, time.monotonic(), beats=16)
-        collect(rig, 8, until=lambda g: sum(isinstance(m, Neurons) for m in g) >= 16)
+        assert flood.writable(timeout_ms=5000)
         before = rss_mb(brain.pid)
         for i in range(3000):
             forge(flood, Note(source="human", note=60 + i % 12, velocity=90, on=True), f"fake-{i}", 0)
