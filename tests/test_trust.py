@@ -344,6 +344,22 @@ def test_the_stage_obeys_only_its_own_page(ports):
         stage.wait(timeout=10)
 
 
+def test_two_stages_watch_one_brain(ports):
+    """A second stage used to be refused (both were called 'stage') and told to change rig.node_id."""
+    from tests.test_stage import free_port, read_until, start_stage
+
+    brain = start_brain(ports)
+    stages = [start_stage(ports, free_port()) for _ in range(2)]
+    try:
+        said = [read_until(stage, "connected to the brain", timeout=20) for stage in stages]
+    finally:
+        for stage in stages:
+            stage.terminate()
+            stage.wait(timeout=10)
+        stop(brain)
+    assert all("connected to the brain" in s and "refused" not in s for s in said), said
+
+
 def test_one_line_errors_for_what_an_owner_gets_wrong(ports, tmp_path):
     brain = start_brain(ports)
     sets = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}"]
@@ -379,4 +395,6 @@ def test_one_line_errors_for_what_an_owner_gets_wrong(ports, tmp_path):
     with open(session / "events.njlog", "ab") as f:
         f.write(b"\x40\x00\x00\x00half")  # a record cut off mid-write
     r = run_cli("replay", str(session), "--fast", "--out", str(tmp_path / "r"), timeout=200)
+    assert r.returncode == 0 and "truncated" in r.stderr
+    r = run_cli("report", str(session), "--out", str(tmp_path / "report.html"), timeout=200)
     assert r.returncode == 0 and "truncated" in r.stderr
