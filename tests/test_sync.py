@@ -190,3 +190,16 @@ def test_the_export_gives_each_source_and_each_brain_voice_its_track_and_the_pet
     programs = [next(m.program for m in track[n] if m.type == "program_change") for n in names if "brain" in n]
     assert len(set(programs)) == 3
     assert {m.channel for m in track["brain voice (channel 3)"] if m.type == "note_on"} == {2}
+
+
+def test_doctor_checks_each_sync_target():
+    from neurojam.cli import doctor
+
+    cfg = load_config(None, ["rig.sync.source=link", "rig.sync.clock_out=virtual",
+                             "osc.targets=['localhost:9000', 'no-such-host.invalid:9000']"])
+    checks = {(c.name, c.detail.split(":")[0]): c for c in doctor.check_sync(cfg, listen_s=0.3)}
+    assert checks[("OSC target", "localhost")].ok is True
+    assert checks[("OSC target", "no-such-host.invalid")].ok is False
+    link = next(c for (name, _), c in checks.items() if name == "Ableton Link")
+    assert link.ok in (True, None) and "peer" in link.detail
+    assert next(c for (name, _), c in checks.items() if name == "MIDI clock out").ok is True
