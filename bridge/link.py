@@ -395,10 +395,12 @@ class Link:
         if self._oversized(frame):
             return None
         identity = self._identity_of(frame)
+        raw = frame.bytes
         try:
-            node = decode(frame.bytes).node
+            msg = decode(raw)
         except FrameError:
-            return self.accept(frame.bytes)  # counted by reason there
+            return self.accept(raw)  # counted by reason (and recorded as received) there
+        node = msg.node
         if not self.identity.owns(node, identity):
             reason = self.identity.claim(node, identity, self._roles.get(node) or "rig", quiet=self._gone(node, identity))
             if reason is not None:
@@ -406,7 +408,7 @@ class Link:
                 self._log_once(reason, f"dropped an event claiming to be {node!r} from another connection ({reason})")
                 return None
             self._roles.setdefault(node, "rig")
-        return self.accept(frame.bytes)
+        return self.accept(raw, decoded=msg)
 
     def _oversized(self, frame) -> bool:
         if len(frame) <= self.max_frame_bytes:
@@ -415,15 +417,16 @@ class Link:
         self._log_once("oversized", f"dropped a {len(frame):,}-byte frame (limit {self.max_frame_bytes:,})")
         return True
 
-    def accept(self, frame: bytes, track: bool = True) -> Message | None:
-        """Decode one raw frame and do the bookkeeping; None if it was dropped."""
+    def accept(self, frame: bytes, track: bool = True, decoded: Message | None = None) -> Message | None:
+        """Decode one raw frame (unless the caller already did: ``decoded``) and do the bookkeeping; None if it was
+        dropped."""
         now = self.clock()
         if self._oversized(frame):  # before anything decodes or records it
             return None
         if self.tap:
             self.tap("in", frame, now)
         try:
-            msg = decode(frame)
+            msg = decoded if decoded is not None else decode(frame)
         except FrameError as exc:
             self.stats.dropped_in[exc.reason] += 1
             self._log_once(exc.reason, f"dropped a frame ({exc.detail[:200]})")
