@@ -115,6 +115,8 @@ class BrainNode:
         self.corruption_all = LayerCorruption.parse(bc.corrupt, self.model.n_layers)
         """The layer corruption every rig gets (config, and live skips addressed to all)."""
         self._layer_means: dict | None = None
+        if self.corruption_all.needs_means:  # told now, not when the first rig plays
+            self._means()
         self.rigs: dict[str, RigState] = {}
         """One context, key/value cache, picture of the rig, band and reward rule per rig (by node id)."""
         self.on_new_rig: Callable[[str], None] | None = None
@@ -263,15 +265,19 @@ class BrainNode:
         for rig in targets:  # sent as the brain's own message: stamped with its node, seq and clock
             self.send_rig(msgspec.structs.replace(msg), rig)
 
-    def _corrupt(self, stream: NeuronStream, plan: LayerCorruption) -> None:
-        """Put a layer plan on a rig's stream; mean ablation's layer means are computed once, when first needed."""
-        if plan.needs_means and self._layer_means is None:
+    def _means(self) -> dict:
+        """Each block output's mean over the model's validation tunes, for mean ablation: computed once."""
+        if self._layer_means is None:
             texts = reference_texts(self.model)
             if not texts:
                 raise ModelError(f"mean ablation needs reference texts and {self.model.name} ships no corpus: use "
                                  f"zero-mlp / zero-attn instead.")
             self._layer_means = layer_output_means(self.model, texts)
-        stream.steering.corrupt(plan, self._layer_means)
+        return self._layer_means
+
+    def _corrupt(self, stream: NeuronStream, plan: LayerCorruption) -> None:
+        """Put a layer plan on a rig's stream."""
+        stream.steering.corrupt(plan, self._means() if plan.needs_means else None)
 
     def steer(self, msg: Steer) -> None:
         try:
