@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from neurojam.cli.args import config_args, load_config_from
+from neurojam.cli.neuron import parquet_out
 
 
 def cmd_model_info(args: argparse.Namespace) -> int:
@@ -239,6 +240,7 @@ def register(sub, add) -> None:
                    help="score the first N deduplicated test tunes (default -1: all of them; 0: none)")
     p.add_argument("--plot", metavar="FILE.png", help="a bar chart of top-1 per corruption beside the baselines")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--out", metavar="FILE.parquet", help="also write rows of a results table (docs/experiments.md)")
+    p.add_argument("--out", metavar="FILE.parquet", type=parquet_out,
+                   help="also write rows of a results table (docs/experiments.md)")
     p = add("train", cmd_model_train, "train the embedded note model (see python -m brain.train --help)", model)
     p.add_argument("rest", nargs=argparse.REMAINDER)

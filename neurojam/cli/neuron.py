@@ -333,6 +333,13 @@ def register(sub, add) -> None:
     _out_arg(p)
 
 
+def parquet_out(text: str) -> str:
+    """argparse type for --out: a *.parquet file or a folder, refused before any work is done."""
+    if Path(text).suffix not in ("", ".parquet") and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: results are written as Parquet; name the file *.parquet or a folder")
+    return text
+
+
 def _out_arg(p) -> None:
-    p.add_argument("--out", metavar="FILE.parquet", help="also write the result as rows of a results table (appends; "
+    p.add_argument("--out", metavar="FILE.parquet", type=parquet_out, help="also write the result as rows of a results table (appends; "
                    "a folder gets one file per run): see docs/experiments.md")
