@@ -148,6 +148,15 @@ def _send_all(link: Link, events: list, speed: float | None, progress: bool) -> 
     t_first = events[0].t
     wall0 = time.monotonic()
     pings: dict[int, int] = {}
+
+    def receive(timeout_ms: float) -> None:
+        """Every read counts the pongs in it: one answered during a drain must not be lost (the replay would
+        wait 30 s for it)."""
+        nonlocal acked
+        for m in link.receive(timeout_ms=timeout_ms):
+            if isinstance(m, Pong) and m.ping_seq in pings:
+                acked = max(acked, pings[m.ping_seq])
+
     for i in range(0, len(events), batch):
         k = i // batch
         if speed is None:  # fast: at most two batches in flight
@@ -156,22 +165,20 @@ def _send_all(link: Link, events: list, speed: float | None, progress: bool) -> 
                 if time.monotonic() - waited > 30:
                     raise SessionError(f"replay: the brain stopped answering after {i} of {len(events)} events "
                                        f"(no pong in 30 s); the new session keeps what it answered.")
-                for m in link.receive(timeout_ms=20):
-                    if isinstance(m, Pong) and m.ping_seq in pings:
-                        acked = max(acked, pings[m.ping_seq])
+                receive(20)
         for m in events[i:i + batch]:
             if speed is not None:
                 due = wall0 + (m.t - t_first) / speed
                 while time.monotonic() < due:
-                    link.receive(timeout_ms=min(20, max(0, (due - time.monotonic()) * 1000)))
+                    receive(min(20, max(0, (due - time.monotonic()) * 1000)))
             msg = copy.copy(m)
             while not link.send(msg, as_recorded=True):
-                link.receive(timeout_ms=5)
+                receive(5)
             bar.update(1)
         ping = Ping()
         link.send(ping)
         pings[ping.seq] = k
-        link.receive(timeout_ms=0)
+        receive(0)
     bar.close()
 
 

@@ -191,9 +191,11 @@ def test_a_brain_step_that_fails_is_logged_and_the_replay_goes_on(tmp_path, monk
         return handle(self, msgs)
 
     monkeypatch.setattr(BrainNode, "handle", fails_once)
-    session = synthetic_session(tmp_path / "s", bars=40)  # ~480 events: the replay sends them 64 at a time
+    session = synthetic_session(tmp_path / "s", bars=40)  # ~480 events over 80 s
     config = load_config(None, [f"session.dir={tmp_path}"])
-    out = replay(session, config, speed=None, out=tmp_path / "r", progress=False, port=free_port_pair())
+    # at 20× the recorded pace the events arrive over 4 s, so the failed step is one of many (flat out, one read
+    # of the brain's could hold the whole session, and the planted failure would swallow all of it)
+    out = replay(session, config, speed=20.0, out=tmp_path / "r", progress=False, port=free_port_pair())
     assert failed and "the brain failed on a batch of events" in caplog.text
     assert jam_from_log(read_session(out)).neurons  # the events after the failed batch were answered
 
