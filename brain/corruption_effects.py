@@ -81,7 +81,7 @@ class CorruptionEffect:
     clean_continuation: str = ""
     prompt: str = ""
 
-    def below(self, baselines: dict) -> str:
+    def on_baseline_scale(self, baselines: dict) -> str:
         """Where its top-1 lands on the baselines' scale: 'below the 5-gram', 'above copy + 5-gram', ..."""
         if not self.test or not baselines:
             return ""

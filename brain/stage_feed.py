@@ -16,6 +16,8 @@ import heapq
 from collections import deque
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from bridge.messages import (
     BrainStatus,
     CardExample,
@@ -105,8 +107,6 @@ class StageFeed:
                              d_mlp=node.model.d_mlp, rigs=rigs, dropped_in=dict(link.stats.dropped_in),
                              dropped_out=dict(link.stats.dropped_out), step_ms_p50=s["step_ms_p50"],
                              step_ms_p99=s["step_ms_p99"])
-        import msgspec
-
         for stage in stages:
             offset = link.peer_offsets.get(stage)
             status = msgspec.structs.replace(status, rigs=[r for r in rigs if link.identity.may_see(stage, r.node)])

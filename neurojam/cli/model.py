@@ -138,7 +138,7 @@ def cmd_model_corrupt(args: argparse.Namespace) -> int:
         print(json.dumps({"model": model.name, "clean": {"test": clean.clean_test, "session_loss": clean.clean_session_loss,
                                                          "continuation": clean.clean_continuation},
                           "baselines": baselines, "corruptions": [{**asdict(e), "clean_test": None, "clean_session_loss":
-                                                                   None, "on_baselines": e.below(baselines)}
+                                                                   None, "on_baselines": e.on_baseline_scale(baselines)}
                                                                   for e in effects]}, indent=1))
         return 0
     _corrupt_tables(model, clean, effects, baselines, limit)
@@ -171,9 +171,9 @@ def _corrupt_tables(model, clean, effects, baselines: dict, limit) -> None:
     from brain.corruption_effects import CorruptionEffect
 
     t.add_row(*row("none (as trained)", ct or None, clean.clean_session_loss,
-                   CorruptionEffect("none", test=ct).below(baselines) if ct else ""))
+                   CorruptionEffect("none", test=ct).on_baseline_scale(baselines) if ct else ""))
     for e in effects:
-        t.add_row(*row(e.corruption, e.test, e.session_loss, e.below(baselines)))
+        t.add_row(*row(e.corruption, e.test, e.session_loss, e.on_baseline_scale(baselines)))
     console.print(t)
     if baselines:
         console.print("baselines (the card's, same split): " + ", ".join(
