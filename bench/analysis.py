@@ -20,7 +20,7 @@ from common import machine, table
 
 from brain.activations import capture_activations
 from brain.encoder import note_word, vocabulary
-from brain.experiments import correlate, match_neurons
+from brain.science.experiments import correlate, match_neurons
 from brain.models import build_tiny, load_model
 
 

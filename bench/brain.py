@@ -17,7 +17,7 @@ from common import machine, pct, table
 
 from brain.encoder import vocabulary
 from brain.models import build_tiny, load_model
-from brain.node import BrainNode
+from brain.live.node import BrainNode
 from bridge.messages import Beat, Note
 from neurojam.config import load_config
 

@@ -18,11 +18,11 @@ import torch
 from common import machine, pct, table
 
 from brain.corruption import LayerCorruption
-from brain.corruption_effects import corrupted_forward, test_texts
+from brain.science.corruption_effects import corrupted_forward, test_texts
 from brain.encoder import note_word, word_note
-from brain.evaluate import model_scores, note_id_set
+from brain.science.evaluate import model_scores, note_id_set
 from brain.models import MODELS_DIR, load_model
-from brain.patching import NEURON_SITE, aligned, patch
+from brain.science.patching import NEURON_SITE, aligned, patch
 
 
 def window(model) -> tuple[str, str]:
@@ -81,7 +81,7 @@ def main() -> None:
     rows = []
     for spec in (["skip=2"], ["permute=0,2,1,3"], ["mean-mlp=1"]):
         plan = LayerCorruption.parse(spec, model.n_layers)
-        from brain.corruption_effects import means_for
+        from brain.science.corruption_effects import means_for
 
         forward = corrupted_forward(model, plan, means_for(model, plan))
         t = time.perf_counter()

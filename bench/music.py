@@ -22,12 +22,13 @@ from common import machine, table
 
 from brain.encoder import word_note
 from brain.models import MODELS_DIR, load_model
-from brain.replay import replay
+from brain.live.replay import replay
 from core.errors import SessionError
 from neurojam.cli.demo import free_port_pair
 from neurojam.config import load_config
 from recording import open_session
-from recording.harmony import NAMES
+from core.units import KEY_TONICS
+from brain.config import BrainConfig
 from recording.score import score_session
 from recording.synthetic import write_melody_session
 
@@ -59,7 +60,7 @@ def run(tunes, transpositions, model, root: Path) -> dict[int, list]:
             except SessionError as exc:
                 print(f"{tid} {shift:+d}: {exc}")
                 continue
-            scores.setdefault(shift, []).append(score_session(open_session(out)))
+            scores.setdefault(shift, []).append(score_session(sess := open_session(out), BrainConfig.of_session(sess.meta).sonify))
     return scores
 
 
@@ -87,7 +88,7 @@ def main() -> None:
     for shift in shifts:
         s = scores[shift]
         base = [x.baselines for x in s]
-        key = NAMES[(2 + shift) % 12]  # the tunes are mostly in D or G: the shift names the D-tune's key
+        key = KEY_TONICS[(2 + shift) % 12]  # the tunes are mostly in D or G: the shift names the D-tune's key
         rows.append([f"{shift:+d} ({key})", pct(mean(x.key_fit for x in s)), pct(mean(x.harmony for x in s)),
                      pct(mean(b.get("random_in_key", {}).get("harmony") for b in base)),
                      pct(mean(b.get("shuffled_brain", {}).get("harmony") for b in base)),
@@ -113,7 +114,7 @@ def main() -> None:
     pet_only = write_melody_session(root / "pet-only", [], pet_every_beats=1.0, pet_beats=32, seed=3)
     out = replay(pet_only, load_config(None, [f"session.dir={root}"]), speed=None, out=root / "pet-out",
                  progress=False, model=model, port=free_port_pair())
-    s = score_session(open_session(out))
+    s = score_session(sess := open_session(out), BrainConfig.of_session(sess.meta).sonify)
     print(f"pet only (8 bars of drum pads, then 2 bars of silence): {s.brain_notes} brain notes, response ρ "
           f"{s.response_rho}, beats played after the pet stopped {s.beats_after_stop}; "
           f"restrikes/double/stuck/off-grid {s.restrikes}/{s.double_onsets}/{s.stuck}/{s.off_grid}; "

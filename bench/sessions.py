@@ -39,7 +39,7 @@ def record(rate: float | None, seconds: float) -> tuple[int, int, int, float]:
 
 
 def replay_throughput(n_events: int) -> tuple[int, float]:
-    from brain.replay import replay
+    from brain.live.replay import replay
     from neurojam.config import load_config
 
     tmp = Path(tempfile.mkdtemp())

@@ -1,7 +1,8 @@
 """The brain: notes → text → a transformer (TransformerLens) → neurons → accompaniment and treat requests.
 
-Model loading, the note-text encoder, the streaming neuron reader with
-steering, the sonifier and reward rule (reading one ``RigView`` of the rig),
-the brain node, replay of recorded sessions, the neuron report and
-experiments, and the default model's training. Installs with ``neurojam[brain]``.
+Three programs over one model layer. The model layer, here: loading models (``models``), the note-text encoder
+(``encoder``), the corpus the models ship with (``corpus``), reading a growing text with steering (``stream``,
+``kv_cache``, ``activations``, ``corruption``), and what is known about each neuron (``neuron_stats``,
+``neuron_labels``, ``logit_effect``). On top of it, each in its own package: ``live`` (the node a rig talks to),
+``science`` (evaluation, experiments, the report) and ``training``. Installs with ``neurojam[brain]``.
 """

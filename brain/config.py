@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
-from core.config import Section
-from core.units import Channel, Midi7, SteerFactor
-from recording.harmony import NAMES
+from core.config import Section, recorded
+from core.units import KEY_TONICS, Channel, Midi7, SteerFactor
 
-KeyName = Literal[NAMES]  # type: ignore[valid-type]  (one list of key names)
+if TYPE_CHECKING:
+    from recording.log import SessionMeta
+
+KeyName = Literal[KEY_TONICS]  # type: ignore[valid-type]  (one list of key names)
 
 
 class SonifyConfig(Section):
-    """How neurons become the band (``brain/sonify.py`` explains the design)."""
+    """How neurons become the band (``brain/live/sonify.py`` explains the design)."""
 
     follow_key: bool = True
     """Track the key from the human's notes (else play in ``key`` / ``mode``)."""
@@ -78,3 +80,9 @@ class BrainConfig(Section):
     """Layer corruption every rig gets, e.g. ['skip=2'] (``brain/corruption.py``: skip, repeat, permute, zero-mlp,
     mean-attn, ...): hear the band without a layer. ``neurojam replay --corrupt`` sets it; "clear" undoes it."""
     stats_dir: str = "~/.cache/neurojam/stats"
+
+    @classmethod
+    def of_session(cls, meta: "SessionMeta") -> "BrainConfig":
+        """The brain's settings a session was recorded with (``recording.log.SessionMeta``); defaults for what it
+        does not say."""
+        return recorded(meta.section("brain"), cls)

@@ -81,7 +81,7 @@ class NoteText:
         """A note-on. A drum hit (a pet's kick or snare pad, General MIDI channel 10) has no pitch the melody
         corpus knows (its C2/D2 words were never trained on), so it is written as a repeat of the last melody
         note (a rest before any): of the ways tried, the one that disturbs the model's reading of the tune least
-        (the card's "pet's words", recomputed by ``python -m brain.check_card``)."""
+        (the card's "pet's words", recomputed by ``python -m brain.science.check_card``)."""
         self._notes_since_beat += 1
         word = (self._last_melody or REST) if drum else note_word(note)
         if not drum:

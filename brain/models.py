@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from core.errors import ModelError, did_you_mean
+from core.units import NeuronId
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "notes-default"
@@ -82,10 +83,9 @@ class LoadedModel:
     def parse_neuron(self, text: str) -> tuple[int, int]:
         """'L.N' → (layer, neuron), checked."""
         try:
-            layer_s, neuron_s = text.split(".")
-            layer, neuron = int(layer_s), int(neuron_s)
+            layer, neuron = NeuronId.parse(text)
         except ValueError as exc:
-            raise ModelError(f"{text!r} is not a neuron id: write LAYER.NEURON, e.g. 1.42.") from exc
+            raise ModelError(str(exc)) from exc
         self.check_neuron(layer, neuron)
         return layer, neuron
 

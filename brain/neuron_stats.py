@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,9 @@ import torch
 from brain.activations import Capture, capture_activations
 from brain.encoder import note_word, word_note
 from brain.logit_effect import MELODIC_RANGE, promoted_notes
+from brain.models import LoadedModel
+
+_log = logging.getLogger("neurojam.brain")
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999, 1 - 1e-5)
 MIN_TOKENS = 1_000_000
@@ -227,3 +231,20 @@ def _word(note: int) -> str:
     from brain.encoder import note_word
 
     return note_word(note)
+
+
+def stats_dir_for(model: LoadedModel, stats_dir: str) -> Path:
+    if model.directory is not None:
+        return model.directory
+    return Path(stats_dir).expanduser() / model.name.replace("/", "__")
+
+
+def load_stats(model: LoadedModel, stats_dir: str) -> NeuronStats | None:
+    stats = NeuronStats.load(stats_dir_for(model, stats_dir))
+    if stats is None:
+        _log.warning("no neuron statistics for %s: using raw activations (run `neurojam model stats --model %s` "
+                    "to compute them once)", model.name, model.name)
+    elif stats.quantiles.shape[:2] != (model.n_layers, model.d_mlp):
+        _log.warning("neuron statistics for %s do not match the model's shape; using raw activations", model.name)
+        return None
+    return stats

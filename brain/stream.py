@@ -28,8 +28,8 @@ import torch
 from brain.corruption import CorruptionHooks, LayerCorruption
 from brain.encoder import EventSpan, NoteText, align_tokens
 from core.errors import ModelError
+from core.units import PERCUSSION_CHANNEL
 from brain.models import LoadedModel
-from brain.rig_view import PERCUSSION_CHANNEL
 from brain.neuron_stats import NeuronStats
 
 
@@ -67,8 +67,8 @@ def session_text(log) -> NoteText:
 
 
 def session_events(log) -> list[StreamEvent]:
-    """The events the brain read in a recorded session, in the rig's order ('out' in the rig's log)."""
-    return [e for e in (stream_event(r.msg) for r in log.records if r.direction == "out") if e is not None]
+    """The events the brain read in a recorded session, in the rig's order."""
+    return [e for e in map(stream_event, log.rig_side()) if e is not None]
 
 
 def read_session(model: LoadedModel, events: list[StreamEvent], *, context_tokens: int, top_k: int = 4,

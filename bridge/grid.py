@@ -1,4 +1,5 @@
-"""The beat grid: beat ↔ time on the rig's clock, the only place this maths is written.
+"""The beat grid: beat ↔ time on the rig's clock, the only place this maths is written, with what "on the beat"
+means and when an accompaniment note is due.
 
 Beat ``b`` (fractional allowed) sits at ``anchor_time + (b - anchor_index) * 60 / tempo_bpm``.
 The rig's :class:`rig.beat.BeatClock` keeps one and re-anchors it (tempo
@@ -11,7 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bridge.messages import Beat
+from bridge.messages import AccompNote, Beat
+
+ON_BEAT_S = 0.12
+"""How far (seconds, either side) a press may be from a beat and still count as on it: the pet's figures, the
+report and the brain's treat rule all use this one tolerance."""
 
 
 @dataclass
@@ -45,6 +50,16 @@ class BeatGrid:
         b = self.beat_at(t)
         return (b - round(b)) * self.period
 
+    def on_beat(self, t: float, tolerance_s: float = ON_BEAT_S) -> bool:
+        return abs(self.offset_from_nearest(t)) <= tolerance_s
+
     def next_slot(self, t: float, subdivision: int) -> float:
         """The first 1/subdivision grid position at or after time t, as a fractional beat."""
         return math.ceil(self.beat_at(t) * subdivision - 1e-9) / subdivision
+
+
+def due_time(note: AccompNote, grid: BeatGrid | None) -> float | None:
+    """Rig time an accompaniment note is due: its own time, else its beat on the grid (None without a grid)."""
+    if note.due_time is not None:
+        return note.due_time
+    return grid.time_of_beat(note.due_beat) if grid is not None and note.due_beat is not None else None

@@ -40,6 +40,25 @@ def load_layers(root: type[T], layers: list[tuple[str, dict]]) -> T:
     return config
 
 
+def recorded(data: dict, root: type[T]) -> T:
+    """A section as a session recorded it: keys this version no longer knows are dropped and a value it no longer
+    accepts falls back to the default, so an older session still reads."""
+    def known(data: Any, struct: type) -> Any:
+        if isinstance(data, list):
+            return [known(item, struct) for item in data]
+        if not isinstance(data, dict):
+            return data
+        hints = typing.get_type_hints(struct, include_extras=True)
+        return {k: (known(v, sub) if (sub := struct_of(hints[k])) is not None else v)
+                for k, v in data.items() if k in hints}
+
+    pruned = known(data if isinstance(data, dict) else {}, root)
+    try:
+        return msgspec.convert(pruned, root, strict=False)
+    except msgspec.ValidationError:
+        return root()
+
+
 def read_yaml(path: Path, root: type | None = None) -> dict:
     try:
         text = path.read_text()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 
@@ -34,6 +34,21 @@ PATTERN_WORDS = {Z85_KEY: "a CurveZMQ public key: the 40 characters `neurojam ke
 """What each pattern above means, for configuration errors (a regex is no help to an owner)."""
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+"""The one table of pitch names. Notes are spelled with sharps (the brain's note words are, so the model's
+vocabulary fixes it); keys by :func:`key_tonic_name`."""
+
+
+def key_tonic_name(pitch_class: int) -> str:
+    """A key's tonic as musicians name it: the sharp spelling, except D#, G# and A# read as Eb, Ab and Bb."""
+    name = PITCH_CLASSES[pitch_class % 12]
+    return f"{PITCH_CLASSES[(pitch_class + 1) % 12]}b" if name in ("D#", "G#", "A#") else name
+
+
+KEY_TONICS = tuple(key_tonic_name(pc) for pc in range(12))
+"""C, C#, D, Eb, ... B: the key names a config accepts and every key is printed with."""
+
+PERCUSSION_CHANNEL = 9
+"""General MIDI drums (channel 10, counted from 0): pitches there are instruments, not notes."""
 
 
 def note_name(note: int) -> str:
@@ -41,3 +56,22 @@ def note_name(note: int) -> str:
     if not 0 <= note <= 127:
         raise ValueError(f"MIDI note must be in range 0..127, got {note}")
     return f"{PITCH_CLASSES[note % 12]}{note // 12 - 1}"
+
+
+class NeuronId(NamedTuple):
+    """An MLP neuron, written ``L.N`` (layer, index) everywhere a person reads or types one; parsed only here."""
+
+    layer: int
+    neuron: int
+
+    @classmethod
+    def parse(cls, text: object) -> "NeuronId":
+        """'1.42' → NeuronId(1, 42); ValueError saying how to write one for anything else (ranges are the model's
+        to check)."""
+        layer_s, dot, neuron_s = str(text).strip().partition(".")
+        if not (dot and layer_s.isdigit() and neuron_s.isdigit()):
+            raise ValueError(f"{text!r} is not a neuron id: write LAYER.NEURON, e.g. 1.42.")
+        return cls(int(layer_s), int(neuron_s))
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.neuron}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.errors import SessionError
 from recording.jam import Jam, jam_from_log
-from recording.log import SessionLog, read_session
+from recording.log import SessionLog, SessionMeta, read_session
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Session:
     jam: Jam
 
     @property
-    def meta(self) -> dict:
+    def meta(self) -> SessionMeta:
         return self.log.meta
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from core.units import KEY_TONICS
+
 MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
 MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
 PRIMARY = (0, 3, 4)
 """Indices of I, IV and V among a key's triads."""
-NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Key:
         return [(s[i], s[(i + 2) % 7], s[(i + 4) % 7]) for i in range(7)]
 
     def __str__(self) -> str:
-        return f"{NAMES[self.tonic]} {self.mode}"
+        return f"{KEY_TONICS[self.tonic]} {self.mode}"
 
 
 ALL_KEYS = [Key(t, m) for m in ("major", "minor") for t in range(12)]

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from bridge.grid import BeatGrid
+from bridge.grid import BeatGrid, due_time
 from bridge.messages import Accomp, Beat, Neurons, Note, Pad, TrainingTrial, TreatResult
 from recording.log import SessionLog
 
@@ -79,11 +79,16 @@ class Jam:
         grid = self.grid_at(t)
         return None if grid is None else grid.beat_at(t)
 
-    def time_of_beat(self, beat: float) -> float | None:
+    def grid_of_beat(self, beat: float) -> BeatGrid | None:
+        """The grid as the last beat at or before beat index ``beat`` announced it."""
         if not self.beats:
             return None
         i = bisect.bisect_right(self._beat_indices, beat) - 1
-        return BeatGrid.from_beat(self.beats[max(0, i)]).time_of_beat(beat)
+        return BeatGrid.from_beat(self.beats[max(0, i)])
+
+    def time_of_beat(self, beat: float) -> float | None:
+        grid = self.grid_of_beat(beat)
+        return None if grid is None else grid.time_of_beat(beat)
 
     @cached_property
     def _beat_times(self) -> list[float]:  # read once the jam is built
@@ -95,13 +100,13 @@ class Jam:
 
     def accomp_time(self, note) -> float | None:
         """Rig time an accompaniment note was due."""
-        return note.due_time if note.due_time is not None else self.time_of_beat(note.due_beat)
+        return due_time(note, None if note.due_beat is None else self.grid_of_beat(note.due_beat))
 
-    def on_beat_rate(self, tolerance_s: float = 0.12) -> float | None:
-        """Share of pet presses within ±tolerance of a beat."""
+    def on_beat_rate(self) -> float | None:
+        """Share of pet presses on the beat (:meth:`bridge.grid.BeatGrid.on_beat`)."""
         if not self.pad_presses or not self.beats:
             return None
-        hits = sum(1 for t in self.pad_presses if abs(self.grid_at(t).offset_from_nearest(t)) <= tolerance_s)
+        hits = sum(1 for t in self.pad_presses if self.grid_at(t).on_beat(t))
         return hits / len(self.pad_presses)
 
 
@@ -114,6 +119,7 @@ def jam_from_log(log: SessionLog) -> Jam:
     records = log.records
     times = [r.msg.t for r in records if r.direction == "out"] or [r.time for r in records] or [0.0]
     jam = Jam(start=min(times), end=max(times))
+    jam.events = [m for m in log.rig_side() if isinstance(m, Beat) or (isinstance(m, Note) and m.on)]
     open_notes: dict[tuple[str, int, int], tuple[float, int]] = {}
     brain_played = False
     for r in records:
@@ -122,8 +128,6 @@ def jam_from_log(log: SessionLog) -> Jam:
             key = (m.source, m.channel, m.note)
             if m.source == "brain":
                 brain_played = True
-            if m.source in ("pet", "human") and m.on:
-                jam.events.append(m)
             if m.on:
                 if key in open_notes:  # retrigger: close the previous one
                     jam.restrikes[m.source] += 1
@@ -135,7 +139,6 @@ def jam_from_log(log: SessionLog) -> Jam:
                 jam.notes.append(PlayedNote(m.source, s, m.t, m.note, v, m.channel))
         elif isinstance(m, Beat) and r.direction == "out":
             jam.beats.append(m)
-            jam.events.append(m)
         elif isinstance(m, Pad) and m.down:
             jam.pad_presses.append(m.t)
         elif isinstance(m, TreatResult):

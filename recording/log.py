@@ -37,7 +37,7 @@ from typing import Iterator
 
 import msgspec
 
-from bridge.messages import FrameError, Message, TreatRequest, TreatResult, decode
+from bridge.messages import Beat, FrameError, Message, Note, Pad, TreatRequest, TreatResult, decode
 from core.errors import SessionError
 
 MAGIC = b"NJLOG1\n\0"
@@ -190,6 +190,51 @@ class SessionRecorder:
                          dropped=self.dropped, too_large=self.too_large, **meta)
 
 
+BRAIN_SESSION = "brain-session"
+"""Where a demo keeps the brain's own session, beside the rig's."""
+
+
+class SessionMeta(msgspec.Struct, kw_only=True):
+    """A session's meta.json, read typed (keys a newer version adds are ignored)."""
+
+    format: str = ""
+    node: str = ""
+    """Who recorded it: rig, brain or replay."""
+    started_utc: str = ""
+    model: str = ""
+    config: dict = {}
+    """The whole configuration the node ran with: read a section with :meth:`section`."""
+    source_session: str = ""
+    """For a replay: the session it replays."""
+    speed: str | float | None = None
+    human_midi: str | None = None
+    corruption: str = ""
+    recording_stopped: str = ""
+    events_replayed: int | None = None
+    recorded: int | None = None
+    """Frames written, once the recorder closed (None: it never closed)."""
+    dropped: int | None = None
+    too_large: int | None = None
+
+    def section(self, name: str) -> dict:
+        """One config section as recorded (``brain.config.BrainConfig.of_session`` reads the brain's typed)."""
+        value = self.config.get(name) if isinstance(self.config, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    @classmethod
+    def of(cls, data: object) -> "SessionMeta":
+        try:
+            return msgspec.convert(data if isinstance(data, dict) else {}, cls, strict=False)
+        except msgspec.ValidationError:  # a hand-edited meta.json: keep what reads, the rest defaults
+            return cls(**{k: v for k, v in data.items() if k in cls.__struct_fields__ and isinstance(v, str)})
+
+
+def brain_session_of(session: Path) -> Path | None:
+    """The brain's session a demo recorded beside this rig session, if there is one."""
+    path = Path(session).parent / BRAIN_SESSION
+    return path if (path / META_NAME).exists() else None
+
+
 @dataclass
 class Record:
     direction: str
@@ -200,11 +245,22 @@ class Record:
 @dataclass
 class SessionLog:
     records: list[Record]
-    meta: dict
+    meta: SessionMeta
     undecodable: int = 0
     truncated_bytes: int = 0
     skipped_bytes: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def rig_side(self) -> list[Message]:
+        """What the rig said about the music (:func:`is_rig_side`), in recorded order: what a rig or a replay
+        sent, or what a brain received."""
+        direction = "in" if self.meta.node == "brain" else "out"
+        return [r.msg for r in self.records if r.direction == direction and is_rig_side(r.msg)]
+
+
+def is_rig_side(msg: Message) -> bool:
+    """Pads, beats and the pet's and the human's notes: the events a brain reads and a replay resends."""
+    return isinstance(msg, (Pad, Beat)) or (isinstance(msg, Note) and msg.source in ("pet", "human"))
 
 
 def _record_at(data: bytes, pos: int) -> tuple[int, tuple] | str:
@@ -301,6 +357,14 @@ class LogTail:
         return out
 
 
+def read_meta(session_dir: str | Path) -> SessionMeta:
+    """A session's meta.json (defaults where it is missing or unreadable: the log is what counts)."""
+    try:
+        return SessionMeta.of(json.loads((Path(session_dir) / META_NAME).read_text()))
+    except (OSError, json.JSONDecodeError):
+        return SessionMeta()
+
+
 def read_session(path: str | Path) -> SessionLog:
     """Every decodable record of a session, with what was wrong with the rest."""
     path = Path(path)
@@ -309,13 +373,7 @@ def read_session(path: str | Path) -> SessionLog:
     if not log_path.exists():
         raise SessionError(f"{path}: no session here (expected {LOG_NAME} inside a session directory; "
                            f"`neurojam sessions` lists the ones under ./sessions).")
-    meta = {}
-    if (session_dir / META_NAME).exists():
-        try:
-            meta = json.loads((session_dir / META_NAME).read_text())
-        except json.JSONDecodeError:
-            meta = {}
-    out = SessionLog(records=[], meta=meta)
+    out = SessionLog(records=[], meta=read_meta(session_dir))
     for item in iter_log(log_path):
         if item[0] == "truncated":
             out.truncated_bytes = item[1]
@@ -335,8 +393,8 @@ def read_session(path: str | Path) -> SessionLog:
                 out.undecodable += 1
             else:
                 out.records.append(Record(direction, t, msg))
-    if meta.get("recording_stopped"):
-        out.problems.append(meta["recording_stopped"])
+    if out.meta.recording_stopped:
+        out.problems.append(out.meta.recording_stopped)
     if out.undecodable:
         out.problems.append(f"{out.undecodable} frames could not be decoded (they were recorded as received)")
     return out

@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from bridge.messages import Beat
 from recording import Session
@@ -124,13 +125,20 @@ class _Timeline:
         return None if key is None else beat_chord(key, self.sounding_in_beat(t, offset))
 
 
-def score_session(session: Session, *, gate: float | None = None, subdivision: int | None = None,
-                  seed: int = 0) -> Score:
+class BandSettings(Protocol):
+    """What the score needs of the band's settings: ``brain.config.SonifyConfig`` is one (read the session's own
+    with ``BrainConfig.of_session(session.meta).sonify``)."""
+
+    gate: float
+    subdivision: int
+    prediction_channel: int
+
+
+def score_session(session: Session, band: BandSettings, *, gate: float | None = None, seed: int = 0) -> Score:
+    """``gate`` overrides the band's, to ask what the score would be at another threshold."""
     jam = session.jam
-    sonify = (session.meta.get("config") or {}).get("brain", {}).get("sonify", {})
-    gate = gate if gate is not None else float(sonify.get("gate", 0.8))
-    subdivision = subdivision or int(sonify.get("subdivision", 2))
-    tl = _Timeline(session, subdivision)
+    gate = band.gate if gate is None else gate
+    tl = _Timeline(session, band.subdivision)
     brain = [n for n in jam.notes if n.source == "brain"]
     out = Score(brain_notes=len(brain), human_notes=len(tl.human), minutes=round(jam.duration / 60, 3))
     if not jam.beats:
@@ -142,7 +150,7 @@ def score_session(session: Session, *, gate: float | None = None, subdivision: i
         out.notes.append("no human part in this session: key fit, harmony and clashes need one")
     else:
         _harmony(out, tl, brain, random.Random(seed))
-    _response(out, tl, jam, brain, gate, int(sonify.get("prediction_channel", 5)))
+    _response(out, tl, jam, brain, gate, band.prediction_channel)
     _faithfulness(out, tl, jam)
     _hygiene(out, tl, jam, brain)
     _prediction(out, tl, session)

@@ -1,7 +1,7 @@
 """Sessions written from a melody, as a rig would have recorded them: for benchmarks, tests and demos of scoring.
 
 The rig's side only (beats, the human's notes, the pet's drum pads); replay
-them through a brain (``neurojam replay`` / :func:`brain.replay.replay`) to
+them through a brain (``neurojam replay`` / :func:`brain.live.replay.replay`) to
 hear and score the accompaniment. Players stop ``rest_bars`` before the end,
 so silence after stopping can be measured.
 """

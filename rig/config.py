@@ -160,8 +160,6 @@ class TrainingConfig(Section):
     """Successes among the last ``window`` trials that move the pet up (CleverPet's 17)."""
     failures_to_level_down: Annotated[int, msgspec.Meta(ge=1, le=200)] = 8
     """Failures in a row that move the pet down a level."""
-    on_beat_tolerance_ms: Annotated[float, msgspec.Meta(ge=10, le=500)] = 120
-    """What counts as on the beat in the progress figures (``neurojam pet``)."""
     marker: MarkerConfig = msgspec.field(default_factory=MarkerConfig)
 
     def __post_init__(self) -> None:

@@ -258,10 +258,8 @@ class RigNode:
         self.brain_alive = alive
 
     def _session_summary(self) -> SessionSummary:
-        tc = self.config.rig.training
         minutes = max(1e-9, (self.clock() - self.started_at) / 60) if self.started_at is not None else 0.0
-        return SessionSummary.of(self.devices.curriculum.trials, tolerance_ms=tc.on_beat_tolerance_ms,
-                                 minutes=minutes, treats=self.counts["treats_dispensed"],
+        return SessionSummary.of(self.devices.curriculum.trials, minutes=minutes, treats=self.counts["treats_dispensed"],
                                  refused=self.counts["treats_refused"], level_start=self.level_start,
                                  level_end=self.devices.curriculum.level, started_utc=self.started_utc,
                                  session=self.recorder.path.name if self.recorder else "")

@@ -15,6 +15,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bridge.grid import ON_BEAT_S
+
 log = logging.getLogger("neurojam.rig")
 FORMAT = "neurojam-pet/1"
 
@@ -28,20 +30,20 @@ class SessionSummary:
     level_end: int
     presses: int
     on_beat: float | None
-    """Share of presses within the on-beat tolerance."""
+    """Share of presses on the beat (``bridge.grid.ON_BEAT_S``)."""
     mean_abs_offset_ms: float | None
     presses_per_minute: float
     treats: int
     refused: int
 
     @classmethod
-    def of(cls, trials: list, *, tolerance_ms: float, minutes: float, treats: int, refused: int, level_start: int,
+    def of(cls, trials: list, *, minutes: float, treats: int, refused: int, level_start: int,
            level_end: int, started_utc: str, session: str = "") -> "SessionSummary":
         """A session's row from its trials (``rig.curriculum.Trial``: ``offset_ms`` to the nearest beat)."""
         offsets = [abs(t.offset_ms) for t in trials]
         return cls(session=session, started_utc=started_utc,
                    minutes=round(minutes, 2), level_start=level_start, level_end=level_end, presses=len(trials),
-                   on_beat=round(sum(o <= tolerance_ms for o in offsets) / len(offsets), 3) if offsets else None,
+                   on_beat=round(sum(o <= ON_BEAT_S * 1000 for o in offsets) / len(offsets), 3) if offsets else None,
                    mean_abs_offset_ms=round(sum(offsets) / len(offsets), 1) if offsets else None,
                    presses_per_minute=round(len(trials) / minutes, 1) if minutes > 0 else 0.0,
                    treats=treats, refused=refused)

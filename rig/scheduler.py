@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from bridge.grid import due_time
 from bridge.messages import Accomp, AccompNote
 from rig.beat import BeatClock
 from rig.midi_io import NoteOutput
@@ -29,11 +30,7 @@ class AccompScheduler:
         self.on_note = None  # optional callback(on: bool, channel, note, velocity): what was really played
 
     def due_time(self, note: AccompNote) -> float | None:
-        if note.due_time is not None:
-            return note.due_time
-        if note.due_beat is not None and self.beats.running:
-            return self.beats.time_of_beat(note.due_beat)
-        return None
+        return due_time(note, self.beats.grid if self.beats.running else None)
 
     def schedule(self, accomp: Accomp, now: float | None = None) -> None:
         now = self.timeline.clock() if now is None else now

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from bridge.grid import BeatGrid
+from bridge.grid import BeatGrid, due_time
 from bridge.messages import (
     Accomp,
     Beat,
@@ -119,8 +119,7 @@ class JamView:
         elif isinstance(m, Accomp):
             event_t = pic.event_t.get(m.event_seq)
             for n in m.notes:
-                due = n.due_time if n.due_time is not None else (
-                    pic.grid.time_of_beat(n.due_beat) if pic.grid is not None and n.due_beat is not None else None)
+                due = due_time(n, pic.grid)
                 if due is None:
                     continue
                 events.append({"type": "note", "t": self.to_stage(rig, due), "source": "brain", "note": n.note,

@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 from bridge.config import BridgeConfig
 from bridge.messages import CardRequest, MessageError, Steer, Tempo, TreatRequest, encode
 from core.errors import ConfigError
+from core.units import NeuronId
 from stage.config import StageConfig
 from stage.jam_view import JamView
 from stage.watcher import BrainWatcher
@@ -192,7 +193,7 @@ class StageServer:
                 if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < 1000:
                     raise ValueError("skip_layer is a layer number")
                 return Steer(layer=layer, skip_layer=True, rig=rig)
-            layer, neuron = _neuron(body)
+            layer, neuron = NeuronId.parse(body["neuron"])  # ValueError: a 400
             factor = float(body["factor"])
             if not 0 <= factor <= 3:
                 raise ValueError("the stage steers between 0× and 3×")
@@ -202,7 +203,7 @@ class StageServer:
         if control == "tempo":
             return Tempo(bpm=float(body["bpm"]), rig=rig)
         if control == "card":
-            layer, neuron = _neuron(body)
+            layer, neuron = NeuronId.parse(body["neuron"])  # ValueError: a 400
             return CardRequest(layer=layer, neuron=neuron, rig=rig)
         raise KeyError(f"no control called {control!r} (steer, treat, tempo, card)")
 
@@ -261,12 +262,6 @@ def parse_control(raw: bytes) -> dict:
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")
     return body
-
-
-def _neuron(body: dict) -> tuple[int, int]:
-    """'L.N' → (layer, neuron); ValueError (a 400) for anything else."""
-    layer, neuron = (int(x) for x in str(body["neuron"]).split("."))
-    return layer, neuron
 
 
 def _lan_address() -> str:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from brain.encoder import note_word, vocabulary
-from brain.experiments import ablate, attribute, correlate, hypothesis_test, match_neurons
+from brain.science.experiments import ablate, attribute, correlate, hypothesis_test, match_neurons
 from brain.models import build_tiny
 from tests.test_sessions import synthetic_session
 
@@ -154,7 +154,7 @@ class Sections(HTMLParser):
 
 
 def test_report_has_every_section_and_is_self_contained(tmp_path):
-    from brain.report import build_report
+    from brain.science.report import build_report
 
     session = synthetic_session(tmp_path / "s", bars=8)
     out = build_report(session, tmp_path / "r.html", model_name="notes-default", progress=False)

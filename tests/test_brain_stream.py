@@ -7,8 +7,8 @@ from brain.config import SonifyConfig
 from brain.encoder import NoteText, align_tokens, note_word, vocabulary
 from brain.models import ModelError, build_tiny, load_model
 from brain.logit_effect import direct_logit_effect, promoted_notes
-from brain.rig_view import RigView
-from brain.sonify import Sonifier
+from brain.live.rig_view import RigView
+from brain.live.sonify import Sonifier
 from brain.stream import Hit, NeuronStream, StreamEvent, step_streams
 from recording.harmony import Key
 

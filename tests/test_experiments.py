@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from brain.corruption import LayerCorruption
-from brain.corruption_effects import _reordered, corrupted_forward
+from brain.science.corruption_effects import _reordered, corrupted_forward
 from brain.encoder import note_word, vocabulary
-from brain.evaluate import model_scores, note_id_set
+from brain.science.evaluate import model_scores, note_id_set
 from brain.models import build_tiny
-from brain.patching import PatchInputs, aligned, patch
+from brain.science.patching import PatchInputs, aligned, patch
 from core.errors import ModelError
 from tests.conftest import run_cli
 from tests.test_sessions import synthetic_session
@@ -144,7 +144,7 @@ def test_reordering_a_hub_style_model_is_refused_with_the_reason(tiny):
 def test_results_rows_concatenate_across_runs(tmp_path):
     import pyarrow.parquet as pq
 
-    from brain.results import COLUMNS, ResultRows
+    from brain.science.results import COLUMNS, ResultRows
 
     out = tmp_path / "r.parquet"
     for run in range(2):

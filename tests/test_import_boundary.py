@@ -97,7 +97,7 @@ def test_rig_node_imports_from_any_directory(tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-EXPERIMENTS = ("brain/patching.py", "brain/corruption.py", "brain/corruption_effects.py", "brain/results.py")
+EXPERIMENTS = ("brain/science/patching.py", "brain/corruption.py", "brain/science/corruption_effects.py", "brain/science/results.py")
 """Science on recorded sessions: it must run without the live node (no sockets, no stage feed)."""
 
 
@@ -106,4 +106,4 @@ def test_experiments_do_not_import_the_live_node(path):
     tree = ast.parse((ROOT / path).read_text())
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not modules & {"brain.node", "brain.stage_feed", "brain.replay", "bridge.link"}, path
+    assert not modules & {"brain.live.node", "brain.live.stage_feed", "brain.live.replay", "bridge.link"}, path

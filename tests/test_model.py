@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from brain import corpus, evaluate
+from brain import corpus
+from brain.science import evaluate
 from brain.encoder import NoteText, melody_text, vocabulary
 from brain.models import MODELS_DIR, load_model
 from brain.neuron_stats import NeuronStats, fingerprint
@@ -54,7 +55,7 @@ print(m.n_layers, m.d_mlp)
 
 
 def test_check_card_recomputes_every_number_and_fails_on_a_wrong_one():
-    from brain.check_card import check, compare
+    from brain.science.check_card import check, compare
 
     measured, mismatches = check()
     assert mismatches == []

@@ -4,7 +4,7 @@ import itertools
 
 import torch
 
-from brain.train import IGNORE, packed_batch, piece_batch
+from brain.training.train import IGNORE, packed_batch, piece_batch
 
 BOS = 0
 
@@ -63,7 +63,7 @@ def test_dropout_acts_in_training_only_and_leaves_the_weights_alone():
     from transformer_lens.model_bridge import TransformerBridge
 
     from brain.models import native_config
-    from brain.train import add_dropout
+    from brain.training.train import add_dropout
 
     torch.manual_seed(0)
     net = TransformerBridge.boot_native(native_config(20, n_layers=2, d_model=32, d_mlp=64, n_ctx=16),
@@ -82,7 +82,7 @@ def test_dropout_acts_in_training_only_and_leaves_the_weights_alone():
 
 def test_transposed_rows_move_every_note_of_a_row_by_one_shift_and_leave_words_and_padding():
     from brain.encoder import vocabulary, word_note
-    from brain.train import transpose_rows, transposition_table
+    from brain.training.train import transpose_rows, transposition_table
 
     words = vocabulary()
 
@@ -119,7 +119,7 @@ def test_stats_only_promotes_the_score_only_run_not_the_card_of_the_weights_it_r
 
     import pytest
 
-    from brain.train import saved_run
+    from brain.training.train import saved_run
 
     with pytest.raises(SystemExit, match="neither training.json nor card.json"):
         saved_run(tmp_path)

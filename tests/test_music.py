@@ -3,8 +3,8 @@
 import pytest
 
 from brain.config import SonifyConfig
-from brain.rig_view import RigView
-from brain.sonify import Sonifier
+from brain.live.rig_view import RigView
+from brain.live.sonify import Sonifier
 from brain.stream import Hit
 from bridge.messages import Beat, Note
 from recording import open_session
@@ -125,9 +125,10 @@ def known_session(tmp_path):
 
 
 def test_score_against_a_session_with_known_answers(tmp_path):
+    from brain.config import BrainConfig
     from recording.score import score_session
 
-    s = score_session(open_session(known_session(tmp_path)), gate=0.8)
+    s = score_session(sess := open_session(known_session(tmp_path)), BrainConfig.of_session(sess.meta).sonify, gate=0.8)
     assert s.brain_notes == 6 and s.keys == ["C major"]
     assert s.key_fit == pytest.approx(4 / 6, abs=1e-3)    # the two F# are out of C major
     # a beat holding only C or E is heard as C major (a primary triad holding it), one holding only G as G major:
@@ -143,10 +144,11 @@ def test_score_against_a_session_with_known_answers(tmp_path):
 
 
 def test_score_says_when_there_is_no_human(tmp_path):
+    from brain.config import BrainConfig
     from recording.score import score_session
 
     src = write_melody_session(tmp_path / "pet", [], pet_every_beats=1.0, pet_beats=8)
-    s = score_session(open_session(src))
+    s = score_session(sess := open_session(src), BrainConfig.of_session(sess.meta).sonify)
     assert s.key_fit is None and any("no human part" in n for n in s.notes)
 
 
@@ -162,15 +164,16 @@ def test_score_command(tmp_path):
 def test_the_demo_transposed_to_g_sharp_stays_in_key(tmp_path, ports):
     """The demo's tune moved from D to G# (the key the old sonifier got 32 % right), replayed through the real
     brain over the bridge: the band follows it."""
-    from brain.replay import replay
+    from brain.live.replay import replay
     from neurojam.config import load_config
+    from brain.config import BrainConfig
     from recording.score import score_session
 
     melody = [m for m in melody_from_midi(MELODY, tempo_bpm=112) if m[0] < 64]
     src = write_melody_session(tmp_path / "src", melody, transpose=6, pet_every_beats=3, tempo_bpm=112)
     out = replay(src, load_config(None, [f"session.dir={tmp_path}"]), speed=None, out=tmp_path / "out",
                  progress=False, port=ports)
-    s = score_session(open_session(out))
+    s = score_session(sess := open_session(out), BrainConfig.of_session(sess.meta).sonify)
     assert set(s.keys) <= {"Ab major", "F minor"}, s.keys  # G# = Ab
     assert s.brain_notes > 50 and s.key_fit >= 0.95, s
     assert s.harmony > s.baselines["random_in_key"]["harmony"], s

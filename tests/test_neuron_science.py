@@ -15,9 +15,9 @@ def test_the_report_reads_a_session_longer_than_the_context_as_the_live_brain_di
     """The live brain (a replay: the brain node over the real bridge) and the report's reader give the same
     top-k neurons for every event of a session three times longer than the model's context."""
     from brain.models import load_model
-    from brain.node import load_stats
-    from brain.replay import replay
-    from brain.report import build_report
+    from brain.neuron_stats import load_stats
+    from brain.live.replay import replay
+    from brain.science.report import build_report
     from brain.stream import read_session, session_events
     from neurojam.config import load_config
     from recording.jam import jam_from_log

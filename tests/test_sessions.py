@@ -32,7 +32,7 @@ def test_record_then_read_back_every_kind(tmp_path):
     log = read_session(tmp_path / "s")
     assert [r.msg for r in log.records] == sent
     assert [r.direction for r in log.records] == ["in", "out"] * (len(SAMPLES) * 3 // 2) + ["in"] * (len(SAMPLES) * 3 % 2)
-    assert log.problems == [] and log.meta["recorded"] == len(SAMPLES) * 3
+    assert log.problems == [] and log.meta.recorded == len(SAMPLES) * 3
 
 
 def test_sigkill_mid_session_loses_at_most_the_tail(tmp_path):
@@ -148,7 +148,7 @@ def test_export_cli_and_corrupt_or_foreign_input(tmp_path):
 
 
 def test_replay_is_deterministic_and_names_its_source(tmp_path):
-    from brain.replay import replay
+    from brain.live.replay import replay
     from neurojam.config import load_config
     from tests.conftest import free_port_pair
 
@@ -158,7 +158,7 @@ def test_replay_is_deterministic_and_names_its_source(tmp_path):
         config = load_config(None, [f"session.dir={tmp_path}"])
         out = replay(session, config, speed=None, out=tmp_path / f"r{k}", progress=False, port=free_port_pair())
         log = read_session(out)
-        assert log.meta["source_session"] == str(session.resolve())
+        assert log.meta.source_session == str(session.resolve())
         jam = jam_from_log(log)
         frames = [(n.event_seq, [(h.layer, h.index) for h in n.hits], [h.activation for h in n.hits])
                   for n in jam.neurons]
@@ -177,8 +177,8 @@ def test_replay_is_deterministic_and_names_its_source(tmp_path):
 def test_a_brain_step_that_fails_is_logged_and_the_replay_goes_on(tmp_path, monkeypatch, caplog):
     """The replay's brain thread survives a failing step (it once named the session ``log``, shadowing the logger,
     so its handler itself raised, the thread died, and the replay waited 30 s for a brain that was gone)."""
-    from brain.node import BrainNode
-    from brain.replay import replay
+    from brain.live.node import BrainNode
+    from brain.live.replay import replay
     from neurojam.config import load_config
     from tests.conftest import free_port_pair
 
@@ -219,7 +219,7 @@ def test_sessions_lists_counts_treats_and_on_beat_rate(tmp_path):
 
 
 def test_replay_with_a_midi_file_as_the_human(tmp_path):
-    from brain.replay import replay
+    from brain.live.replay import replay
     from neurojam.config import load_config
     from tests.conftest import free_port_pair
 
@@ -235,7 +235,7 @@ def test_replay_with_a_midi_file_as_the_human(tmp_path):
                  progress=False, port=free_port_pair())
     jam = jam_from_log(read_session(out))
     assert sorted(n.note for n in jam.notes if n.source == "human") == [81, 83, 85]
-    assert read_session(out).meta["human_midi"] == str(tmp_path / "song.mid")
+    assert read_session(out).meta.human_midi == str(tmp_path / "song.mid")
 
 
 def test_log_tail_reads_whole_records_as_the_log_grows(tmp_path):

@@ -327,7 +327,7 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
     except NeurojamError as exc:
         console.print(f"[yellow]no audio: {exc}[/yellow]")
     try:
-        from brain.report import build_report
+        from brain.science.report import build_report
 
         paths["report"] = build_report(session, out_dir / "report.html", progress=False)
     except ModuleNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.units import NeuronId
 from neurojam.cli.args import config_args, load_config_from
 from neurojam.cli.neuron import parquet_out
 
@@ -15,7 +16,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from brain.models import load_model
-    from brain.node import load_stats
+    from brain.neuron_stats import load_stats
 
     config = load_config_from(args)
     model = load_model(config.brain.model, "cpu")
@@ -46,7 +47,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     for col in ("neuron", "label", "base rate", "quantile"):
         table.add_column(col)
     for nid in ids:
-        layer, n = map(int, nid.split("."))
+        layer, n = NeuronId.parse(nid)
         rate = f"{scores[nid]['base_rate']:.1%}" if nid in scores else "–"
         table.add_row(nid, stats.labels.get(nid, ""), rate, f"{float(scale[layer, n]):.2f}")
     console.print(table)
@@ -57,7 +58,7 @@ def cmd_model_stats(args: argparse.Namespace) -> int:
     from brain import corpus
     from brain.models import MODELS_DIR, load_model
     from brain.neuron_stats import compute_stats
-    from brain.node import stats_dir_for
+    from brain.live.node import stats_dir_for
 
     config = load_config_from(args)
     model = load_model(config.brain.model, config.brain.device, config.brain.dtype)
@@ -74,7 +75,7 @@ def cmd_model_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_model_train(args: argparse.Namespace) -> int:
-    from brain.train import main as train_main
+    from brain.training.train import main as train_main
 
     train_main(args.rest)
     return 0
@@ -87,7 +88,7 @@ def cmd_model_corrupt(args: argparse.Namespace) -> int:
     import json
 
     from brain.corruption import LayerCorruption
-    from brain.corruption_effects import clean_reference, corruption_effect
+    from brain.science.corruption_effects import clean_reference, corruption_effect
     from brain.models import load_model
 
     config = load_config_from(args)
@@ -116,7 +117,7 @@ def cmd_model_corrupt(args: argparse.Namespace) -> int:
     baselines = {k: v for k, v in model.card.get("test", {}).items() if k != "model"} if limit is None else {}
     rows = None
     if args.out:
-        from brain.results import ResultRows
+        from brain.science.results import ResultRows
 
         rows = ResultRows("corrupt", model.name, session=str(args.session or ""),
                           settings={"test_tunes": "all" if limit is None else limit})
@@ -168,7 +169,7 @@ def _corrupt_tables(model, clean, effects, baselines: dict, limit) -> None:
                 f"{loss - clean.clean_session_loss:+.3f}" if loss is not None and clean.clean_session_loss is not None
                 else "–"]
 
-    from brain.corruption_effects import CorruptionEffect
+    from brain.science.corruption_effects import CorruptionEffect
 
     t.add_row(*row("none (as trained)", ct or None, clean.clean_session_loss,
                    CorruptionEffect("none", test=ct).on_baseline_scale(baselines) if ct else ""))
@@ -242,5 +243,5 @@ def register(sub, add) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--out", metavar="FILE.parquet", type=parquet_out,
                    help="also write rows of a results table (docs/experiments.md)")
-    p = add("train", cmd_model_train, "train the embedded note model (see python -m brain.train --help)", model)
+    p = add("train", cmd_model_train, "train the embedded note model (see python -m brain.training.train --help)", model)
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,5 +1,5 @@
 """``neurojam report`` and ``neurojam neuron ablate|attribute|test|match|patch``: tables, JSON with --json, rows
-of one results table with --out (``brain/results.py``), and a PNG where a picture says more."""
+of one results table with --out (``brain/science/results.py``), and a PNG where a picture says more."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.errors import SessionError
+from core.units import NeuronId
 
 
 def _model(args, default: str | None = None):
@@ -56,7 +57,7 @@ def _rows(args: argparse.Namespace, experiment: str, model_name: str, **settings
     """The run's rows for ``--out`` (None when not asked for)."""
     if not getattr(args, "out", None):
         return None
-    from brain.results import ResultRows
+    from brain.science.results import ResultRows
 
     return ResultRows(experiment, model_name, session=str(getattr(args, "session", "") or ""), settings=settings)
 
@@ -68,7 +69,7 @@ def _save(rows, args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from brain.report import build_report
+    from brain.science.report import build_report
 
     out = build_report(args.session, args.out, args.model, progress=True)
     print(f"report: {out}")
@@ -76,7 +77,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from brain.experiments import ablate
+    from brain.science.experiments import ablate
 
     model = _model(args)
     layer, neuron = model.parse_neuron(args.neuron)
@@ -100,7 +101,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
-    from brain.experiments import attribute, note_event_index
+    from brain.science.experiments import attribute, note_event_index
     from brain.stream import live_window, session_events
     from neurojam.config import load_config
 
@@ -128,7 +129,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from brain.experiments import hypothesis_test
+    from brain.science.experiments import hypothesis_test
 
     model = _model(args)
     layer, neuron = model.parse_neuron(args.neuron)
@@ -148,7 +149,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from brain.experiments import match_neurons
+    from brain.science.experiments import match_neurons
     from brain.models import load_model
 
     a, b = load_model(args.a, "cpu"), load_model(args.b, "cpu")
@@ -157,7 +158,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     rows = _rows(args, "match", a.name, model_b=b.name, corpus=args.corpus)
     if rows is not None:
         for m in matches:
-            la, na = map(int, m.a.split("."))
+            la, na = NeuronId.parse(m.a)
             rows.add("best_match_r", m.r, site="mlp.hook_post", layer=la, neuron=na, token=m.b)
     _save(rows, args)
     if args.json:
@@ -174,7 +175,7 @@ def _patch_windows(args, model) -> tuple[str, str, str]:
     import dataclasses
     import random
 
-    from brain.experiments import note_event_index
+    from brain.science.experiments import note_event_index
     from brain.stream import live_window, session_events
     from neurojam.config import load_config
 
@@ -211,7 +212,7 @@ def _note_count(events) -> int:
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
-    from brain.patching import SITES, aligned, patch, plot
+    from brain.science.patching import SITES, aligned, patch, plot
 
     model = _model(args)
     clean_text, corrupt_text, how = _patch_windows(args, model)

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from core.errors import SessionError
+from core.units import NeuronId
 from neurojam.cli.args import config_args, load_config_from, positive_seconds
 
 
@@ -17,7 +18,7 @@ def cmd_rig(args: argparse.Namespace) -> int:
 
 
 def cmd_brain(args: argparse.Namespace) -> int:
-    from brain.node import run_brain
+    from brain.live.node import run_brain
 
     return run_brain(load_config_from(args), seconds=args.seconds, session_dir=args.session)
 
@@ -40,9 +41,9 @@ def cmd_steer(args: argparse.Namespace) -> int:
         if args.neuron is None or args.factor is None:
             raise SessionError("steer: give L.N FACTOR (e.g. `neurojam steer 1.42 0` silences it) or --clear.")
         try:
-            layer, neuron = (int(x) for x in args.neuron.split("."))
+            layer, neuron = NeuronId.parse(args.neuron)
         except ValueError as exc:
-            raise SessionError(f"{args.neuron!r} is not a neuron id: write LAYER.NEURON, e.g. 1.42.") from exc
+            raise SessionError(str(exc)) from exc
         msg = Steer(layer=layer, neuron=neuron, factor=args.factor, rig=args.rig or "")
         try:
             encode(msg)

@@ -13,7 +13,7 @@ from neurojam.cli.args import config_args, load_config_from
 # -- sessions -----------------------------------------------------------------------------
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from brain.replay import replay
+    from brain.live.replay import replay
 
     config = load_config_from(args)
     if args.corrupt:
@@ -49,12 +49,12 @@ def session_summary(path: Path) -> dict:
     counts = jam.count_by_source()
     rate = jam.on_beat_rate()
     return {
-        "session": path.name, "start": log.meta.get("started_utc", "?")[:19].replace("T", " "),
+        "session": path.name, "start": (log.meta.started_utc or "?")[:19].replace("T", " "),
         "duration_s": round(jam.duration, 1), "pet": counts.get("pet", 0), "human": counts.get("human", 0),
         "brain": counts.get("brain", 0), "treats": sum(t.action == "dispensed" for t in jam.treats),
         "refused": sum(t.action == "refused" for t in jam.treats),
-        "on_beat": None if rate is None else round(rate, 3), "model": log.meta.get("model", ""),
-        "source": log.meta.get("source_session", ""), "problems": log.problems,
+        "on_beat": None if rate is None else round(rate, 3), "model": log.meta.model,
+        "source": log.meta.source_session, "problems": log.problems,
     }
 
 
@@ -95,10 +95,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from recording import open_session
+    from brain.config import BrainConfig
     from recording.score import score_rows, score_session
 
     session = open_session(args.session, warn=True)
-    score = score_session(session, gate=args.gate)
+    score = score_session(session, BrainConfig.of_session(session.meta).sonify, gate=args.gate)
     if args.json:
         print(json.dumps(score.as_dict(), indent=1))
         return 0

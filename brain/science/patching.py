@@ -80,7 +80,7 @@ def aligned(model: LoadedModel, clean_text: str, corrupt_text: str, *, target: s
     notes = sorted(model.note_token_ids()) or list(range(logits.shape[-1]))
     index = torch.tensor(notes)
     if target:
-        from brain.experiments import resolve_target
+        from brain.science.experiments import resolve_target
 
         clean_target = resolve_target(model, target)
     else:

@@ -1,4 +1,4 @@
-"""Next-note quality on held-out tunes: the model against four baselines (``brain/baselines.py``).
+"""Next-note quality on held-out tunes: the model against four baselines (``brain/science/baselines.py``).
 
 Every tune is cut into chunks of at most ``n_ctx`` tokens, each starting with
 ``<bos>``; the score is over positions whose *target* is a note word (bar
@@ -41,7 +41,7 @@ def chunks(ids: list[int], n_ctx: int, bos: int) -> list[list[int]]:
 @torch.inference_mode()
 def model_scores(model, texts: list[str], note_ids: set[int], batch: int = 32, forward=None, progress: bool = False) -> dict:
     """Top-1 accuracy and perplexity on note targets, batched over padded chunks. ``forward`` (token ids
-    [B, T] → logits) replaces the model's own, e.g. a corrupted one (:mod:`brain.corruption_effects`)."""
+    [B, T] → logits) replaces the model's own, e.g. a corrupted one (:mod:`brain.science.corruption_effects`)."""
     tok = model.tokenizer
     pieces = [c for t in texts for c in chunks(tune_ids(tok, t), model.n_ctx, tok.bos_id)]
     pieces.sort(key=len)
@@ -107,8 +107,8 @@ def dedup_test(tunes: list[dict]) -> tuple[list[dict], dict]:
 
 def evaluate_all(model, tunes: list[dict]) -> dict:
     """The card's numbers: the split's counts, and the model and the four baselines on the deduplicated test
-    split, all on the same windows and targets (``brain/check_card.py`` recomputes them)."""
-    from brain.baselines import score_baselines
+    split, all on the same windows and targets (``brain/science/check_card.py`` recomputes them)."""
+    from brain.science.baselines import score_baselines
 
     tok = model.tokenizer
     ids = {split: [tune_ids(tok, t["text"]) for t in tunes if t["split"] == split] for split in ("train", "validation")}

@@ -8,10 +8,8 @@ human was in the middle of a phrase. At most one request per bar.
 from __future__ import annotations
 
 from brain.config import BrainRewardConfig
-from brain.rig_view import RigView
+from brain.live.rig_view import RigView
 from brain.stream import StepResult
-
-ON_BEAT_TOLERANCE_BEATS = 0.2
 
 
 class BrainRewardRule:
@@ -36,7 +34,7 @@ class BrainRewardRule:
                 reason = f"neuron {hit.id} at {hit.normalized:.2f}"
                 break
         if reason is None and self.config.phrase_rule:
-            on_beat = abs(grid.offset_from_nearest(event.time)) <= ON_BEAT_TOLERANCE_BEATS * grid.period
+            on_beat = grid.on_beat(event.time)
             in_phrase = event.time - self.rig.last_human_time <= self.config.phrase_window_s
             if on_beat and in_phrase:
                 reason = "on the beat inside the human's phrase"

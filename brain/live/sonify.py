@@ -33,7 +33,7 @@ import hashlib
 from collections import Counter
 
 from brain.config import SonifyConfig
-from brain.rig_view import RigView
+from brain.live.rig_view import RigView
 from brain.stream import Hit
 from bridge.messages import AccompNote
 from recording.harmony import Key

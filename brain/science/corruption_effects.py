@@ -96,7 +96,7 @@ class CorruptionEffect:
 def test_texts(model: LoadedModel, limit: int | None = None) -> list[str]:
     """The deduplicated test split the card was scored on (its first ``limit`` tunes)."""
     from brain import corpus
-    from brain.evaluate import dedup_test
+    from brain.science.evaluate import dedup_test
 
     if model.directory is None or not (model.directory / "corpus.jsonl.gz").exists():
         raise ModelError(f"{model.name} ships no corpus with a test split: corrupt it on a session instead.")
@@ -108,7 +108,7 @@ def session_loss(model: LoadedModel, text: str, forward) -> float:
     """Mean next-note loss over the session's windows (bar lines and rests are context, not targets)."""
     import math
 
-    from brain.evaluate import model_scores, note_id_set
+    from brain.science.evaluate import model_scores, note_id_set
 
     return math.log(model_scores(model, [text], note_id_set(model), forward=forward)["perplexity"])
 
@@ -117,7 +117,7 @@ def session_loss(model: LoadedModel, text: str, forward) -> float:
 def note_shifts(model: LoadedModel, texts: list[str], forward, clean_forward, top: int = 5,
                 batch: int = 32) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """Mean change in each note word's probability over every position, corrupted minus clean."""
-    from brain.evaluate import chunks, tune_ids
+    from brain.science.evaluate import chunks, tune_ids
 
     tok = model.tokenizer
     notes = sorted(model.note_token_ids())
@@ -165,7 +165,7 @@ def corruption_effect(model: LoadedModel, plan: LayerCorruption, *, test_limit: 
     forward = corrupted_forward(model, plan, means)
     clean = corrupted_forward(model, LayerCorruption.identity(model.n_layers))
     effect = CorruptionEffect(plan.describe())
-    from brain.evaluate import model_scores, note_id_set
+    from brain.science.evaluate import model_scores, note_id_set
 
     notes = note_id_set(model)
     if texts:
@@ -185,7 +185,7 @@ def clean_reference(model: LoadedModel, effect: CorruptionEffect, *, test_limit:
                     progress: bool = False) -> None:
     """The same figures for the model as trained, beside the corrupted ones."""
     clean = corrupted_forward(model, LayerCorruption.identity(model.n_layers))
-    from brain.evaluate import model_scores, note_id_set
+    from brain.science.evaluate import model_scores, note_id_set
 
     if test_limit != 0:
         card = model.card.get("test", {}).get("model") if test_limit is None else None

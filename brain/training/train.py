@@ -1,8 +1,8 @@
 """Train the embedded note model, top to bottom, in one sitting.
 
-    python -m brain.train                      # the shipped model (CPU: about 50 minutes on 2 cores)
-    python -m brain.train --steps 200 --out /tmp/m   # a quick look
-    python -m brain.train --layers 2 --score-only --out /tmp/m   # try a setting: test score only, no card
+    python -m brain.training.train                      # the shipped model (CPU: about 50 minutes on 2 cores)
+    python -m brain.training.train --steps 200 --out /tmp/m   # a quick look
+    python -m brain.training.train --layers 2 --score-only --out /tmp/m   # try a setting: test score only, no card
 
 1. read the tunes (music21's public-domain corpus as note text, `brain/corpus.py`)
 2. build a word-level tokenizer over every word the encoder can emit
@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from brain import corpus, evaluate
+from brain import corpus
+from brain.science import evaluate
 from brain.encoder import note_word, vocabulary, word_note
 from brain.models import MODELS_DIR, load_embedded, native_config
 from brain.neuron_stats import compute_stats
@@ -384,13 +385,13 @@ trained at (live, in calibration, evaluation, the report and the experiments; lo
 ## Training
 {tr['steps']} steps of AdamW (lr {tr['lr']}, batch {tr['batch']} × {tr['ctx']} tokens, warmup + cosine), seed {tr['seed']},
 {tr['seconds']:.0f} s on CPU ({tr['threads']} thread{'s' if tr['threads'] != 1 else ''}, torch {tr['torch']}). {training_rows(tr)}
-Reproduce: `python -m brain.train`.
+Reproduce: `python -m brain.training.train`.
 
 ![training curve](training_curve.png)
 
 ## Results: next-note prediction on the deduplicated test tunes
 Windows of {card['window']} tokens, scored only where the next word is a note ({t['model']['targets']:,} targets); every
-baseline fitted on the training tunes and scored on the same targets (`brain/baselines.py`). Copy + 5-gram
+baseline fitted on the training tunes and scored on the same targets (`brain/science/baselines.py`). Copy + 5-gram
 copies the continuation of the latest earlier match in the same window ({t['copy + 5-gram']['copied_share']:.0%} of targets have
 one), else backs off to the interpolated 5-gram.
 
@@ -398,7 +399,7 @@ one), else backs off to the interpolated 5-gram.
 | --- | --- | --- |
 {rows}
 
-Recompute every number here from the shipped weights: `python -m brain.check_card` (fails on a mismatch).
+Recompute every number here from the shipped weights: `python -m brain.science.check_card` (fails on a mismatch).
 
 ## The pet's words
 A pet's kick and snare pads have no pitch the tunes know (their own words, C2 and D2, never occur in training).

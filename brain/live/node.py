@@ -24,11 +24,11 @@ from brain.config import BrainConfig
 from brain.corruption import LayerCorruption, layer_output_means, reference_texts
 from brain.models import LoadedModel, load_model
 from brain.logit_effect import promoted_notes
-from brain.neuron_stats import NeuronStats
-from brain.reward_rule import BrainRewardRule
-from brain.rig_view import RigView
-from brain.stage_feed import StageFeed
-from brain.sonify import Sonifier
+from brain.neuron_stats import load_stats
+from brain.live.reward_rule import BrainRewardRule
+from brain.live.rig_view import RigView
+from brain.live.stage_feed import StageFeed
+from brain.live.sonify import Sonifier
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.config import BridgeConfig, OscConfig
 from bridge.identity import IdentityBook
@@ -54,23 +54,6 @@ from recording.log import SessionRecorder
 
 log = logging.getLogger("neurojam.brain")
 SOFTWARE = "neurojam-brain/0.1"
-
-
-def stats_dir_for(model: LoadedModel, stats_dir: str) -> Path:
-    if model.directory is not None:
-        return model.directory
-    return Path(stats_dir).expanduser() / model.name.replace("/", "__")
-
-
-def load_stats(model: LoadedModel, stats_dir: str) -> NeuronStats | None:
-    stats = NeuronStats.load(stats_dir_for(model, stats_dir))
-    if stats is None:
-        log.warning("no neuron statistics for %s: using raw activations (run `neurojam model stats --model %s` "
-                    "to compute them once)", model.name, model.name)
-    elif stats.quantiles.shape[:2] != (model.n_layers, model.d_mlp):
-        log.warning("neuron statistics for %s do not match the model's shape; using raw activations", model.name)
-        return None
-    return stats
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Recompute every number in the default model's card from the shipped weights; fail on a mismatch.
 
-    python -m brain.check_card
+    python -m brain.science.check_card
 
 Split counts (tunes, tokens, the deduplication's counts) must match exactly; top-1 accuracy within 0.05
 points, perplexity within 0.1 %, target counts exactly, for the model, all four baselines and the ways of
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from brain import corpus, evaluate
+from brain import corpus
+from brain.science import evaluate
 from brain.models import MODELS_DIR, load_model
 
 ACCURACY_PP = 0.05

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.link import Link
-from bridge.messages import Beat, Heartbeat, Note, Pad, Ping, Pong
+from bridge.messages import Heartbeat, Note, Ping, Pong
 from core.config import to_dict
 from core.errors import SessionError
 from recording.log import SessionRecorder, new_session_dir, read_session
@@ -29,19 +29,7 @@ from recording.log import SessionRecorder, new_session_dir, read_session
 log = logging.getLogger("neurojam.replay")
 
 if TYPE_CHECKING:
-    from brain.node import BrainSettings
-
-
-def rig_side_events(session) -> list:
-    """What the rig said: pads, pet/human notes and beats, in recorded order."""
-    out = []
-    for r in session.records:
-        m = r.msg
-        if r.direction != "out":
-            continue
-        if isinstance(m, (Pad, Beat)) or (isinstance(m, Note) and m.source in ("pet", "human")):
-            out.append(m)
-    return out
+    from brain.live.node import BrainSettings
 
 
 def human_from_midi(path: str, start: float) -> list[Note]:
@@ -59,12 +47,12 @@ def human_from_midi(path: str, start: float) -> list[Note]:
 
 def replay(source: str | Path, config: "BrainSettings", *, speed: float | None = 1.0, out: str | Path | None = None,
            human: str | None = None, progress: bool = True, model=None, port: int | None = None) -> Path:
-    from brain.node import BrainNode
+    from brain.live.node import BrainNode
 
     recorded = read_session(source)  # not ``log``: the module's logger is used below, in the brain's thread too
     for problem in recorded.problems:  # a truncated or damaged log still replays; say what was missing
         print(f"note: {source}: {problem}", file=sys.stderr)
-    events = rig_side_events(recorded)
+    events = recorded.rig_side()
     if not events:
         raise SessionError(f"{source}: no rig events to replay (is it a session recorded by `neurojam rig` or "
                            f"`demo`?).")

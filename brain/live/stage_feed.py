@@ -35,7 +35,7 @@ from bridge.messages import (
 from core.errors import ModelError
 
 if TYPE_CHECKING:
-    from brain.node import BrainNode
+    from brain.live.node import BrainNode
     from brain.stream import StepResult
 
 SESSION_EXAMPLES = 5

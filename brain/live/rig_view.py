@@ -12,13 +12,11 @@ from typing import TYPE_CHECKING
 
 from bridge.grid import BeatGrid
 from bridge.messages import Beat, Message, Note
-from recording.harmony import NAMES, Key, KeyTracker, beat_chord
+from core.units import KEY_TONICS, PERCUSSION_CHANNEL
+from recording.harmony import Key, KeyTracker, beat_chord
 
 if TYPE_CHECKING:
     from brain.config import SonifyConfig
-
-PERCUSSION_CHANNEL = 9
-"""General MIDI drums: pitches there are instruments, not notes, and say nothing about the key."""
 
 
 class RigView:
@@ -48,7 +46,7 @@ class RigView:
         to tell; the configured key when not following or when only the pet plays."""
         if config.follow_key and self.keys.notes:
             return self.keys.key if self.keys.confident else None
-        return Key(NAMES.index(config.key), config.mode)
+        return Key(KEY_TONICS.index(config.key), config.mode)
 
     def chord(self, key: Key, t: float, period: float) -> tuple[int, int, int]:
         """The chord for the next slot: the triad covering what the human played in the last beat before t

@@ -10,7 +10,7 @@
   (1 − α_m)·P_5gram`` with one ``α_m`` per match length, fitted on the validation split.
 
 Every predictor is fitted on the training split; all are scored on the same positions as the model
-(:func:`brain.evaluate.chunks`: the same windows, targets that are note words, top-1 over note words).
+(:func:`brain.science.evaluate.chunks`: the same windows, targets that are note words, top-1 over note words).
 """
 
 from __future__ import annotations

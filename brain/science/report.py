@@ -1,0 +1,298 @@
+"""``neurojam report SESSION``: one self-contained HTML page about a recorded jam.
+
+Sections: a piano roll (pet, human, brain lanes; beat grid; treats), a heatmap
+of the top neurons over the session's events, a card per top neuron
+(label, max-activating windows in this session and in the calibration corpus
+shaded Neuroscope-style, direct logit effect, how often it drove the
+accompaniment), the band's score and the pet's stats. Three steps, each one
+thing: :func:`analyse` reads the session into a :class:`ReportData`, the plots
+turn data into PNG data URIs (the file opens offline), and
+``templates/report.html.j2`` lays it out.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brain.config import BrainConfig
+from bridge.grid import ON_BEAT_S
+from core.errors import SessionError
+from core.units import NeuronId
+from recording import Session, open_session
+from recording.jam import Jam, trial_strip
+from recording.log import SessionMeta, brain_session_of, read_meta
+
+COLOURS = {"pet": "#e6a817", "human": "#2a9db5", "brain": "#b54a9d"}
+TOP_NEURONS = 8
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass
+class Token:
+    text: str
+    value: float
+    alpha: float
+    """Background strength: the activation over the neuron's scale, clipped to 0..1 (Neuroscope style)."""
+
+
+@dataclass
+class NeuronCardData:
+    id: str
+    label: str
+    session: list[list[Token]]
+    corpus: list[list[Token]]
+    up: list[str]
+    down: list[str]
+    drove: int
+    peak: float
+
+
+@dataclass
+class Training:
+    pet: str
+    level: int
+    level_name: str
+    first_level: int
+    strip: str
+
+
+@dataclass
+class ReportData:
+    title: str
+    duration_s: float
+    model: str
+    counts: dict
+    cards: list[NeuronCardData]
+    model_line: str
+    pet: dict
+    training: Training | None
+    piano_roll: str = ""
+    heatmap: str = ""
+    pet_plot: str = ""
+    score_rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    score_keys: list[str] = field(default_factory=list)
+    score_notes: list[str] = field(default_factory=list)
+    score_error: str = ""
+    on_beat_ms: int = round(ON_BEAT_S * 1000)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def piano_roll(jam: Jam) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = jam.beats[0].time if jam.beats else jam.start
+    fig, axes = plt.subplots(3, 1, figsize=(11, 5.2), sharex=True, gridspec_kw={"hspace": 0.08})
+    for ax, source in zip(axes, ("pet", "human", "brain")):
+        notes = [n for n in jam.notes if n.source == source]
+        for n in notes:
+            ax.broken_barh([(n.start - t0, max(0.04, n.end - n.start))], (n.note - 0.4, 0.8), color=COLOURS[source],
+                           alpha=0.35 + 0.65 * n.velocity / 127)
+        if notes:
+            lo, hi = min(n.note for n in notes), max(n.note for n in notes)
+            ax.set_ylim(lo - 2, hi + 2)
+        ax.set_ylabel(f"{source}\nMIDI note", fontsize=9)
+        for b in jam.beats:
+            ax.axvline(b.time - t0, color="#000", alpha=0.18 if b.beat == 0 else 0.05, linewidth=1)
+        for tr in jam.treats:
+            if tr.action == "dispensed":
+                ax.axvline(tr.time - t0, color="#2ca02c", linewidth=2, alpha=0.8)
+            elif source == "pet":
+                ax.axvline(tr.time - t0, color="#d62728", linewidth=1, linestyle=":", alpha=0.8)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_title("piano roll — bars as grey lines, treats: green = dispensed, red dotted = refused", fontsize=10,
+                      loc="left")
+    axes[-1].set_xlabel("seconds from the first beat")
+    return _png(fig)
+
+
+def heatmap(matrix: np.ndarray, neuron_ids: list[str], labels: dict, event_words: list[str]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(neuron_ids) + 1.4))
+    im = ax.imshow(matrix, aspect="auto", cmap="magma", vmin=0, vmax=max(1.0, float(np.nanmax(matrix)) if matrix.size else 1))
+    ax.set_yticks(range(len(neuron_ids)))
+    ax.set_yticklabels([f"{n}  {labels.get(n, '')[:38]}" for n in neuron_ids], fontsize=8)
+    step = max(1, len(event_words) // 40)
+    ax.set_xticks(range(0, len(event_words), step))
+    ax.set_xticklabels(event_words[::step], fontsize=7, rotation=90)
+    ax.set_xlabel("session events (note words, rests, bar lines) in order")
+    fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01, label="normalized activation")
+    return _png(fig)
+
+
+def pet_plots(jam: Jam) -> tuple[str, dict]:
+    import matplotlib.pyplot as plt
+
+    stats: dict = {"presses": len(jam.pad_presses), "on_beat_rate": jam.on_beat_rate(),
+                   "treats_dispensed": sum(t.action == "dispensed" for t in jam.treats),
+                   "treats_refused": sum(t.action == "refused" for t in jam.treats)}
+    per_bar: dict[int, list[bool]] = {}
+    for t in jam.pad_presses:
+        grid = jam.grid_at(t)
+        if grid is None:
+            continue
+        per_bar.setdefault(grid.bar_of(t), []).append(grid.on_beat(t))
+    human_ends = []  # a phrase ends where the human pauses for at least a beat
+    hs = sorted((n for n in jam.notes if n.source == "human"), key=lambda n: n.start)
+    for a, b in zip(hs, hs[1:]):
+        grid = jam.grid_at(a.end)
+        if grid is not None and b.start - a.end >= grid.period:
+            human_ends.append(a.end)
+    delays = []
+    for end in human_ends:
+        after = [t - end for t in jam.pad_presses if 0 <= t - end <= 4]
+        if after:
+            delays.append(min(after))
+    stats["response_delay_s"] = float(np.median(delays)) if delays else None
+    stats["phrases"] = len(human_ends)
+    fig, ax = plt.subplots(figsize=(5.5, 2.6))
+    bars = sorted(per_bar)
+    ax.plot(bars, [np.mean(per_bar[b]) for b in bars], marker="o", color=COLOURS["pet"])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("bar")
+    ax.set_ylabel("on-beat share")
+    ax.set_title(f"the pet's on-beat rate, bar by bar (±{ON_BEAT_S * 1000:.0f} ms)", fontsize=10, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig), stats
+
+
+
+def shaded(tokens: list[str], acts: list[float], scale: float) -> list[Token]:
+    return [Token(tok, a, max(0.0, min(1.0, a / scale)) if scale > 0 else 0.0) for tok, a in zip(tokens, acts)]
+
+
+def build_report(session: str | Path, out: str | Path | None = None, model_name: str | None = None,
+                 progress: bool = True, stats_dir: str | None = None) -> Path:
+    """Analyse, draw, render, write: the page's path."""
+    data = analyse(Path(session), model_name=model_name, progress=progress, stats_dir=stats_dir)
+    out = Path(out) if out else Path(session) / "report.html"
+    out.write_text(render(data))
+    return out
+
+
+def render(data: ReportData) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=False)
+    return env.get_template("report.html.j2").render(r=data, css=(TEMPLATES / "report.css").read_text())
+
+
+def recorded_brain(session: Session) -> tuple[str, BrainConfig]:
+    """The model and brain settings a session was played with: a demo's brain session beside it says best, then the
+    session's own meta, then the defaults."""
+    beside = brain_session_of(session.path)
+    metas: list[SessionMeta] = [read_meta(beside)] if beside else []
+    metas.append(session.meta)
+    model = next((m.model for m in metas if m.model), "")
+    config = next((BrainConfig.of_session(m) for m in metas if m.section("brain")), BrainConfig())
+    return model or config.model, config
+
+
+def analyse(session: Path, *, model_name: str | None = None, progress: bool = True,
+            stats_dir: str | None = None) -> ReportData:
+    from brain.logit_effect import direct_logit_effect
+    from brain.models import load_model
+    from brain.neuron_stats import load_stats
+    from brain.stream import read_session, session_events
+
+    opened = open_session(session, warn=progress)
+    log, jam = opened.log, opened.jam
+    recorded_model, config = recorded_brain(opened)
+    model = load_model(model_name or log.meta.model or recorded_model, "cpu")
+    stats = load_stats(model, stats_dir or config.stats_dir)
+    labels = stats.labels if stats else {}
+    events = session_events(log)
+    if not events:
+        raise SessionError(f"{session}: no notes or beats to analyse.")
+    # read as the brain heard it: the same stream and windows as live (a long session is cut the same way)
+    results = read_session(model, events, context_tokens=config.context_tokens, stats=stats)
+    raw = np.stack([r.acts.reshape(-1).numpy() for r in results])  # [events, L*d]
+    scale = stats.scale.numpy().reshape(-1) if stats is not None else np.abs(raw).max(0) + 1e-6
+    per_event = raw / scale
+    top = np.argsort(-per_event.max(axis=0))[:TOP_NEURONS]
+    ids = [str(NeuronId(int(i) // model.d_mlp, int(i) % model.d_mlp)) for i in top]
+    words = [r.text for r in results]
+    drove = Counter(nid for a in jam.accomps for n in a.notes for nid in n.neurons)
+
+    hidden = _hidden_tokens(model)
+    cards = []
+    for col, nid in zip(top, ids):
+        layer, n = NeuronId.parse(nid)
+        series = raw[:, col]
+        session_ex = [shaded(words[max(0, i - 10):i + 1], series[max(0, i - 10):i + 1].tolist(), float(scale[col]))
+                      for i in np.argsort(-series)[:3]]
+        corpus_ex = [shaded(e["tokens"], e["acts"], float(scale[col]))
+                     for e in (stats.top_examples.get(nid, []) if stats else [])]
+        effect = direct_logit_effect(model, layer, n)
+        effect[hidden] = float("nan")
+        up = [model.tokenizer.token_str(int(i)) for i in effect.nan_to_num(-1e9).topk(5).indices]
+        down = [model.tokenizer.token_str(int(i)) for i in (-effect).nan_to_num(-1e9).topk(5).indices]
+        cards.append(NeuronCardData(nid, labels.get(nid, ""), session_ex, corpus_ex, up, down, drove.get(nid, 0),
+                                    float(per_event[:, col].max())))
+    pet_png, pet = pet_plots(jam)
+    training = None
+    if jam.trials:
+        last = jam.trials[-1]
+        training = Training(last.pet, last.level_after, last.level_name, jam.trials[0].level, trial_strip(jam.trials))
+    data = ReportData(title=str(Path(*session.resolve().parts[-2:])), duration_s=jam.duration, model=model.name,
+                      counts=dict(jam.count_by_source()), cards=cards, model_line=_model_line(model, stats), pet=pet,
+                      training=training, piano_roll=piano_roll(jam), heatmap=heatmap(per_event[:, top].T, ids, labels,
+                                                                                       words), pet_plot=pet_png)
+    _add_score(data, opened, config)
+    return data
+
+
+def _add_score(data: ReportData, session: Session, config: BrainConfig) -> None:
+    """The accompaniment's score (``neurojam score``), or why it could not be measured."""
+    from recording.score import score_rows, score_session
+
+    try:
+        score = score_session(session, config.sonify)
+    except ModuleNotFoundError as exc:
+        data.score_error = str(exc)
+        return
+    data.score_rows, data.score_keys, data.score_notes = list(score_rows(score)), list(score.keys), list(score.notes)
+
+
+def _model_line(model, stats) -> str:
+    """What the model and its labels are worth, from its card: beside the baselines, on held-out tunes."""
+    test = (model.card or {}).get("test", {})
+    parts = []
+    if "model" in test and "copy + 5-gram" in test:
+        parts.append(f"{model.name} predicts the next note of held-out tunes {test['model']['accuracy']:.1%} "
+                     f"top-1 (copy + 5-gram {test['copy + 5-gram']['accuracy']:.1%}, 5-gram "
+                     f"{test['5-gram']['accuracy']:.1%}, bigram {test['bigram']['accuracy']:.1%}).")
+    if stats is not None and stats.scores:
+        clear = sum(s["clear"] for s in stats.scores.values())
+        parts.append(f"Labels: the trait of the current token each neuron tells apart best, with its AUROC over the "
+                     f"validation tunes; {clear} of {len(stats.scores)} neurons have a clear one (AUROC ≥ 0.75).")
+    return " ".join(parts)
+
+
+def _hidden_tokens(model) -> list[int]:
+    """Tokens not worth showing as a logit effect: specials, and note words the model was barely trained on."""
+    from brain.encoder import SPECIAL_TOKENS
+    from brain.logit_effect import trained_note_ids
+
+    vocab = model.tokenizer.vocab()
+    hidden = [vocab[t] for t in SPECIAL_TOKENS if t in vocab]
+    trained = trained_note_ids(model)
+    hidden += [i for i in model.note_token_ids() if i not in trained]
+    return hidden
