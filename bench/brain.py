@@ -17,7 +17,7 @@ from common import machine, pct, table
 
 from brain.encoder import vocabulary
 from brain.models import build_tiny, load_model
-from brain.live.node import BrainNode
+from brain.live.core import BrainCore
 from bridge.messages import Beat, Note
 from neurojam.config import load_config
 
@@ -38,7 +38,7 @@ def events(n: int, t0: float = 1000.0, tempo: float = 120.0):
     return out
 
 
-def measure(node: BrainNode, n: int, batch: int) -> list[float]:
+def measure(node: BrainCore, n: int, batch: int) -> list[float]:
     stream = events(n + 300)
     for i in range(0, 300, batch):  # warm up and fill the context window
         node.handle(stream[i:i + batch])
@@ -75,18 +75,16 @@ def main() -> None:
     for k, (name, m) in enumerate(models):
         for kv in (True, False):
             for ctx in (64, 128, 192):
-                port = 47100 + 20 * k + 10 * kv + ctx % 7
-                cfg = load_config(None, [f"bridge.events_port={port}", f"bridge.commands_port={port + 1}",
-                                         f"brain.context_tokens={ctx}", f"brain.device={args.device}",
+                cfg = load_config(None, [f"brain.context_tokens={ctx}", f"brain.device={args.device}",
                                          f"brain.kv_cache={str(kv).lower()}"])
-                node = BrainNode(cfg, model=m)
+                node = BrainCore(cfg.brain, m)
                 path = "key/value cache" if node.rig_state("rig").stream._kv is not None else "full recompute"
                 one = measure(node, n, 1)
                 eight = measure(node, n, 8)
                 node.close()
                 rows.append([name, path, ctx, pct(one, .5) * 1e3, pct(one, .99) * 1e3, pct(eight, .5) * 1e3,
                              1 / pct(eight, .5)])
-    table("brain: event in → accompaniment + neurons out (the node's handler, no network)",
+    table("brain: event in → accompaniment + neurons out (the brain core, no network)",
           ["model", "path", "context tokens", "p50 ms", "p99 ms", "8 at once: ms/event", "events/s"], rows)
     print(f"notes-default load: {load_s * 1000:.0f} ms after import ({first_s * 1000:.0f} ms for the first load, "
           f"which imports transformer_lens)")

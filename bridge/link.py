@@ -84,6 +84,24 @@ class Peer:
 
 
 @dataclass
+class LinkSnapshot:
+    """A brain link's peers at one moment: who was heard when, their clocks and losses."""
+
+    now: float = 0.0
+    liveness_s: float = 2.0
+    last_heard: dict[str, float] = field(default_factory=dict)
+    offsets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Peer → (clock offset s, round trip s), for peers whose pongs have settled it."""
+    gaps: dict[str, int] = field(default_factory=dict)
+    dropped_in: dict[str, int] = field(default_factory=dict)
+    dropped_out: dict[str, int] = field(default_factory=dict)
+
+    def alive(self, node: str) -> bool:
+        last = self.last_heard.get(node)
+        return last is not None and self.now - last < self.liveness_s
+
+
+@dataclass
 class LinkStats:
     sent: int = 0
     received: int = 0
@@ -464,6 +482,14 @@ class Link:
         self._peer_seq[msg.node] = msg.seq
 
     # -- state ---------------------------------------------------------------
+    def snapshot(self) -> "LinkSnapshot":
+        """What the brain's link knows of its peers now, as plain data (the brain core reads this, never the link)."""
+        ready = {node: (o.offset, o.rtt) for node, o in self.peer_offsets.items() if o.ready}
+        return LinkSnapshot(now=self.clock(), liveness_s=self.liveness_s,
+                            last_heard={node: p.last_heard for node, p in self.peers.items()}, offsets=ready,
+                            gaps=dict(self.peer_gaps), dropped_in=dict(self.stats.dropped_in),
+                            dropped_out=dict(self.stats.dropped_out))
+
     def peer_alive(self) -> bool:
         last = self.stats.last_heard
         return last is not None and self.clock() - last < self.liveness_s

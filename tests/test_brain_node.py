@@ -15,7 +15,7 @@ from tests.conftest import LAYERS_VALID, NEURONS_VALID, ROOT, run_cli
 
 def start_brain(ports, *sets):
     args = [sys.executable, "-m", "neurojam.cli", "brain", "--set", f"bridge.events_port={ports}",
-            "--set", f"bridge.commands_port={ports + 1}", "--set", "brain.live.sonify.subdivision=2", *sets]
+            "--set", f"bridge.commands_port={ports + 1}", "--set", "brain.sonify.subdivision=2", *sets]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -152,7 +152,7 @@ def test_ctrl_c_while_the_model_loads_stops_the_brain(ports):
 def test_demo_passes_set_to_both_nodes(tmp_path):
     """`neurojam demo --set KEY=VALUE` reaches the nodes as a --set (it used to arrive as a bare argument)."""
     r = run_cli("demo", "--seconds", "3", "--no-view", "--out", str(tmp_path), "--set", "rig.tempo_bpm=90",
-                "--set", "brain.live.sonify.gate=0.9", timeout=180)
+                "--set", "brain.sonify.gate=0.9", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     from recording import open_session
 

@@ -84,7 +84,7 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
     thread.start()
     meta = {"node": "replay", "source_session": str(Path(source).resolve()), "model": brain.model.name,
             "config": to_dict(config), "speed": "fast" if speed is None else speed, "human_midi": human,
-            "corruption": brain.corruption_all.describe()}
+            "corruption": brain.core.corruption_all.describe()}
     recorder = SessionRecorder(out_dir, meta)
     b = config.bridge
     node = events[0].node or "replay"  # the brain answers the node the events name: be that node
@@ -114,7 +114,7 @@ def _brain_state(brain, thread: threading.Thread) -> str:
     frame = sys._current_frames().get(thread.ident) if thread.is_alive() else None
     where = "".join(traceback.format_stack(frame)[-6:]) if frame else "(thread ended)"
     stats = brain.link.stats
-    return (f"thread alive {thread.is_alive()}, events {brain.counts['events']}, peers {sorted(brain.link.peers)}, "
+    return (f"thread alive {thread.is_alive()}, events {brain.core.counts['events']}, peers {sorted(brain.link.peers)}, "
             f"received {stats.received}, sent {stats.sent}, dropped out {dict(stats.dropped_out)}, "
             f"dropped in {dict(stats.dropped_in)}; at\n{where}")
 

@@ -8,16 +8,21 @@ already has (:class:`~bridge.messages.Monitor`), the health of each rig's link
 card (:class:`~bridge.messages.NeuronCard`: label, max-activating examples from
 the calibration corpus and from this session, the notes it promotes).
 Nothing here is sent unless a stage said hello, so a jam without one pays nothing.
+It returns ``(stage, message)`` answers and reads the wire and the rigs as
+snapshots, so the brain core owns it and nothing here reaches back.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from bridge.identity import IdentityBook
+from bridge.link import LinkSnapshot
 from bridge.messages import (
     BrainStatus,
     CardExample,
@@ -35,7 +40,8 @@ from bridge.messages import (
 from core.errors import ModelError
 
 if TYPE_CHECKING:
-    from brain.live.node import BrainNode
+    from brain.models import LoadedModel
+    from brain.neuron_stats import NeuronStats
     from brain.stream import StepResult
 
 SESSION_EXAMPLES = 5
@@ -43,9 +49,20 @@ CONTEXT_WORDS = 8
 UNWATCHED = (Hello, Heartbeat, Ping, Pong)
 
 
+@dataclass
+class RigSnapshot:
+    """One rig as the core sees it, for the status line."""
+
+    node: str
+    events: int
+    steering: dict[tuple[int, int], float]
+    corruption: str
+
+
 class StageFeed:
-    def __init__(self, node: "BrainNode") -> None:
-        self.node = node
+    def __init__(self, identity: IdentityBook, model: "LoadedModel", stats: "NeuronStats | None",
+                 labels: dict[str, str]) -> None:
+        self.identity, self.model, self.stats, self.labels = identity, model, stats, labels
         self.stages: set[str] = set()
         """Node ids of the stages that said hello (each gets every copy)."""
         self._recent: dict[str, deque[str]] = {}  # rig → its last words
@@ -56,19 +73,13 @@ class StageFeed:
         if msg.role == "stage":
             self.stages.add(msg.node)
 
-    def _live_stages(self) -> list[str]:
-        link, now = self.node.link, self.node.link.clock()
-        return [s for s in self.stages if s in link.peers and now - link.peers[s].last_heard < link.liveness_s]
-
-    def copy(self, rig: str, direction: str, msg: Message) -> None:
-        """Pass a frame received from (``in``) or sent to (``out``) rig ``rig`` to each stage watching."""
+    def copy(self, rig: str, direction: str, msg: Message, wire: LinkSnapshot) -> list[tuple[str, Message]]:
+        """A frame received from (``in``) or sent to (``out``) rig ``rig``, for each live stage that may see it."""
         if not self.stages or isinstance(msg, UNWATCHED):
-            return
+            return []
         frame = encode(msg)
-        for stage in self._live_stages():
-            if not self.node.link.identity.may_see(stage, rig):
-                continue
-            self.node.link.send(Monitor(rig=rig, direction=direction, frame=frame), to=stage, record=False)
+        return [(stage, Monitor(rig=rig, direction=direction, frame=frame)) for stage in self.stages
+                if wire.alive(stage) and self.identity.may_see(stage, rig)]
 
     def heard(self, rig: str, result: "StepResult") -> None:
         """Keep the session's strongest firings per neuron (for the card's "in this session")."""
@@ -84,54 +95,48 @@ class StageFeed:
             elif item > heap[0]:
                 heapq.heapreplace(heap, item)
 
-    def status(self) -> None:
-        stages = self._live_stages() if self.stages else []
+    def status(self, rigs: list[RigSnapshot], wire: LinkSnapshot, *, step_ms_p50: float | None,
+               step_ms_p99: float | None) -> list[tuple[str, Message]]:
+        stages = [s for s in self.stages if wire.alive(s)]
         if not stages:
-            return
-        node, link = self.node, self.node.link
-        now = link.clock()
-        rigs = []
-        for name, state in node.rigs.items():
-            peer, offset = link.peers.get(name), link.peer_offsets.get(name)
-            age = None if peer is None else round(now - peer.last_heard, 3)
-            rigs.append(RigHealth(
-                node=name, alive=age is not None and age < link.liveness_s, last_heard_age_s=age,
-                clock_offset_s=round(offset.offset, 6) if offset and offset.ready else None,
-                rtt_ms=round(offset.rtt * 1000, 3) if offset and offset.ready else None,
-                lost_in_gaps=link.peer_gaps.get(name, 0),
-                events=state.events,
-                steering={f"{lay}.{n}": f for (lay, n), f in state.stream.steering.factors.items()},
-                corruption=state.stream.steering.corruption.describe() if state.stream.steering.corruption else ""))
-        s = node.stats()
-        status = BrainStatus(model=node.model.name, device=str(node.model.device), n_layers=node.model.n_layers,
-                             d_mlp=node.model.d_mlp, rigs=rigs, dropped_in=dict(link.stats.dropped_in),
-                             dropped_out=dict(link.stats.dropped_out), step_ms_p50=s["step_ms_p50"],
-                             step_ms_p99=s["step_ms_p99"])
+            return []
+        health = []
+        for rig in rigs:
+            last = wire.last_heard.get(rig.node)
+            age = None if last is None else round(wire.now - last, 3)
+            offset = wire.offsets.get(rig.node)
+            health.append(RigHealth(
+                node=rig.node, alive=age is not None and age < wire.liveness_s, last_heard_age_s=age,
+                clock_offset_s=round(offset[0], 6) if offset else None,
+                rtt_ms=round(offset[1] * 1000, 3) if offset else None,
+                lost_in_gaps=wire.gaps.get(rig.node, 0), events=rig.events,
+                steering={f"{lay}.{n}": f for (lay, n), f in rig.steering.items()}, corruption=rig.corruption))
+        status = BrainStatus(model=self.model.name, device=str(self.model.device), n_layers=self.model.n_layers,
+                             d_mlp=self.model.d_mlp, rigs=health, dropped_in=dict(wire.dropped_in),
+                             dropped_out=dict(wire.dropped_out), step_ms_p50=step_ms_p50, step_ms_p99=step_ms_p99)
+        out = []
         for stage in stages:
-            offset = link.peer_offsets.get(stage)
-            status = msgspec.structs.replace(status, rigs=[r for r in rigs if link.identity.may_see(stage, r.node)])
-            status.stage_clock_offset_s = round(offset.offset, 6) if offset and offset.ready else None
-            link.send(status, to=stage, record=False)
+            offset = wire.offsets.get(stage)
+            mine = msgspec.structs.replace(status, rigs=[r for r in health if self.identity.may_see(stage, r.node)])
+            mine.stage_clock_offset_s = round(offset[0], 6) if offset else None
+            out.append((stage, mine))
+        return out
 
-    def card(self, req: CardRequest) -> None:
-        node = self.node
+    def card(self, req: CardRequest) -> tuple[str, NeuronCard]:
         try:
-            node.model.check_neuron(req.layer, req.neuron)
+            self.model.check_neuron(req.layer, req.neuron)
         except ModelError as exc:  # out of range
-            node.link.send(NeuronCard(layer=req.layer, neuron=req.neuron, error=str(exc)), to=req.node, record=False)
-            return
+            return req.node, NeuronCard(layer=req.layer, neuron=req.neuron, error=str(exc))
         nid = f"{req.layer}.{req.neuron}"
-        stats = node.neuron_stats
         corpus = [CardExample(words=list(e["tokens"])[-CONTEXT_WORDS:], acts=list(e["acts"])[-CONTEXT_WORDS:])
-                  for e in (stats.top_examples.get(nid, []) if stats else [])]
+                  for e in (self.stats.top_examples.get(nid, []) if self.stats else [])]
         session = [CardExample(words=words, acts=[0.0] * (len(words) - 1) + [round(act, 3)])
                    for act, _, words in sorted(self._examples.get(nid, []), reverse=True)]
-        node.link.send(NeuronCard(layer=req.layer, neuron=req.neuron, label=node.labels.get(nid, ""),
-                                  corpus=corpus, session=session, promotes=self._promotes(req)),
-                       to=req.node, record=False)
+        return req.node, NeuronCard(layer=req.layer, neuron=req.neuron, label=self.labels.get(nid, ""),
+                                    corpus=corpus, session=session, promotes=self._promotes(req))
 
     def _promotes(self, req: CardRequest) -> list[str]:
         from brain.encoder import note_word
         from brain.logit_effect import top_promoted
 
-        return [f"{note_word(n)} {effect:+.2f}" for n, effect in top_promoted(self.node.model, req.layer, req.neuron)]
+        return [f"{note_word(n)} {effect:+.2f}" for n, effect in top_promoted(self.model, req.layer, req.neuron)]

@@ -1,0 +1,311 @@
+"""The brain with no sockets: messages in arrival order → ``(peer, message)`` answers.
+
+Everything the brain decides lives here: which rig an event is for, one batched
+forward pass for the events that arrived together, each rig's accompaniment,
+neurons and treat requests, who may steer what, and what the stages are told.
+The node (``brain/live/node.py``) only moves frames between this and its
+``Link``; a replay or a test can drive it in-process and get the same answers
+(it reads the wire as a :class:`~bridge.link.LinkSnapshot`, never the link).
+Bad requests (unknown neuron, factor out of range, a rig that is not yours)
+are answered with a refusal and a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Callable
+
+import msgspec
+
+from brain.config import BrainConfig
+from brain.corruption import LayerCorruption, layer_output_means, reference_texts
+from brain.live.reward_rule import BrainRewardRule
+from brain.live.rig_view import RigView
+from brain.live.sonify import Sonifier
+from brain.live.stage_feed import RigSnapshot, StageFeed
+from brain.logit_effect import promoted_notes
+from brain.models import LoadedModel
+from brain.neuron_stats import load_stats
+from brain.stream import NeuronStream, StepResult, step_streams, stream_event
+from bridge.identity import IdentityBook
+from bridge.link import LinkSnapshot
+from bridge.messages import (
+    Accomp,
+    CardRequest,
+    Hello,
+    Message,
+    NeuronHit,
+    Neurons,
+    Steer,
+    SteerReply,
+    Tempo,
+    TreatRequest,
+)
+from core.errors import ModelError, NeurojamError
+
+log = logging.getLogger("neurojam.brain")
+
+Answer = tuple[str, Message]
+"""A message and the peer (node id) it is for."""
+
+
+@dataclass
+class RigState:
+    stream: NeuronStream
+    view: RigView
+    sonifier: Sonifier
+    reward: BrainRewardRule
+    events: int = 0
+    last_event: float = 0.0
+
+
+class BrainCore:
+    def __init__(self, config: BrainConfig, model: LoadedModel, *, identity: IdentityBook | None = None) -> None:
+        self.config, bc = config, config
+        self.model = model
+        self.neuron_stats = load_stats(self.model, bc.stats_dir)
+        self.labels = self.neuron_stats.labels if self.neuron_stats else {}
+        self.promoted = {}
+        if self.model.note_token_ids():
+            table = promoted_notes(self.model)
+            self.promoted = {(lay, n): int(table[lay, n]) for lay in range(self.model.n_layers)
+                             for n in range(self.model.d_mlp)}
+        for layer in [] if bc.layers == "all" else bc.layers:  # told now, not when the first rig plays
+            self.model.check_neuron(layer)
+        self.steering_all: dict[tuple[int, int], float] = {}
+        """Steering every rig gets (from config, and live steers addressed to all), new rigs included."""
+        for s in bc.steering:
+            self.model.check_neuron(s.layer, s.neuron)
+            self.steering_all[(s.layer, s.neuron)] = s.factor
+        self.corruption_all = LayerCorruption.parse(bc.corrupt, self.model.n_layers)
+        """The layer corruption every rig gets (config, and live skips addressed to all)."""
+        self._layer_means: dict | None = None
+        if self.corruption_all.needs_means:  # told now, not when the first rig plays
+            self._means()
+        self.identity = identity or IdentityBook(keyed=False)
+        """Who may steer and see which rigs (shared with the node's link, which fills it in)."""
+        self.rigs: dict[str, RigState] = {}
+        """One context, key/value cache, picture of the rig, band and reward rule per rig (by node id)."""
+        self.on_new_rig: Callable[[str], None] | None = None
+        """Told each rig's node id when it first plays (``neurojam brain`` prints it)."""
+        self.stage = StageFeed(self.identity, self.model, self.neuron_stats, self.labels)
+        self.step_ms: deque[float] = deque(maxlen=5000)
+        self.counts = {"events": 0, "accomp_notes": 0, "reward_requests": 0, "refused_controls": 0}
+        self.dropped_in: Counter = Counter()
+        """Controls refused for who sent them, for the link's counters (the node adds them there)."""
+        self.wire = LinkSnapshot()
+
+    def rig_state(self, node: str) -> RigState:
+        """The state of rig ``node``, made on its first event."""
+        state = self.rigs.get(node)
+        if state is None:
+            bc = self.config
+            layers = None if bc.layers == "all" else list(bc.layers)
+            stream = NeuronStream(self.model, layers=layers, top_k=bc.top_k, context_tokens=bc.context_tokens,
+                                  stats=self.neuron_stats, kv_cache=bc.kv_cache)
+            for (layer, neuron), factor in self.steering_all.items():
+                stream.steering.set(layer, neuron, factor)
+            if not self.corruption_all.is_identity:
+                self._corrupt(stream, self.corruption_all)
+            view = RigView()
+            state = self.rigs[node] = RigState(stream, view, Sonifier(bc.sonify, view, self.promoted),
+                                               BrainRewardRule(bc.reward, view))
+            log.info("serving rig %s (%d rigs)", node, len(self.rigs))
+            if self.on_new_rig:
+                self.on_new_rig(node)
+        return state
+
+    # -- messages in ----------------------------------------------------------------------
+    def handle(self, msgs: list[Message], wire: LinkSnapshot | None = None) -> list[Answer]:
+        """Messages in arrival order → events → one forward pass for all rigs → answers to each rig, its own only.
+
+        What a message tells about its rig (grid, the human's notes) is applied
+        just before that event's answer, so the answers do not depend on how the
+        events were batched (replays reproduce live sessions)."""
+        if wire is not None:
+            self.wire = wire
+        out: list[Answer] = []
+        pending: dict[str, list[tuple[object, Message]]] = {}  # rig → (stream event, the message it came from)
+        for msg in msgs:
+            event = stream_event(msg)
+            if isinstance(msg, (Steer, Tempo, TreatRequest, CardRequest)) and not self._may_control(msg, out):
+                continue
+            if event is not None:
+                pending.setdefault(msg.node, []).append((event, msg))
+            elif isinstance(msg, Steer):
+                out.append((msg.node, self.steer(msg)))
+            elif isinstance(msg, (Tempo, TreatRequest)):
+                self.pass_on(msg, out)
+            elif isinstance(msg, CardRequest):
+                out.append(self.stage.card(msg))
+            elif isinstance(msg, Hello):
+                self.stage.hello(msg)
+                if msg.role == "rig":
+                    log.info("rig %s connected", msg.node)
+            if msg.node in self.rigs or event is not None:
+                out += self.stage.copy(msg.node, "in", msg, self.wire)
+        states = [self.rig_state(node) for node in pending]
+        stepped = step_streams([(state.stream, [e for e, _ in items]) for state, items in zip(states, pending.values())])
+        for state, items, done in zip(states, pending.values(), stepped):
+            self.counts["events"] += len(items)
+            state.events += len(items)
+            state.last_event = self.wire.now
+            by_event = {id(r.event): r for r in done}
+            for event, msg in items:
+                state.view.observe(msg)
+                r = by_event.get(id(event))
+                if r is not None:
+                    self.respond(r, state, out)
+        return out
+
+    def _may_control(self, msg: Steer | Tempo | TreatRequest | CardRequest, out: list[Answer]) -> bool:
+        """A control names its rig ('' : every rig); a sender that may steer only some rigs names one of them."""
+        rigs = self.identity.rigs_of(msg.node)
+        if rigs is None:
+            return True
+        if not msg.rig and len(rigs) == 1:
+            msg.rig = next(iter(rigs))  # a rig's own key (or a tool for one rig) means that rig
+        if msg.rig and msg.rig in rigs:
+            return True
+        self.counts["refused_controls"] += 1
+        self.dropped_in["not_your_rig"] += 1
+        allowed = ", ".join(sorted(rigs)) or "no rig"
+        log.warning("refused a %s from %s for rig %r: it may steer only %s", msg.__struct_config__.tag, msg.node,
+                    msg.rig or "(every rig)", allowed)
+        if isinstance(msg, Steer):
+            out.append((msg.node, _steer_reply(msg, f"{msg.node} may steer only {allowed}")))
+        return False
+
+    def respond(self, r: StepResult, state: RigState, out: list[Answer]) -> None:
+        self.step_ms.append(r.step_ms)
+        hits = [NeuronHit(layer=h.layer, index=h.index, activation=h.activation, normalized=h.normalized,
+                          label=self.labels.get(h.id, "")) for h in r.hits]
+        to = r.event.node
+        self._to_rig(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
+                             step_ms=round(r.step_ms, 3)), to, out)
+        sonifier = state.sonifier
+        notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note)
+        if notes:
+            self.counts["accomp_notes"] += len(notes)
+            self._to_rig(Accomp(notes=notes, event_seq=r.event.seq, chord=list(sonifier.chord or ()),
+                                key=str(sonifier.key or "")), to, out)
+        reason = state.reward.check(r)
+        if reason:
+            self.counts["reward_requests"] += 1
+            self._to_rig(TreatRequest(source="brain", request_id=state.reward.requests, why=reason), to, out)
+        if self.stage.stages:
+            self.stage.heard(to, r)
+
+    def _to_rig(self, msg: Message, rig: str, out: list[Answer]) -> None:
+        """To rig ``rig`` only (and a copy to each stage)."""
+        out.append((rig, msg))
+        out += self.stage.copy(rig, "out", msg, self.wire)
+
+    def pass_on(self, msg: Tempo | TreatRequest, out: list[Answer]) -> None:
+        """A tool's tempo change or treat button, to its rig (none named: every rig). The rig decides: its
+        dispenser's caps judge a manual treat like any other request."""
+        if isinstance(msg, TreatRequest) and msg.source == "brain":
+            msg.source = "manual"  # only the brain's own rule speaks as the brain
+        if msg.rig and msg.rig not in self.rigs:
+            self.counts["refused_controls"] += 1
+            log.warning("refused a %s for rig %r: no such rig is playing (rigs: %s)", msg.__struct_config__.tag,
+                        msg.rig, ", ".join(self.rigs) or "none yet")
+            return
+        for rig in [msg.rig] if msg.rig else list(self.rigs):  # sent as the brain's own: the node stamps it
+            self._to_rig(msgspec.structs.replace(msg), rig, out)
+
+    def _means(self) -> dict:
+        """Each block output's mean over the model's validation tunes, for mean ablation: computed once."""
+        if self._layer_means is None:
+            texts = reference_texts(self.model)
+            if not texts:
+                raise ModelError(f"mean ablation needs reference texts and {self.model.name} ships no corpus: use "
+                                 f"zero-mlp / zero-attn instead.")
+            self._layer_means = layer_output_means(self.model, texts)
+        return self._layer_means
+
+    def _corrupt(self, stream: NeuronStream, plan: LayerCorruption) -> None:
+        """Put a layer plan on a rig's stream."""
+        stream.steering.corrupt(plan, self._means() if plan.needs_means else None)
+
+    def steer(self, msg: Steer) -> SteerReply:
+        try:
+            if msg.rig and msg.rig not in self.rigs:
+                raise ModelError(f"no rig called {msg.rig!r} is playing (rigs: {', '.join(self.rigs) or 'none yet'})")
+            if msg.skip_layer:
+                self.model.check_neuron(msg.layer)
+            elif not msg.clear:
+                self.model.check_neuron(msg.layer, msg.neuron)
+            targets = [self.rigs[msg.rig]] if msg.rig else list(self.rigs.values())
+            skip = f"skip={msg.layer}"
+            if not msg.rig:  # every rig, and the ones still to come
+                if msg.clear:
+                    self.steering_all.clear()
+                    self.corruption_all = LayerCorruption.identity(self.model.n_layers)
+                elif msg.skip_layer:
+                    self.corruption_all = self.corruption_all.then(skip)
+                else:
+                    self.steering_all[(msg.layer, msg.neuron)] = msg.factor
+            for state in targets:
+                steering = state.stream.steering
+                if msg.clear:
+                    steering.clear()
+                elif msg.skip_layer:
+                    self._corrupt(state.stream, (steering.corruption or LayerCorruption.identity(
+                        self.model.n_layers)).then(skip))
+                else:
+                    steering.set(msg.layer, msg.neuron, msg.factor)
+        except NeurojamError as exc:
+            self.counts["refused_controls"] += 1
+            log.warning("refused steering: %s", exc)
+            return _steer_reply(msg, str(exc))
+        return _steer_reply(msg)
+
+    # -- once a second ----------------------------------------------------------------------
+    def forget_idle_rigs(self, wire: LinkSnapshot, idle_s: float) -> list[str]:
+        """Rigs not heard for ``idle_s`` lose their state (context, cache, band); the node forgets their place."""
+        idle = [node for node, state in self.rigs.items()
+                if wire.now - wire.last_heard.get(node, state.last_event) > idle_s]
+        for node in idle:
+            self.rigs.pop(node).stream.close()
+            log.info("forgot rig %s: not heard for %.0f s", node, idle_s)
+        return idle
+
+    def status(self, wire: LinkSnapshot) -> list[Answer]:
+        """The brain's status for each stage watching."""
+        self.wire = wire
+        if not self.stage.stages:
+            return []
+        rigs = [RigSnapshot(name, state.events, dict(state.stream.steering.factors), self._corruption_of(state))
+                for name, state in self.rigs.items()]
+        s = self.step_percentiles()
+        return self.stage.status(rigs, wire, step_ms_p50=s["step_ms_p50"], step_ms_p99=s["step_ms_p99"])
+
+    @staticmethod
+    def _corruption_of(state: RigState) -> str:
+        corruption = state.stream.steering.corruption
+        return corruption.describe() if corruption else ""
+
+    def step_percentiles(self) -> dict:
+        ms = sorted(self.step_ms)
+        pick = (lambda q: round(ms[min(len(ms) - 1, int(len(ms) * q))], 3)) if ms else (lambda q: None)
+        return {"step_ms_p50": pick(0.5), "step_ms_p99": pick(0.99)}
+
+    def stats(self) -> dict:
+        return {"node": "brain", "model": self.model.name, "counts": dict(self.counts),
+                "rigs": {node: {"sonifier": dict(s.sonifier.counts),
+                                "steering": {f"{k[0]}.{k[1]}": v for k, v in s.stream.steering.factors.items()},
+                                "corruption": self._corruption_of(s)}
+                         for node, s in self.rigs.items()},
+                **self.step_percentiles()}
+
+    def close(self) -> None:
+        for state in self.rigs.values():
+            state.stream.close()
+
+
+def _steer_reply(msg: Steer, refused: str = "") -> SteerReply:
+    return SteerReply(applied=not refused, reason=refused, layer=msg.layer, neuron=msg.neuron, factor=msg.factor,
+                      clear=msg.clear, skip_layer=msg.skip_layer)
