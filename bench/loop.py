@@ -25,7 +25,7 @@ from common import machine, pct, table
 from bridge.link import Link
 from bridge.messages import Accomp, Beat, Note
 from bridge.security import CurveClient, create_keys, load_keys, public_key_text
-from neurojam.cli.demo import free_port_pair
+from neurojam.processes import free_port_pair, wait_brain
 from recording.synthetic import melody_from_midi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,10 +39,8 @@ def start_brain(port: int, keys: Path | None, rig_keys: list[str], session: Path
         allowed = "[" + ", ".join(f"'{k}'" for k in rig_keys) + "]"
         args += ["--set", "bridge.curve=true", "--set", f"bridge.keys_dir={keys}",
                  "--set", f"bridge.allowed_keys={allowed}"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while "listening on" not in (line := proc.stdout.readline()):
-        if not line:
-            raise SystemExit("the brain did not start")
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True)
+    wait_brain(proc, port, security=CurveClient(*load_keys(keys, "sim-0"), load_keys(keys, "brain")[0]) if keys else None)
     return proc
 
 

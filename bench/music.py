@@ -24,7 +24,7 @@ from brain.encoder import word_note
 from brain.models import MODELS_DIR, load_model
 from brain.live.replay import replay
 from core.errors import SessionError
-from neurojam.cli.demo import free_port_pair
+from neurojam.processes import free_port_pair
 from neurojam.config import load_config
 from recording import open_session
 from core.units import KEY_TONICS

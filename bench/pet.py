@@ -130,7 +130,7 @@ def main() -> None:
     print(f"treat requests refused by the caps: {refused} of {asked} ({refused / max(1, asked):.1%}); "
           f"highest level reached: {max(r['max_level'] for r in rows)}")
     if args.png:
-        from neurojam.cli.pet import draw_progress
+        from rig.progress import draw_progress
         from rig.progress import PetProgress
 
         draw_progress(PetProgress.load(root, "bench"), Path(args.png))

@@ -45,16 +45,14 @@ def rss_mb(pid: int) -> float:
 def jam(rigs: int, seconds: float, warmup: float, screenshot: str | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from neurojam.cli.demo import free_port_pair
+    from neurojam.processes import free_port_pair, wait_http
 
     ports, port = free_port_pair(), free_port()
     sets = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}"]
     py = [sys.executable, "-m", "neurojam.cli"]
     stage = subprocess.Popen(py + ["stage", "--port", str(port), *sets], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
-    while "open http" not in (line := stage.stdout.readline()):
-        if not line:
-            raise SystemExit("the stage did not start")
+    wait_http(f"http://127.0.0.1:{port}/", stage)
     demo = subprocess.Popen(py + ["demo", "--rigs", str(rigs), "--seconds", str(seconds + warmup + 15), "--no-view",
                                   "--out", tempfile.mkdtemp(), *sets], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)

@@ -24,7 +24,7 @@ from loop import start_brain
 from bridge.link import Link
 from bridge.messages import Accomp, Beat, Note, encode
 from bridge.security import Security
-from neurojam.cli.demo import free_port_pair
+from neurojam.processes import free_port_pair
 from recording.log import read_session
 
 

@@ -535,3 +535,20 @@ class Link:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def brain_ready(host: str, events_port: int, commands_port: int, timeout_s: float = 60.0,
+                security: Security | None = None, stop: Callable[[], bool] | None = None) -> bool:
+    """Ask the brain over the wire whether it is ready: it binds only once its model is loaded and warm, so its
+    first pong says so. False after ``timeout_s`` or as soon as ``stop()`` is true (its process died)."""
+    deadline = time.monotonic() + timeout_s
+    with Link("tool", f"ready-probe-{os.getpid()}-{secrets.token_hex(3)}", host=host, events_port=events_port,
+              commands_port=commands_port, security=security) as link:
+        while time.monotonic() < deadline and not (stop and stop()):
+            ping = Ping()
+            link.send(ping)
+            end = time.monotonic() + 0.25
+            while time.monotonic() < end:
+                if any(isinstance(m, Pong) and m.ping_seq == ping.seq for m in link.receive(timeout_ms=50)):
+                    return True
+    return False

@@ -94,3 +94,36 @@ class PetProgress:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+
+def draw_progress(progress: "PetProgress", png: Path) -> Path:
+    """On-beat share, timing error and level per session, one panel each, sessions in order (matplotlib: not
+    needed on a Pi until a plot is asked for)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = progress.sessions
+    x = list(range(1, len(rows) + 1))
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6.5), sharex=True)
+    on_beat = [None if s.on_beat is None else 100 * s.on_beat for s in rows]
+    axes[0].plot(x, on_beat, "o-", color="#2a9d8f")
+    axes[0].set_ylabel("on the beat (%)")
+    axes[0].set_ylim(0, 100)
+    axes[1].plot(x, [s.mean_abs_offset_ms for s in rows], "o-", color="#e76f51")
+    axes[1].set_ylabel("timing error (ms)")
+    axes[1].set_ylim(bottom=0)
+    axes[2].step(x, [s.level_end for s in rows], where="mid", color="#264653")
+    axes[2].set_ylabel("level")
+    axes[2].set_yticks(range(1, max(s.level_end for s in rows) + 2))
+    axes[2].set_xlabel("session")
+    axes[2].set_xticks(x)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{progress.name}: training progress")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png

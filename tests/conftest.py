@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from neurojam.cli.demo import free_port_pair  # noqa: F401  (tests import it from here)
+from neurojam.processes import free_port_pair  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = json.loads((ROOT / "brain" / "models" / "notes-default" / "config.json").read_text())

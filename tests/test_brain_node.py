@@ -10,20 +10,14 @@ import pytest
 
 from bridge.link import Link
 from bridge.messages import Accomp, Beat, Hello, MessageError, Neurons, Note, Pad, Ping, Steer, SteerReply
+from neurojam import processes
 from tests.conftest import LAYERS_VALID, NEURONS_VALID, ROOT, run_cli
 
 
-def start_brain(ports, *sets):
-    args = [sys.executable, "-m", "neurojam.cli", "brain", "--set", f"bridge.events_port={ports}",
-            "--set", f"bridge.commands_port={ports + 1}", "--set", "brain.sonify.subdivision=2", *sets]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if "listening on" in line or not line:
-            break
-    assert proc.poll() is None, proc.stdout.read()
-    return proc
+def start_brain(ports, *sets, security=None):
+    """A brain process, ready (it answered a ping over the wire); ``security``: the probe's keys, when it wants
+    them."""
+    return processes.start_brain(ports, "--set", "brain.sonify.subdivision=2", *sets, cwd=ROOT, security=security)
 
 
 def collect(link, seconds, until=None):

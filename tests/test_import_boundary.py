@@ -97,13 +97,87 @@ def test_rig_node_imports_from_any_directory(tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-EXPERIMENTS = ("brain/science/patching.py", "brain/corruption.py", "brain/science/corruption_effects.py", "brain/science/results.py")
-"""Science on recorded sessions: it must run without the live node (no sockets, no stage feed)."""
+BRAIN_ROOMS = {"live": {"science", "training"}, "science": {"live"}, "training": {"live"}, "": {"live", "science", "training"}}
+"""brain/<room> → the rooms it may not import. The live node never loads training (or the science's evaluation and
+plots); the science runs on recorded sessions without the live node; training never touches the live node; the model
+layer (brain/*.py) imports none of the three."""
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS)
-def test_experiments_do_not_import_the_live_node(path):
-    tree = ast.parse((ROOT / path).read_text())
-    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
-        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not modules & {"brain.live.node", "brain.live.stage_feed", "brain.live.replay", "bridge.link"}, path
+def _module_imports(path: Path) -> set[str]:
+    """Full dotted names this file imports, at module level, in functions or under TYPE_CHECKING."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def brain_room_violations(root: Path = ROOT) -> list[str]:
+    bad = []
+    for path in (root / "brain").rglob("*.py"):
+        parts = path.relative_to(root / "brain").parts
+        room = parts[0] if len(parts) > 1 else ""
+        for name in _module_imports(path):
+            bits = name.split(".")
+            if bits[0] == "brain" and len(bits) > 1 and bits[1] in BRAIN_ROOMS.get(room, set()):
+                bad.append(f"{path.relative_to(root)} imports brain.{bits[1]}")
+    return sorted(set(bad))
+
+
+def test_the_brain_rooms_hold():
+    assert brain_room_violations() == []
+
+
+def test_the_room_check_can_fail(tmp_path):
+    for room in ("live", "science", "training"):
+        (tmp_path / "brain" / room).mkdir(parents=True)
+    (tmp_path / "brain" / "live" / "bad.py").write_text("def f():\n    from brain.training import train\n")
+    (tmp_path / "brain" / "science" / "bad.py").write_text("from brain.live.node import BrainNode\n")
+    (tmp_path / "brain" / "stream.py").write_text("import brain.science.report\n")
+    assert brain_room_violations(tmp_path) == ["brain/live/bad.py imports brain.training",
+                                               "brain/science/bad.py imports brain.live",
+                                               "brain/stream.py imports brain.science"]
+
+
+def test_nothing_outside_the_command_line_imports_it():
+    """The CLI is the top: libraries, benches and the process helpers never import it (tests of the CLI may)."""
+    bad = [f"{p.relative_to(ROOT)}" for p in [*ROOT.glob("*/**/*.py")]
+           if p.parts[len(ROOT.parts)] in (*LAYERS, "bench") and "cli" not in p.relative_to(ROOT).parts
+           and any(n == "neurojam.cli" or n.startswith("neurojam.cli.") for n in _module_imports(p))]
+    assert bad == []
+
+
+def import_cycles(root: Path = ROOT) -> list[list[str]]:
+    """Cycles among the project's modules, counting every import (a cycle hidden in a function is still one)."""
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+               for pkg in LAYERS for p in (root / pkg).rglob("*.py")}
+    graph = {m: {n for n in _module_imports(p) if n in modules and n != m} for m, p in modules.items()}
+    cycles, state = [], {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = "open"
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                cycles.append(stack[stack.index(n):] + [n])
+            elif n not in state:
+                visit(n, stack + [n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    return cycles
+
+
+def test_no_import_cycles():
+    assert import_cycles() == []
+
+
+def test_the_cycle_check_can_fail(tmp_path):
+    (tmp_path / "brain").mkdir()
+    (tmp_path / "brain" / "a.py").write_text("from brain.b import x\n")
+    (tmp_path / "brain" / "b.py").write_text("def f():\n    import brain.a\n")
+    assert import_cycles(tmp_path) == [["brain.a", "brain.b", "brain.a"]]

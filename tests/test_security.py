@@ -11,8 +11,9 @@ import zmq
 
 from bridge.config import BridgeConfig
 from bridge.messages import Note, encode
-from bridge.security import Security, create_keys, public_key_text, security_for
+from bridge.security import CurveClient, Security, create_keys, load_keys, public_key_text, security_for
 from core.errors import ConfigError
+from neurojam.processes import wait_brain
 from recording import open_session
 from tests.conftest import ROOT, run_cli
 
@@ -53,8 +54,7 @@ def test_intruders_get_nothing_and_inject_nothing_while_a_real_rig_jams(tmp_path
     brain = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "brain", *wire, "--set", f"bridge.keys_dir={keys}",
                               "--set", f"bridge.allowed_keys=['{rig_key}']", "--session", str(tmp_path / "brain"),
                               "--seconds", "25"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while "listening on" not in (line := brain.stdout.readline()):
-        assert line, "the brain did not start"
+    wait_brain(brain, ports, security=CurveClient(*load_keys(keys, "rig"), brain_key.encode()))
     ctx = zmq.Context.instance()
     thief = ctx.socket(zmq.PULL)  # no key at all, on the command port
     thief.connect(f"tcp://127.0.0.1:{ports + 1}")
@@ -105,8 +105,7 @@ def test_two_rigs_on_one_brain_hear_only_themselves_and_a_twin_is_refused(tmp_pa
     wire = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}"]
     brain = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "brain", *wire, "--seconds", "40"], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while "listening on" not in (line := brain.stdout.readline()):
-        assert line, "the brain did not start"
+    wait_brain(brain, ports)
 
     def rig(name, *extra, seconds=8):
         return subprocess.Popen([sys.executable, "-m", "neurojam.cli", "rig", *wire, "--set", f"rig.node_id={name}",

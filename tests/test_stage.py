@@ -153,7 +153,7 @@ def jam_page(tmp_path_factory):
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "the Debian chromium package is needed (.ci/run installs it)"
-    from neurojam.cli.demo import free_port_pair
+    from neurojam.processes import free_port_pair
 
     ports, port = free_port_pair(), free_port()
     stage = start_stage(ports, port)

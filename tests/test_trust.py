@@ -80,7 +80,8 @@ def keyed_brain(ports, tmp_path):
     wire = ["--set", "bridge.curve=on", "--set", f"bridge.keys_dir={keys}",
             "--set", f"bridge.allowed_keys={json.dumps([pub['rig-a'], pub['rig-b'], pub['tool']])}",
             "--set", f"bridge.identities={json.dumps({pub['rig-a']: 'rig:rig-a'})}"]
-    brain = start_brain(ports, *wire, "--session", str(tmp_path / "brain"))
+    brain = start_brain(ports, *wire, "--session", str(tmp_path / "brain"),
+                        security=CurveClient(*load_keys(keys, "tool"), pub["brain"].encode()))
 
     def link(role, node, key):
         public, secret = load_keys(keys, key)
@@ -316,12 +317,13 @@ def websocket_status(port: int, origin: str, host: str | None = None) -> int:
 
 
 def test_the_stage_obeys_only_its_own_page(ports):
-    from tests.test_stage import free_port, read_until, start_stage
+    from neurojam.processes import wait_http
+    from tests.test_stage import free_port, start_stage
 
     port = free_port()
     stage = start_stage(ports, port)
     try:
-        read_until(stage, "open http")
+        wait_http(f"http://127.0.0.1:{port}/", stage)
         base = f"http://127.0.0.1:{port}"
         body = json.dumps({"bpm": 30}).encode()
         own = {"Content-Type": "application/json", "Origin": base}

@@ -33,11 +33,13 @@ from bridge.identity import IdentityBook
 from bridge.link import LinkSnapshot
 from bridge.messages import (
     Accomp,
+    Beat,
     CardRequest,
     Hello,
     Message,
     NeuronHit,
     Neurons,
+    Note,
     Steer,
     SteerReply,
     Tempo,
@@ -116,6 +118,18 @@ class BrainCore:
             if self.on_new_rig:
                 self.on_new_rig(node)
         return state
+
+    def warm(self) -> None:
+        """One beat and one note through a throwaway stream: the first jam step pays no first-call costs (the
+        step statistics never see this)."""
+        bc = self.config
+        stream = NeuronStream(self.model, layers=None if bc.layers == "all" else list(bc.layers), top_k=bc.top_k,
+                              context_tokens=bc.context_tokens, stats=self.neuron_stats, kv_cache=bc.kv_cache)
+        try:
+            for msg in (Beat(index=0, bar=0, beat=0, time=0.0), Note(source="human", note=62, velocity=80, t=0.1)):
+                stream.step([stream_event(msg)])
+        finally:
+            stream.close()
 
     # -- messages in ----------------------------------------------------------------------
     def handle(self, msgs: list[Message], wire: LinkSnapshot | None = None) -> list[Answer]:

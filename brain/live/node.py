@@ -24,7 +24,7 @@ from bridge.identity import IdentityBook
 from bridge.link import Link
 from bridge.messages import BrainStatus, Message, Monitor, NeuronCard, Neurons
 from bridge.osc import OscOut
-from bridge.security import security_for
+from bridge.security import Security, security_for
 from core.config import to_dict
 from recording.config import SessionConfig
 from recording.log import SessionRecorder
@@ -46,20 +46,20 @@ UNRECORDED = (Monitor, BrainStatus, NeuronCard)
 """What the brain sends stages: copies of frames already in the session, and views of it."""
 
 
-def brain_link(config: BrainSettings, tap: SessionRecorder | None = None) -> Link:
+def brain_link(config: BrainSettings, security: Security, identity: IdentityBook,
+               tap: SessionRecorder | None = None) -> Link:
     """The brain's end of the wire, as configured."""
     b, bc = config.bridge, config.brain
-    security = security_for(b, bc.node_id, server=True)
     return Link("brain", bc.node_id, bind_host=b.bind_host, events_port=b.events_port,
                 commands_port=b.commands_port, heartbeat_s=b.heartbeat_s, liveness_s=b.liveness_s,
-                hwm=b.hwm, tap=tap, security=security, max_frame_bytes=b.max_frame_bytes,
-                identity=IdentityBook.from_config(b, keyed=security.name == "curve"))
+                hwm=b.hwm, tap=tap, security=security, max_frame_bytes=b.max_frame_bytes, identity=identity)
 
 
 class BrainNode:
     """A :class:`~brain.live.core.BrainCore` on a :class:`~bridge.link.Link`: receive, hand over, send the answers.
 
-    ``link`` is made from the config unless given (a test or a replay can pass its own)."""
+    ``link`` is made from the config unless given (a test or a replay can pass its own). It is bound only after
+    the model is loaded and warm, so a peer's first pong means ready (:func:`bridge.link.brain_ready`)."""
 
     def __init__(self, config: BrainSettings, model: LoadedModel | None = None, *, session_dir: str | Path | None = None,
                  meta: dict | None = None, link: Link | None = None) -> None:
@@ -73,8 +73,12 @@ class BrainNode:
                                             buffer=config.session.buffer, flush_ms=config.session.flush_ms,
                                             min_free_mb=config.session.min_free_mb, max_mb=config.session.max_mb)
         try:
-            self.link = link or brain_link(config, tap=self.recorder)
-            self.core = BrainCore(bc, model, identity=self.link.identity)
+            security = link.security if link else security_for(config.bridge, bc.node_id, server=True)
+            identity = link.identity if link else IdentityBook.from_config(config.bridge,
+                                                                          keyed=security.name == "curve")
+            self.core = BrainCore(bc, model, identity=identity)
+            self.core.warm()
+            self.link = link or brain_link(config, security, identity, tap=self.recorder)
         except BaseException:
             if self.recorder:
                 self.recorder.close()

@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 from core.errors import ConfigError
 from neurojam.config import load_config, profile_dirs
 from neurojam.cli.args import positive_seconds
+from neurojam.processes import NodeDidNotStart, free_port_pair, start_stage, stop_process, wait_brain
 
 MELODY = Path("melodies") / "soldiers-joy.mid"
 
@@ -36,31 +35,6 @@ def melody_path() -> Path:
             return d / MELODY
     raise ConfigError(f"the demo melody configs/{MELODY} was not found: run from the checkout or set "
                       f"NEUROJAM_CONFIG_DIR to the configs folder.")
-
-
-def free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free TCP port pair on loopback")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Ctrl-C a node (it cleans up: notes off, pin low, session closed), kill it if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 class LiveView:
@@ -148,36 +122,18 @@ class LiveView:
                 f"treats {self.treats['dispensed']}")
 
 
-def start_stage(common: list[str], user: list[str], log_path: Path, console, open_page: bool = True) -> subprocess.Popen:
+def open_stage(port: int, stage_port: int, args: list[str], log_path: Path, console, open_page: bool = True):
     """``--stage``: the web view beside the nodes, watching the same brain; its URL printed (and opened)."""
     import webbrowser
 
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "stage", *common, *user], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        log.write(line)
-        if "open http" in line:
-            url = line.split("open ", 1)[1].split()[0]
-            console.print(f"[bold]stage[/bold]: {url}")
-            if open_page:
-                webbrowser.open(url)
-            break
-    log.flush()
-    if proc.poll() is not None:
+    try:
+        proc, url = start_stage(port, stage_port, *args, log=log_path)
+    except NodeDidNotStart:
         console.print(f"[yellow]the stage did not start (see {log_path})[/yellow]")
-
-    def keep_log() -> None:  # the rest of what it says, so its pipe never fills
-        for rest in proc.stdout:
-            log.write(rest)
-            log.flush()
-        log.close()
-
-    threading.Thread(target=keep_log, daemon=True).start()
+        return None
+    console.print(f"[bold]stage[/bold]: {url}")
+    if open_page:
+        webbrowser.open(url)
     return proc
 
 
@@ -186,18 +142,19 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     from rich.console import Console
     from rich.live import Live
 
-    from recording.log import LOG_NAME, LogTail
+    from recording.log import BRAIN_SESSION, LOG_NAME, LogTail
 
     console = Console()
     out_dir = Path(out) if out else Path("demo-out") / time.strftime("%Y%m%dT%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     session = out_dir / "session"
     port = free_port_pair()
-    load_config("lab", list(extra or []))  # a mistake in the user's --set is told here, before anything starts
+    config = load_config("lab", [f"bridge.events_port={port}", f"bridge.commands_port={port + 1}",
+                                 *(extra or [])])  # a mistake in the user's --set is told here, before anything starts
     common = ["--set", f"bridge.events_port={port}", "--set", f"bridge.commands_port={port + 1}"]
     user = [x for item in extra or [] for x in ("--set", item)]  # last, so that the user's values win
     py = [sys.executable, "-m", "neurojam.cli"]
-    brain_cmd = py + ["brain", "--config", "lab", *common, "--session", str(out_dir / "brain-session")]
+    brain_cmd = py + ["brain", "--config", "lab", *common, "--session", str(out_dir / BRAIN_SESSION)]
     if model:
         brain_cmd += ["--model", model]
     brain_cmd += user
@@ -211,8 +168,15 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     brain = subprocess.Popen(brain_cmd, stdout=logs["brain"], stderr=subprocess.STDOUT)
     stage_proc = None
     try:
-        stage_proc = start_stage(common, user, out_dir / "stage.log", console) if stage else None
-        _wait_brain_ready(out_dir / "brain.log", brain, console)
+        stage_proc = open_stage(config.bridge.events_port, config.stage.port, user, out_dir / "stage.log", console) if stage else None
+        with console.status("loading the model…"):
+            wait_brain(brain, config.bridge.events_port, commands_port=config.bridge.commands_port,
+                       log=out_dir / "brain.log")
+    except NodeDidNotStart as exc:
+        for proc in (brain, stage_proc):
+            if proc is not None:
+                stop_process(proc)
+        raise SystemExit(f"neurojam: {exc}") from None
     except BaseException:
         for proc in (brain, stage_proc):
             if proc is not None:
@@ -297,19 +261,6 @@ class _Null:
 
     def __exit__(self, *exc):
         return False
-
-
-def _wait_brain_ready(log_path: Path, brain: subprocess.Popen, console, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    with console.status("loading the model…"):
-        while time.monotonic() < deadline:
-            if brain.poll() is not None:
-                text = log_path.read_text() if log_path.exists() else ""
-                raise SystemExit(f"neurojam: the brain did not start:\n{text[-2000:]}")
-            if log_path.exists() and "listening on" in log_path.read_text():
-                return
-            time.sleep(0.1)
-    console.print("[yellow]the brain is slow to start; the rig starts anyway[/yellow]")
 
 
 def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_died_at: float | None) -> int:

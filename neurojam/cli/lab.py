@@ -40,8 +40,11 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
             audio_driver: str | None, stage: bool = False) -> int:
     from rich.console import Console
 
-    from neurojam.cli.demo import start_stage, stop_process
+    from bridge.link import brain_ready
+    from bridge.security import security_for
+    from neurojam.cli.demo import open_stage
     from neurojam.config import load_config
+    from neurojam.processes import stop_process
     from rig.midi_io import list_ports
 
     config = load_config(profile or "lab", overrides)
@@ -60,17 +63,16 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
     base = [sys.executable, "-m", "neurojam.cli"]
     set_args = [x for s in sets for x in ("--set", s)]
     brain_cmd = base + ["brain", "--config", profile or "lab", *set_args] + (["--model", model] if model else [])
-    brain = subprocess.Popen(brain_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    brain = subprocess.Popen(brain_cmd)  # its lines on this terminal
     stage_proc = None
     try:
-        line = ""
-        while "listening on" not in line:
-            line = brain.stdout.readline()
-            if not line and brain.poll() is not None:
-                raise DeviceError(f"the brain did not start (exit {brain.returncode})")
-        print(line.strip(), flush=True)
+        b = config.bridge
+        if not brain_ready(b.host, b.events_port, b.commands_port, 120, stop=lambda: brain.poll() is not None,
+                           security=security_for(b, "lab-probe", server=False)):
+            raise DeviceError(f"the brain did not start (exit {brain.poll()})")
         if stage:
-            stage_proc = start_stage(["--config", profile or "lab"], set_args, Path("stage.log"), Console())
+            stage_proc = open_stage(b.events_port, config.stage.port, ["--config", profile or "lab", *set_args],
+                                    Path("stage.log"), Console())
         rig_cmd = base + ["rig", "--config", profile or "lab", *set_args, "--keys"]
         if seconds:
             rig_cmd += ["--seconds", str(seconds)]

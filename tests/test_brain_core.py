@@ -1,0 +1,100 @@
+"""The brain core in-process, no sockets: the same answers as the brain process over the wire, and its rules
+(steering, who may steer which rig, what stages see) checked as plain calls."""
+
+import msgspec
+import pytest
+
+from bridge.identity import IdentityBook
+from bridge.link import LinkSnapshot
+from bridge.messages import Accomp, Beat, CardRequest, Hello, Monitor, Neurons, Note, Steer, SteerReply, TreatRequest
+from recording.log import read_session
+from recording.synthetic import write_melody_session
+from tests.conftest import run_cli
+
+Z = "Z" * 40  # a CurveZMQ key's shape: the book only compares them
+
+
+@pytest.fixture(scope="module")
+def model():
+    from brain.models import load_model
+
+    return load_model("notes-default", "cpu")
+
+
+def core(model, *sets, identity=None):
+    from brain.live.core import BrainCore
+    from neurojam.config import load_config
+
+    return BrainCore(load_config(None, list(sets)).brain, model, identity=identity)
+
+
+def answers_of(messages) -> list[dict]:
+    """What a rig is told, without the link's stamps (node, seq, send time) or timing."""
+    out = []
+    for m in messages:
+        if isinstance(m, (Accomp, Neurons, TreatRequest)):
+            d = msgspec.to_builtins(m)
+            for k in ("node", "seq", "t", "step_ms"):
+                d.pop(k, None)
+            for hit in d.get("hits", []):  # a batched and a one-event forward differ in the 6th digit
+                hit[2], hit[3] = round(hit[2], 3), round(hit[3], 3)
+            out.append(d)
+    return out
+
+
+def test_the_core_in_process_answers_as_the_brain_process_does_on_a_replayed_session(model, tmp_path):
+    melody = [(b * 0.5, 0.45, 60 + [0, 4, 7, 12, 7, 4][b % 6]) for b in range(48)]
+    src = write_melody_session(tmp_path / "src", melody, tempo_bpm=120, pet_every_beats=3)
+    run_cli("replay", str(src), "--fast", "--out", str(tmp_path / "wire"), timeout=300)  # a real process, real sockets
+    over_the_wire = answers_of(r.msg for r in read_session(tmp_path / "wire").records if r.direction == "in")
+
+    brain = core(model)
+    events = read_session(src).rig_side()
+    in_process = []
+    for i in range(0, len(events), 7):  # batched otherwise than the replay: the answers must not depend on it
+        in_process += [msg for to, msg in brain.handle(events[i:i + 7]) if to == events[0].node]
+    assert len(over_the_wire) > 100 and any(isinstance(m, Accomp) for m in in_process)
+    assert answers_of(in_process) == over_the_wire
+
+
+def test_steering_is_answered_and_refused_with_reasons(model):
+    brain = core(model)
+    brain.handle([Beat(index=0, bar=0, beat=0, time=1.0, node="rig", seq=0)])
+    [(to, ok)] = brain.handle([Steer(layer=1, neuron=42, factor=0.0, node="tool", seq=0)])
+    assert to == "tool" and ok == SteerReply(applied=True, layer=1, neuron=42, factor=0.0)
+    assert brain.rigs["rig"].stream.steering.factors == {(1, 42): 0.0}
+    [(_, bad)] = brain.handle([Steer(layer=1, neuron=99_999, factor=2.0, node="tool", seq=1)])
+    assert not bad.applied and "out of range" in bad.reason
+    [(_, ghost)] = brain.handle([Steer(layer=1, neuron=1, factor=2.0, rig="nobody", node="tool", seq=2)])
+    assert not ghost.applied and "no rig called 'nobody'" in ghost.reason
+    assert brain.counts["refused_controls"] == 2
+
+
+def test_a_key_for_one_rig_cannot_steer_or_treat_another(model):
+    book = IdentityBook(identities={Z: "rig:a"}, keyed=True)
+    assert book.claim("a", Z, "rig") is None and book.claim("b", "Y" * 40, "rig") is None
+    brain = core(model, identity=book)
+    brain.handle([Beat(index=0, bar=0, beat=0, time=1.0, node="a", seq=0), Beat(index=0, bar=0, beat=0, time=1.0, node="b", seq=0)])
+    out = brain.handle([Steer(layer=0, neuron=1, factor=0.0, rig="b", node="a", seq=1),
+                        TreatRequest(source="manual", rig="b", node="a", seq=2)])
+    assert [(to, type(m).__name__, m.applied) for to, m in out] == [("a", "SteerReply", False)]
+    assert brain.dropped_in["not_your_rig"] == 2 and brain.rigs["b"].stream.steering.factors == {}
+
+
+def test_stages_get_copies_only_while_alive_and_only_of_rigs_they_may_see(model):
+    brain = core(model)
+    brain.handle([Hello(role="stage", node="stage-1", seq=0)])
+    note = Note(source="human", note=62, velocity=90, t=1.0, node="rig", seq=1)
+    alive = LinkSnapshot(now=10.0, liveness_s=2.0, last_heard={"stage-1": 9.5, "rig": 9.9})
+    copies = [(to, m) for to, m in brain.handle([note], alive) if isinstance(m, Monitor)]
+    assert {to for to, _ in copies} == {"stage-1"} and {m.direction for _, m in copies} == {"in", "out"}
+    gone = LinkSnapshot(now=20.0, liveness_s=2.0, last_heard={"stage-1": 9.5, "rig": 19.9})
+    assert not [m for _, m in brain.handle([msgspec.structs.replace(note, seq=2, t=2.0)], gone)
+                if isinstance(m, Monitor)]
+    [(to, status)] = brain.status(alive)
+    assert to == "stage-1" and [r.node for r in status.rigs] == ["rig"] and status.rigs[0].events == 2
+
+
+def test_a_card_for_a_neuron_out_of_range_says_so(model):
+    [(to, card)] = core(model).handle([CardRequest(layer=99, neuron=0, node="stage-1", seq=0)])
+    assert to == "stage-1" and "out of range" in card.error
