@@ -6,6 +6,11 @@ Socket layout (the brain binds, the rig connects, so either may restart)::
     rig  DEALER --connect--> tcp://brain:commands_port --bind-- ROUTER brain   hello + heartbeats in;
                                                                                 commands out, addressed
 
+The two ends are two classes over one core (:class:`Link`: stamping,
+non-blocking sends, decoding and sequence bookkeeping): :class:`BrainLink`
+binds and keeps a view of every peer; :class:`PeerLink` connects to one brain.
+``Link(role, ...)`` returns the one the role needs.
+
 Commands are addressed: each rig (and tool) says ``hello`` on its DEALER
 (routing id ``node:pid:random``), so the brain's ROUTER knows which routing id
 is which node and sends each one only what answers its own events
@@ -145,8 +150,18 @@ def _refusal_text(reason: str, hello: Hello) -> str:
 
 
 class Link:
-    """A node's bridge endpoint. ``send`` may be called from any thread (pads fire
-    from GPIO and timeline threads); ``receive`` from one thread only."""
+    """A node's bridge endpoint: the brain's (:class:`BrainLink`, binds, many peers) or a rig's, stage's or tool's
+    (:class:`PeerLink`, connects to one brain). ``Link(role, ...)`` makes the right one. ``send`` may be called
+    from any thread (pads fire from GPIO and timeline threads); ``receive`` from one thread only."""
+
+    _readers: tuple[Callable[[], Message | None], ...]
+    _readable: tuple[zmq.Socket, ...]
+    _sends_on: zmq.Socket
+
+    def __new__(cls, role: Role, *args, **kwargs) -> "Link":
+        if cls is Link:
+            cls = BrainLink if role == "brain" else PeerLink
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -170,69 +185,41 @@ class Link:
         self.heartbeat_s, self.liveness_s = heartbeat_s, liveness_s
         self.tap = tap
         self.stats = LinkStats()
-        self.offset = ClockOffsetEstimator()
-        """The brain's clock, on a rig, stage or tool. The brain has no single peer: see ``peer_offsets``."""
-        self.peer_offsets: dict[str, ClockOffsetEstimator] = {}
-        """On the brain: each peer's clock, from its pongs."""
         self.peer_gaps: Counter = Counter()
         """Messages lost in sequence gaps, per sending node."""
         self._seq = 0
-        self._seq_to: Counter = Counter()
-        """On the brain: the next sequence number for each peer (each peer's stream is gapless on its own)."""
         self.max_frame_bytes = max_frame_bytes
+        self._seq_to: Counter = Counter()
         self._send_lock = threading.Lock()
         self._peer_seq: dict[str, int] = {}
         self._last_beat_sent = float("-inf")
         self._last_log: dict[str, float] = {}
         self._ctx = zmq.Context.instance()
-        self.security = security = security or Security()
-        self.server = server = role == "brain"
-        self.identity = identity or IdentityBook(keyed=security.name == "curve", clock=clock)
-        """On the brain: which connection may speak as which node, and see and steer which rigs."""
-        self._roles: dict[str, str] = {}
-        self._probed: dict[str, float] = {}
-        self.peers: dict[str, Peer] = {}
-        """The brain's view of who is connected: node id → routing id and when last heard."""
+        self.security = security or Security()
         self.refused: str | None = None
         """On a rig or tool: why the brain refused it (a duplicate node id), once it did."""
-        if server:
-            self._in = self._ctx.socket(zmq.PULL)  # events from every rig
-            self._cmd = self._ctx.socket(zmq.ROUTER)  # hellos in, addressed commands out
-            self._cmd.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a closed connection fails: see _gone
-            for sock in (self._in, self._cmd):  # close connections whose peer died without closing them
-                sock.setsockopt(zmq.HEARTBEAT_IVL, int(heartbeat_s * 1000))
-                sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(liveness_s * 1000))
-        else:
-            self._out = self._ctx.socket(zmq.PUSH)
-            self._cmd = self._ctx.socket(zmq.DEALER)
-            self._cmd.setsockopt(zmq.ROUTING_ID, f"{node_id}:{os.getpid()}:{secrets.token_hex(4)}".encode())
-        for sock in (self._in, self._cmd) if server else (self._out, self._cmd):
-            sock.linger = 0
-            sock.sndhwm = hwm
-            sock.rcvhwm = hwm
-            sock.setsockopt(zmq.RECONNECT_IVL, 100)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            security.apply(sock, server=server)
-        if server:
-            for sock, port in ((self._in, events_port), (self._cmd, commands_port)):
-                try:
-                    sock.bind(f"tcp://{bind_host}:{port}")
-                except zmq.ZMQError as exc:
-                    self.close()
-                    raise ConfigError(
-                        f"cannot listen on tcp://{bind_host}:{port}: {exc.strerror} (another brain, demo or replay "
-                        f"still running?). Stop it, or pick free ports: --set bridge.events_port=N --set "
-                        f"bridge.commands_port=N+1.") from None
-        else:
-            self._out.setsockopt(zmq.IMMEDIATE, 1)
-            self._out.connect(f"tcp://{host}:{events_port}")
-            self._cmd.connect(f"tcp://{host}:{commands_port}")
+        self.peers: dict[str, Peer] = {}
+        """On the brain: who is connected, node id → routing id and when last heard (a rig knows only its brain)."""
+        self._sockets = self._open(host=host, events_port=events_port, commands_port=commands_port,
+                                   bind_host=bind_host, hwm=hwm, identity=identity)
         self._poller = zmq.Poller()
-        self._poller.register(self._cmd, zmq.POLLIN)
-        if server:
-            self._poller.register(self._in, zmq.POLLIN)
-        else:  # say who we are at once (queued until connected), so the brain can answer even a tool's ping
-            self.send(Hello(role=role))
+        for sock in self._readable:
+            self._poller.register(sock, zmq.POLLIN)
+        self._started()
+    def _open(self, **where) -> list[zmq.Socket]:
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """After the sockets are open."""
+
+    def _configure(self, sock: zmq.Socket, hwm: int) -> zmq.Socket:
+        sock.linger = 0
+        sock.sndhwm = hwm
+        sock.rcvhwm = hwm
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self.security.apply(sock, server=isinstance(self, BrainLink))
+        return sock
 
     # -- sending -------------------------------------------------------------
     def stamp(self, msg: Message, to: str | None = None) -> Message:
@@ -252,12 +239,7 @@ class Link:
         the node it is for (no ``to``: every live peer); on a rig, hello and heartbeats go on the command socket.
         ``record=False`` keeps it out of the session (a stage's copies of frames that are already in it)."""
         with self._send_lock:
-            if self.server:
-                return self._route(msg, to, as_recorded, record)
-            frame = encode(msg if as_recorded else self.stamp(msg))
-            if self.tap and record:  # record before sending: what the peer never got is still kept
-                self.tap("out", frame, msg.t)
-            return self._push(self._cmd if isinstance(msg, CONTROL) else self._out, frame)
+            return self._send(msg, to, as_recorded, record)
 
     def _push(self, sock: zmq.Socket, frame: bytes, *envelope: bytes) -> bool:
         try:
@@ -273,7 +255,166 @@ class Link:
         self.stats.sent += 1
         return True
 
-    def _route(self, msg: Message, to: str | None, as_recorded: bool, record: bool) -> bool:
+    def writable(self, timeout_ms: float = 0) -> bool:
+        """True once a peer is connected and a send would go out (consumes no sequence number)."""
+        return bool(self._sends_on.poll(max(0, int(timeout_ms)), zmq.POLLOUT))
+
+    def hello(self, session: str = "", software: str = "") -> bool:
+        return self.send(Hello(role=self.role, software=software, session=session))
+
+    def tick(self) -> None:
+        """Send a heartbeat (and a clock ping from the brain) when one is due."""
+        now = self.clock()
+        if now - self._last_beat_sent >= self.heartbeat_s:
+            self._last_beat_sent = now
+            self.send(self._keepalive())
+
+    # -- receiving -----------------------------------------------------------
+    def poll(self, timeout_ms: float = 0) -> bool:
+        return bool(self._poller.poll(max(0, int(timeout_ms))))
+
+    def receive(self, timeout_ms: float = 0, max_frames: int = 1000) -> list[Message]:
+        """Decoded, validated messages waiting (up to ``max_frames``); bad frames counted. On the brain the command
+        socket is read first in each round: hellos and heartbeats say who is who."""
+        out: list[Message] = []
+        if not self.poll(timeout_ms):
+            return out
+        readers = self._readers
+        for _ in range(max_frames):
+            if not any([self._read_one(read, out) for read in readers]):
+                break
+        return out
+
+    @staticmethod
+    def _read_one(read: Callable[[], Message | None], out: list[Message]) -> bool:
+        """One waiting frame through ``read`` into ``out``; False when none was waiting."""
+        try:
+            msg = read()
+        except zmq.Again:
+            return False
+        if msg is not None:
+            out.append(msg)
+        return True
+
+    def _oversized(self, frame) -> bool:
+        if len(frame) <= self.max_frame_bytes:
+            return False
+        self.stats.dropped_in["oversized"] += 1
+        self._log_once("oversized", f"dropped a {len(frame):,}-byte frame (limit {self.max_frame_bytes:,})")
+        return True
+
+    def accept(self, frame: bytes, track: bool = True, decoded: Message | None = None) -> Message | None:
+        """Decode one raw frame (unless the caller already did: ``decoded``) and do the bookkeeping; None if it was
+        dropped."""
+        now = self.clock()
+        if self._oversized(frame):  # before anything decodes or records it
+            return None
+        if self.tap:
+            self.tap("in", frame, now)
+        try:
+            msg = decoded if decoded is not None else decode(frame)
+        except FrameError as exc:
+            self.stats.dropped_in[exc.reason] += 1
+            self._log_once(exc.reason, f"dropped a frame ({exc.detail[:200]})")
+            return None
+        self.stats.received += 1
+        self.stats.last_heard = now
+        if track and not isinstance(msg, CONTROL):
+            self._track_seq(msg)
+        peer = self.peers.get(msg.node) if track else None  # the command socket registers its own senders
+        if peer is not None:
+            peer.last_heard = now
+        if isinstance(msg, Ping):
+            self._answer_ping(msg)
+        elif isinstance(msg, Pong):
+            self._pong(msg, now)
+        elif isinstance(msg, Refused):
+            self.refused = msg.reason
+            log.error("the brain refused this %s: %s", self.role, msg.reason)
+        return msg
+
+    def _track_seq(self, msg: Message) -> None:
+        last = self._peer_seq.get(msg.node)
+        if last is not None and msg.seq <= last:
+            self.stats.peer_restarts += 1
+        elif last is not None and msg.seq > last + 1 + MAX_PLAUSIBLE_GAP:
+            self.stats.seq_jumps += 1  # no queue holds that many: a forged or corrupt number, not lost messages
+            self._log_once("seq_jump", f"{msg.node} jumped from seq {last} to {msg.seq}; resynchronised")
+        elif last is not None and msg.seq > last + 1:
+            self.stats.gaps += 1
+            self.stats.lost_in_gaps += msg.seq - last - 1
+            self.peer_gaps[msg.node] += msg.seq - last - 1
+        self._peer_seq[msg.node] = msg.seq
+
+    # -- state ---------------------------------------------------------------
+    def peer_alive(self) -> bool:
+        last = self.stats.last_heard
+        return last is not None and self.clock() - last < self.liveness_s
+
+    def stats_dict(self) -> dict:
+        d = self.stats.as_dict(self.clock())
+        d["peer_alive"] = self.peer_alive()
+        d["security"] = self.security.name
+        return d
+
+    def _log_once(self, reason: str, text: str, every_s: float = 60.0) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(reason, float("-inf")) >= every_s:
+            self._last_log[reason] = now
+            log.warning("%s: %s (further '%s' drops counted, logged once a minute)", self.role, text, reason)
+
+    def close(self) -> None:
+        """Safe to call twice."""
+        with self._send_lock:
+            for sock in self._sockets:
+                if not sock.closed:
+                    sock.close(linger=0)
+        self.security.close()
+
+    def __enter__(self) -> "Link":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+
+
+class BrainLink(Link):
+    """The brain's end: binds a PULL for every peer's events and a ROUTER that knows each peer by its hello, and
+    checks that each frame's connection owns the node id it claims."""
+
+    def _open(self, *, host: str, events_port: int, commands_port: int, bind_host: str, hwm: int,
+              identity: IdentityBook | None) -> list[zmq.Socket]:
+        self.identity = identity or IdentityBook(keyed=self.security.name == "curve", clock=self.clock)
+        """Which connection may speak as which node, and see and steer which rigs."""
+        self.peer_offsets: dict[str, ClockOffsetEstimator] = {}
+        """Each peer's clock, from its pongs (several rigs' clocks averaged together would mean nothing)."""
+        self._roles: dict[str, str] = {}
+        self._probed: dict[str, float] = {}
+        self._in = self._ctx.socket(zmq.PULL)  # events from every rig
+        self._cmd = self._ctx.socket(zmq.ROUTER)  # hellos in, addressed commands out
+        self._cmd.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a closed connection fails: see _gone
+        self._sockets = [self._in, self._cmd]
+        for sock in self._sockets:  # close connections whose peer died without closing them
+            sock.setsockopt(zmq.HEARTBEAT_IVL, int(self.heartbeat_s * 1000))
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.liveness_s * 1000))
+            self._configure(sock, hwm)
+        for sock, port in ((self._in, events_port), (self._cmd, commands_port)):
+            try:
+                sock.bind(f"tcp://{bind_host}:{port}")
+            except zmq.ZMQError as exc:
+                self.close()
+                raise ConfigError(
+                    f"cannot listen on tcp://{bind_host}:{port}: {exc.strerror} (another brain, demo or replay "
+                    f"still running?). Stop it, or pick free ports: --set bridge.events_port=N --set "
+                    f"bridge.commands_port=N+1.") from None
+        self._readers = (self._read_command, self._read_event)  # hellos and heartbeats first: who is who
+        self._readable = (self._cmd, self._in)
+        self._sends_on = self._cmd
+        return self._sockets
+
+    def _send(self, msg: Message, to: str | None, as_recorded: bool, record: bool) -> bool:
         """The brain's send: to one node's routing id, or to every live one, each stamped with that peer's own
         next sequence number."""
         if to is not None:
@@ -296,47 +437,14 @@ class Link:
                 sent = self._push(self._cmd, frame, peer.routing_id) and sent
         return sent
 
-    def writable(self, timeout_ms: float = 0) -> bool:
-        """True once a peer is connected and a send would go out (consumes no sequence number)."""
-        sock = self._cmd if self.server else self._out
-        return bool(sock.poll(max(0, int(timeout_ms)), zmq.POLLOUT))
+    def _keepalive(self) -> Message:
+        return Ping()  # each peer's pong measures its clock
 
-    def hello(self, session: str = "", software: str = "") -> bool:
-        return self.send(Hello(role=self.role, software=software, session=session))
+    def _answer_ping(self, msg: Ping) -> None:
+        self.send(Pong(ping_seq=msg.seq, ping_t=msg.t), to=msg.node)
 
-    def tick(self) -> None:
-        """Send a heartbeat (and a clock ping from the brain) when one is due."""
-        now = self.clock()
-        if now - self._last_beat_sent >= self.heartbeat_s:
-            self._last_beat_sent = now
-            self.send(Ping() if self.role == "brain" else Heartbeat())
-
-    # -- receiving -----------------------------------------------------------
-    def poll(self, timeout_ms: float = 0) -> bool:
-        return bool(self._poller.poll(max(0, int(timeout_ms))))
-
-    def receive(self, timeout_ms: float = 0, max_frames: int = 1000) -> list[Message]:
-        """Decoded, validated messages waiting (up to ``max_frames``); bad frames counted. On the brain the command
-        socket is read first in each round: hellos and heartbeats say who is who."""
-        out: list[Message] = []
-        if not self.poll(timeout_ms):
-            return out
-        readers = (self._read_command, self._read_event) if self.server else (self._read_from_brain,)
-        for _ in range(max_frames):
-            if not any([self._read_one(read, out) for read in readers]):
-                break
-        return out
-
-    @staticmethod
-    def _read_one(read: Callable[[], Message | None], out: list[Message]) -> bool:
-        """One waiting frame through ``read`` into ``out``; False when none was waiting."""
-        try:
-            msg = read()
-        except zmq.Again:
-            return False
-        if msg is not None:
-            out.append(msg)
-        return True
+    def _pong(self, msg: Pong, now: float) -> None:
+        self.peer_offsets.setdefault(msg.node, ClockOffsetEstimator()).add(msg.ping_t, msg.t, now)
 
     def _read_command(self) -> Message | None:
         parts = self._cmd.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -344,9 +452,6 @@ class Link:
 
     def _read_event(self) -> Message | None:
         return self._accept_event(self._in.recv(zmq.NOBLOCK, copy=False))
-
-    def _read_from_brain(self) -> Message | None:
-        return self.accept(self._cmd.recv(zmq.NOBLOCK, copy=True))
 
     @staticmethod
     def _identity_of(frame: zmq.Frame) -> str:
@@ -428,60 +533,6 @@ class Link:
             self._roles.setdefault(node, "rig")
         return self.accept(raw, decoded=msg)
 
-    def _oversized(self, frame) -> bool:
-        if len(frame) <= self.max_frame_bytes:
-            return False
-        self.stats.dropped_in["oversized"] += 1
-        self._log_once("oversized", f"dropped a {len(frame):,}-byte frame (limit {self.max_frame_bytes:,})")
-        return True
-
-    def accept(self, frame: bytes, track: bool = True, decoded: Message | None = None) -> Message | None:
-        """Decode one raw frame (unless the caller already did: ``decoded``) and do the bookkeeping; None if it was
-        dropped."""
-        now = self.clock()
-        if self._oversized(frame):  # before anything decodes or records it
-            return None
-        if self.tap:
-            self.tap("in", frame, now)
-        try:
-            msg = decoded if decoded is not None else decode(frame)
-        except FrameError as exc:
-            self.stats.dropped_in[exc.reason] += 1
-            self._log_once(exc.reason, f"dropped a frame ({exc.detail[:200]})")
-            return None
-        self.stats.received += 1
-        self.stats.last_heard = now
-        if track and not isinstance(msg, CONTROL):
-            self._track_seq(msg)
-        peer = self.peers.get(msg.node) if track else None  # the command socket registers its own senders
-        if peer is not None:
-            peer.last_heard = now
-        if isinstance(msg, Ping):
-            self.send(Pong(ping_seq=msg.seq, ping_t=msg.t), to=msg.node if self.server else None)
-        elif isinstance(msg, Pong):
-            if self.server:  # one estimate per peer: several rigs' clocks averaged together mean nothing
-                self.peer_offsets.setdefault(msg.node, ClockOffsetEstimator()).add(msg.ping_t, msg.t, now)
-            else:
-                self.offset.add(msg.ping_t, msg.t, now)
-        elif isinstance(msg, Refused):
-            self.refused = msg.reason
-            log.error("the brain refused this %s: %s", self.role, msg.reason)
-        return msg
-
-    def _track_seq(self, msg: Message) -> None:
-        last = self._peer_seq.get(msg.node)
-        if last is not None and msg.seq <= last:
-            self.stats.peer_restarts += 1
-        elif last is not None and msg.seq > last + 1 + MAX_PLAUSIBLE_GAP:
-            self.stats.seq_jumps += 1  # no queue holds that many: a forged or corrupt number, not lost messages
-            self._log_once("seq_jump", f"{msg.node} jumped from seq {last} to {msg.seq}; resynchronised")
-        elif last is not None and msg.seq > last + 1:
-            self.stats.gaps += 1
-            self.stats.lost_in_gaps += msg.seq - last - 1
-            self.peer_gaps[msg.node] += msg.seq - last - 1
-        self._peer_seq[msg.node] = msg.seq
-
-    # -- state ---------------------------------------------------------------
     def snapshot(self) -> "LinkSnapshot":
         """What the brain's link knows of its peers now, as plain data (the brain core reads this, never the link)."""
         ready = {node: (o.offset, o.rtt) for node, o in self.peer_offsets.items() if o.ready}
@@ -490,30 +541,15 @@ class Link:
                             gaps=dict(self.peer_gaps), dropped_in=dict(self.stats.dropped_in),
                             dropped_out=dict(self.stats.dropped_out))
 
-    def peer_alive(self) -> bool:
-        last = self.stats.last_heard
-        return last is not None and self.clock() - last < self.liveness_s
-
     def stats_dict(self) -> dict:
-        d = self.stats.as_dict(self.clock())
-        d["peer_alive"] = self.peer_alive()
-        d["security"] = self.security.name
+        d = super().stats_dict()
         if isinstance(self.security, CurveServer):
             d["refused_keys"] = self.security.allow.refused
-        if self.offset.ready:
-            d["clock_offset_s"] = round(self.offset.offset, 6)
-            d["rtt_ms"] = round(self.offset.rtt * 1000, 3)
         peers = {node: {"clock_offset_s": round(o.offset, 6), "rtt_ms": round(o.rtt * 1000, 3)}
                  for node, o in self.peer_offsets.items() if o.ready}
         if peers:
             d["peers"] = peers
         return d
-
-    def _log_once(self, reason: str, text: str, every_s: float = 60.0) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(reason, float("-inf")) >= every_s:
-            self._last_log[reason] = now
-            log.warning("%s: %s (further '%s' drops counted, logged once a minute)", self.role, text, reason)
 
     def forget(self, node: str) -> None:
         """Drop what the brain knows of a peer (an idle rig): its route, its id's claim, its counters."""
@@ -522,19 +558,55 @@ class Link:
         for table in (self._roles, self._probed, self._peer_seq, self._seq_to, self.peer_offsets, self.peer_gaps):
             table.pop(node, None)
 
-    def close(self) -> None:
-        """Safe to call twice."""
-        with self._send_lock:
-            for sock in (self._in, self._cmd) if self.server else (self._out, self._cmd):
-                if not sock.closed:
-                    sock.close(linger=0)
-        self.security.close()
 
-    def __enter__(self) -> "Link":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+class PeerLink(Link):
+    """A rig's, stage's or tool's end: a PUSH for its events and a DEALER for hello, heartbeats and the brain's
+    answers, both connected to one brain."""
+
+    def _open(self, *, host: str, events_port: int, commands_port: int, bind_host: str, hwm: int,
+              identity: IdentityBook | None) -> list[zmq.Socket]:
+        self.offset = ClockOffsetEstimator()
+        """The brain's clock, from its pongs."""
+        self._out = self._configure(self._ctx.socket(zmq.PUSH), hwm)
+        self._cmd = self._ctx.socket(zmq.DEALER)
+        self._cmd.setsockopt(zmq.ROUTING_ID, f"{self.node_id}:{os.getpid()}:{secrets.token_hex(4)}".encode())
+        self._configure(self._cmd, hwm)
+        self._out.setsockopt(zmq.IMMEDIATE, 1)
+        self._out.connect(f"tcp://{host}:{events_port}")
+        self._cmd.connect(f"tcp://{host}:{commands_port}")
+        self._readers = (self._read_from_brain,)
+        self._readable = (self._cmd,)
+        self._sends_on = self._out
+        return [self._out, self._cmd]
+
+    def _started(self) -> None:
+        self.send(Hello(role=self.role))  # at once (queued until connected), so the brain can answer even a ping
+
+    def _send(self, msg: Message, to: str | None, as_recorded: bool, record: bool) -> bool:
+        frame = encode(msg if as_recorded else self.stamp(msg))
+        if self.tap and record:  # record before sending: what the peer never got is still kept
+            self.tap("out", frame, msg.t)
+        return self._push(self._cmd if isinstance(msg, CONTROL) else self._out, frame)
+
+    def _keepalive(self) -> Message:
+        return Heartbeat()
+
+    def _answer_ping(self, msg: Ping) -> None:
+        self.send(Pong(ping_seq=msg.seq, ping_t=msg.t))
+
+    def _pong(self, msg: Pong, now: float) -> None:
+        self.offset.add(msg.ping_t, msg.t, now)
+
+    def _read_from_brain(self) -> Message | None:
+        return self.accept(self._cmd.recv(zmq.NOBLOCK, copy=True))
+
+    def stats_dict(self) -> dict:
+        d = super().stats_dict()
+        if self.offset.ready:
+            d["clock_offset_s"] = round(self.offset.offset, 6)
+            d["rtt_ms"] = round(self.offset.rtt * 1000, 3)
+        return d
 
 
 def brain_ready(host: str, events_port: int, commands_port: int, timeout_s: float = 60.0,

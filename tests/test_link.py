@@ -123,7 +123,7 @@ def test_commands_flow_back_and_clock_offset(ports):
     assert any(isinstance(m, Heartbeat) for m in got_rig)
     offset = brain.peer_offsets["r"]
     assert abs(offset.offset) < 0.01 and offset.rtt < 0.05  # same machine, same clock
-    assert not brain.offset.ready  # the brain keeps one clock per peer, never an average of them
+    assert not hasattr(brain, "offset")  # the brain keeps one clock per peer, never an average of them
     stats = brain.stats_dict()
     assert stats["peers"]["r"]["rtt_ms"] < 50 and stats["peer_alive"] and "rtt_ms" not in stats
     rig.close()
