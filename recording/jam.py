@@ -117,9 +117,13 @@ def trial_strip(trials: list[TrainingTrial], n: int = 20) -> str:
 
 def jam_from_log(log: SessionLog) -> Jam:
     records = log.records
-    times = [r.msg.t for r in records if r.direction == "out"] or [r.time for r in records] or [0.0]
+    rig_side = log.rig_side()
+    # the jam's length is the rig's own clock: a replay's pings and heartbeats are stamped at replay time, hours
+    # after the jam, and must not stretch it (nor hold its last notes until then)
+    times = [m.time if isinstance(m, Beat) else m.t for m in rig_side] or \
+        [r.msg.t for r in records if r.direction == "out"] or [r.time for r in records] or [0.0]
     jam = Jam(start=min(times), end=max(times))
-    jam.events = [m for m in log.rig_side() if isinstance(m, Beat) or (isinstance(m, Note) and m.on)]
+    jam.events = [m for m in rig_side if isinstance(m, Beat) or (isinstance(m, Note) and m.on)]
     open_notes: dict[tuple[str, int, int], tuple[float, int]] = {}
     brain_played = False
     for r in records:
@@ -168,9 +172,6 @@ def jam_from_log(log: SessionLog) -> Jam:
             played = PlayedNote("brain", start, start + n.duration, n.note, n.velocity, n.channel)
             sounding[(n.channel, n.note)] = played
             jam.notes.append(played)
-    if jam.events:  # the rig's own clock: a replay's pings (stamped at replay time) must not stretch the jam
-        jam.start = min(m.time if isinstance(m, Beat) else m.t for m in jam.events)
-        jam.end = max(m.time if isinstance(m, Beat) else m.t for m in jam.events)
     jam.notes.sort(key=lambda n: (n.start, n.source, n.note))
     if jam.notes:
         jam.end = max(jam.end, max(n.end for n in jam.notes))

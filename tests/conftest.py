@@ -21,6 +21,12 @@ LAYERS_VALID = f"valid: 0..{DEFAULT_MODEL['n_layers'] - 1}"
 NEURONS_VALID = f"valid: 0..{DEFAULT_MODEL['d_mlp'] - 1}"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_runtime_dir(tmp_path_factory):
+    """A running demo's file (neurojam/runtime.py) goes to a folder of this test run, never the user's."""
+    os.environ["NEUROJAM_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+
+
 @pytest.fixture
 def ports() -> int:
     return free_port_pair()

@@ -96,3 +96,42 @@ def test_a_terminated_demo_stops_its_nodes_and_keeps_the_jam(tmp_path):
             alive = False
         assert not alive, f"process {pid} outlived the demo:\n{out}"
     assert json.loads((tmp_path / "summary.json").read_text())["human_notes"] > 0
+
+
+def test_sessions_steer_stage_and_report_find_a_running_demo_with_no_flags(tmp_path):
+    """The README's `neurojam steer 1.42 0` during a demo, with nothing but the command: the demo's ports and
+    session come from its runtime file."""
+    from neurojam.processes import free_port
+    from neurojam.runtime import running
+
+    proc = demo(tmp_path, 40)
+    try:
+        deadline = time.monotonic() + 120
+        while running() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        here = running()
+        assert here is not None and here.session == str((tmp_path / "session").resolve())
+        steer = run_cli("steer", "1.42", "0")
+        assert steer.returncode == 0 and "applied" in steer.stdout, steer.stdout + steer.stderr
+        listed = run_cli("sessions", "--json", cwd=tmp_path)
+        stage = run_cli("stage", "--port", str(free_port()), "--seconds", "4")
+        assert "connected to the brain" in stage.stdout, stage.stdout + stage.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert running() is None  # the file goes with the demo
+    assert listed.returncode == 0, listed.stderr
+    assert str(tmp_path / "session") in [r["session"] for r in json.loads(listed.stdout)]
+
+
+def test_a_replay_is_as_long_as_the_jam_it_replays(tmp_path):
+    """A replay's pings are stamped hours after the jam; its length must still be the jam's (±1 beat)."""
+    r = run_cli("demo", "--seconds", "6", "--no-view", "--out", str(tmp_path / "d"), timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    source = open_session(tmp_path / "d" / "session").jam
+    time.sleep(3)  # the replay happens later than the jam: its own clock has moved on
+    r = run_cli("replay", str(tmp_path / "d" / "session"), "--fast", "--out", str(tmp_path / "r"), timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    replayed = open_session(tmp_path / "r").jam
+    period = 60 / source.beats[0].tempo_bpm
+    assert abs(replayed.duration - source.duration) <= period, (replayed.duration, source.duration)

@@ -1,11 +1,12 @@
 """docker-compose.yml, Dockerfiles and the systemd unit, checked without a Docker engine."""
 
+import argparse
 import re
 
 import yaml
 
 from neurojam.cli import build_parser
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
@@ -87,3 +88,30 @@ def test_configs_found_outside_the_checkout(tmp_path):
     for d in ("ENV NEUROJAM_CONFIG_DIR=/app/configs", "COPY configs configs"):
         assert d in (ROOT / "deploy" / "rig.Dockerfile").read_text()
         assert d in (ROOT / "deploy" / "brain.Dockerfile").read_text()
+
+
+def parser_actions(parser: argparse.ArgumentParser, path: str = "neurojam"):
+    """Every argument of every subcommand, with the command it belongs to."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from parser_actions(sub, f"{path} {name}")
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield path, action
+
+
+def test_every_argument_says_what_it_is_for():
+    missing = [f"{path} {a.option_strings[0] if a.option_strings else a.dest}"
+               for path, a in parser_actions(build_parser()) if not a.help or a.help == argparse.SUPPRESS]
+    assert missing == []
+
+
+def test_the_help_check_can_fail():
+    ap = argparse.ArgumentParser()
+    ap.add_subparsers().add_parser("x").add_argument("--quiet")
+    assert [a.dest for _, a in parser_actions(ap) if not a.help] == ["quiet"]
+
+
+def test_version():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("neurojam ")

@@ -40,6 +40,15 @@ first time?  neurojam demo            30 s jam: simulated pet + a folk tune + th
 docs: README.md, docs/first-jam.md, docs/config-reference.md"""
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neurojam")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="neurojam",
@@ -48,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("-v", "--verbose", action="store_true", help="log more")
+    ap.add_argument("--version", action="version", version=f"neurojam {_version()}", help="print the version")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, fn: Callable, help: str, parent=sub) -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def positive_seconds(text: str) -> float:
@@ -23,11 +24,20 @@ def config_args(p: argparse.ArgumentParser) -> None:
                    help="override one key, e.g. --set rig.tempo_bpm=100 (repeatable)")
 
 
-def load_config_from(args: argparse.Namespace):
-    """The merged config: defaults, ``--config``, ``--set``, and ``--model`` where the command has one."""
+def load_config_from(args: argparse.Namespace, follow_running: bool = False):
+    """The merged config: defaults, ``--config``, ``--set``, and ``--model`` where the command has one.
+    ``follow_running``: when the user names no brain port, talk to the demo or lab running here
+    (``neurojam/runtime.py``)."""
     from neurojam.config import load_config
+    from neurojam.runtime import running
 
     overrides = list(getattr(args, "overrides", []))
     if getattr(args, "model", None):
         overrides.append(f"brain.model={args.model}")
+    demo = running() if follow_running else None
+    if demo and not any(o.startswith(("bridge.events_port", "bridge.commands_port", "bridge.host")) for o in overrides):
+        print(f"neurojam: talking to the running {demo.kind} (pid {demo.pid}) on ports {demo.events_port}/"
+              f"{demo.commands_port}", file=sys.stderr)
+        overrides = [f"bridge.events_port={demo.events_port}", f"bridge.commands_port={demo.commands_port}",
+                     *overrides]
     return load_config(getattr(args, "config", None), overrides)

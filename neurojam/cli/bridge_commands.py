@@ -25,8 +25,8 @@ def cmd_bridge_stats(args: argparse.Namespace) -> int:
 def register(sub, add) -> None:
     br = sub.add_parser("bridge", help="the ZeroMQ wire: self-test and stats").add_subparsers(dest="sub", metavar="ACTION")
     p = add("selftest", cmd_bridge_selftest, "send messages to a receiver process over loopback and report", br)
-    p.add_argument("--count", type=int, default=5000)
-    p.add_argument("--port", type=int, default=15555)
+    p.add_argument("--count", type=int, default=5000, help="messages to send (default 5000)")
+    p.add_argument("--port", type=int, default=15555, help="loopback port pair to use (default 15555/15556)")
     p = add("stats", cmd_bridge_stats, "print the bridge stats a node last wrote to its session", br)
-    p.add_argument("session", nargs="?")
-    p.add_argument("--dir", default="sessions")
+    p.add_argument("session", nargs="?", help="the session (default: the newest in --dir)")
+    p.add_argument("--dir", default="sessions", help="where to look for the newest session (default sessions)")

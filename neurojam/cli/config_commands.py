@@ -38,7 +38,8 @@ def register(sub, add) -> None:
     p = add("show", cmd_config_show, "print the merged configuration (defaults + profile + --set)", cfg)
     config_args(p)
     p = add("check", cmd_config_check, "validate a config file layered on the defaults", cfg)
-    p.add_argument("file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("file", help="the YAML file to check")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key, e.g. --set rig.tempo_bpm=100 (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="only say OK or what is wrong")
     add("schema", cmd_config_schema, "print every config key with its type, range and default", cfg)

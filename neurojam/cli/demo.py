@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from core.errors import ConfigError
 from neurojam.config import load_config, profile_dirs
 from neurojam.cli.args import positive_seconds
+from neurojam.runtime import Running
 from neurojam.processes import NodeDidNotStart, free_port_pair, start_stage, stop_process, wait_brain
 
 MELODY = Path("melodies") / "soldiers-joy.mid"
@@ -130,11 +132,11 @@ def open_stage(port: int, stage_port: int, args: list[str], log_path: Path, cons
         proc, url = start_stage(port, stage_port, *args, log=log_path)
     except NodeDidNotStart:
         console.print(f"[yellow]the stage did not start (see {log_path})[/yellow]")
-        return None
+        return None, ""
     console.print(f"[bold]stage[/bold]: {url}")
     if open_page:
         webbrowser.open(url)
-    return proc
+    return proc, url
 
 
 def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | None = None, seed: int = 1,
@@ -166,9 +168,11 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
                   f"tcp://127.0.0.1:{port}/{port + 1}; output in {out_dir}/")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a terminated demo stops its nodes too, like Ctrl-C
     brain = subprocess.Popen(brain_cmd, stdout=logs["brain"], stderr=subprocess.STDOUT)
-    stage_proc = None
+    stage_proc, stage_url = None, ""
     try:
-        stage_proc = open_stage(config.bridge.events_port, config.stage.port, user, out_dir / "stage.log", console) if stage else None
+        if stage:
+            stage_proc, stage_url = open_stage(config.bridge.events_port, config.stage.port, user,
+                                               out_dir / "stage.log", console)
         with console.status("loading the model…"):
             wait_brain(brain, config.bridge.events_port, commands_port=config.bridge.commands_port,
                        log=out_dir / "brain.log")
@@ -192,6 +196,10 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
         others.append(subprocess.Popen(cmd, stdout=logs[f"rig-{k}"], stderr=subprocess.STDOUT))
     (out_dir / "pids.json").write_text(json.dumps({"brain": brain.pid, "rig": rig.pid,
                                                    "rigs": [p.pid for p in others]}))
+    here = Running(pid=os.getpid(), kind="demo", events_port=config.bridge.events_port,
+                   commands_port=config.bridge.commands_port, session=str(session.resolve()),
+                   out_dir=str(out_dir.resolve()), stage_url=stage_url)
+    here.write()  # `neurojam steer`, `stage`, `sessions` and `report` find this demo without flags
     live_view = LiveView(seconds)
     tail = LogTail(session / LOG_NAME)
     brain_died_at = None
@@ -225,6 +233,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
         stop_process(brain)
         if stage_proc is not None:
             stop_process(stage_proc)
+        here.remove()
         for f in logs.values():
             f.close()
     live_view.feed(tail.read())
@@ -317,4 +326,5 @@ def register(sub, add) -> None:
     p.add_argument("--rigs", type=int, default=1, choices=range(1, 9), metavar="N",
                    help="simulated rigs on the one brain (1-8): each its own pet, context and jam")
     p.add_argument("--stage", action="store_true", help="also serve the live web page (neurojam stage) and open it")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key in both nodes, e.g. --set rig.tempo_bpm=100 (repeatable)")

@@ -252,4 +252,5 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def register(sub, add) -> None:
     p = add("doctor", cmd_doctor, "check this machine's set-up (config, GPIO, MIDI, dispenser, network, model, CUDA)")
     config_args(p)
-    p.add_argument("--node", choices=("rig", "brain", "both"), default="both")
+    p.add_argument("--node", choices=("rig", "brain", "both"), default="both", help="which machine's checks to run "
+                   "(default both)")

@@ -10,6 +10,7 @@ and stopped with the lab.
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import signal
 import subprocess
@@ -45,6 +46,7 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
     from neurojam.cli.demo import open_stage
     from neurojam.config import load_config
     from neurojam.processes import stop_process
+    from neurojam.runtime import Running
     from rig.midi_io import list_ports
 
     config = load_config(profile or "lab", overrides)
@@ -64,15 +66,19 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
     set_args = [x for s in sets for x in ("--set", s)]
     brain_cmd = base + ["brain", "--config", profile or "lab", *set_args] + (["--model", model] if model else [])
     brain = subprocess.Popen(brain_cmd)  # its lines on this terminal
-    stage_proc = None
+    stage_proc, here = None, None
     try:
         b = config.bridge
         if not brain_ready(b.host, b.events_port, b.commands_port, 120, stop=lambda: brain.poll() is not None,
                            security=security_for(b, "lab-probe", server=False)):
             raise DeviceError(f"the brain did not start (exit {brain.poll()})")
+        url = ""
         if stage:
-            stage_proc = open_stage(b.events_port, config.stage.port, ["--config", profile or "lab", *set_args],
-                                    Path("stage.log"), Console())
+            stage_proc, url = open_stage(b.events_port, config.stage.port, ["--config", profile or "lab", *set_args],
+                                         Path("stage.log"), Console())
+        here = Running(pid=os.getpid(), kind="lab", events_port=b.events_port, commands_port=b.commands_port,
+                       stage_url=url)
+        here.write()  # `neurojam steer` and `stage` find this lab without flags
         rig_cmd = base + ["rig", "--config", profile or "lab", *set_args, "--keys"]
         if seconds:
             rig_cmd += ["--seconds", str(seconds)]
@@ -86,6 +92,8 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
         stop_process(brain)
         if stage_proc is not None:
             stop_process(stage_proc)
+        if here is not None:
+            here.remove()
         if synth:
             synth.stop()
 
@@ -98,7 +106,8 @@ def register(sub, add) -> None:
     p = add("lab", cmd_lab, "both nodes on this laptop with real devices: keys 1-4 as pads, your MIDI keyboard, "
             "FluidSynth as the synth")
     config_args(p)
-    p.add_argument("--model", default=None)
-    p.add_argument("--seconds", type=positive_seconds, default=None)
+    p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
+    p.add_argument("--seconds", type=positive_seconds, default=None, help="stop after N seconds (default: run until "
+                   "Ctrl-C)")
     p.add_argument("--audio", default=None, help="FluidSynth audio driver (pulseaudio, alsa, jack, coreaudio...)")
     p.add_argument("--stage", action="store_true", help="also serve the live web page (neurojam stage) and open it")

@@ -220,14 +220,14 @@ def register(sub, add) -> None:
         dest="sub", metavar="ACTION")
     p = add("info", cmd_model_info, "print the model card and its strongest neurons with labels", model)
     config_args(p)
-    p.add_argument("--model", default=None)
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
+    p.add_argument("--top", type=int, default=10, help="strongest neurons to list (default 10)")
     p.add_argument("--short", action="store_true", help="skip the card")
     p = add("stats", cmd_model_stats, "compute and cache neuron activation quantiles and labels", model)
     config_args(p)
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
     p.add_argument("--corpus", help="a text file (one text per line) or the shipped corpus (default)")
-    p.add_argument("--limit", type=int, default=2000)
+    p.add_argument("--limit", type=int, default=2000, help="texts read from the corpus (default 2000)")
     p = add("corrupt", cmd_model_corrupt, "skip, repeat or permute layers, or zero/mean-ablate a layer's attention "
             "or MLP: next-note quality on the test split beside the baselines, on a session, and a sample", model)
     config_args(p)
@@ -244,4 +244,5 @@ def register(sub, add) -> None:
     p.add_argument("--out", metavar="FILE.parquet", type=parquet_out,
                    help="also write rows of a results table (docs/experiments.md)")
     p = add("train", cmd_model_train, "train the embedded note model (see python -m brain.training.train --help)", model)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="passed to python -m brain.training.train (its --help "
+                   "lists them)")

@@ -11,6 +11,8 @@ from pathlib import Path
 from core.errors import SessionError
 from core.units import NeuronId
 
+MODEL_HELP = "model name (default: brain.model from the config)"
+
 
 def _model(args, default: str | None = None):
     from brain.models import load_model
@@ -71,7 +73,9 @@ def _save(rows, args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from brain.science.report import build_report
 
-    out = build_report(args.session, args.out, args.model, progress=True)
+    from neurojam.cli.sessions import default_session
+
+    out = build_report(args.session or default_session(), args.out, args.model, progress=True)
     print(f"report: {out}")
     return 0
 
@@ -268,47 +272,48 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 def register(sub, add) -> None:
     p = add("report", cmd_report, "an HTML report of a session: piano roll, neuron heatmap and cards, the pet's stats")
-    p.add_argument("session")
+    p.add_argument("session", nargs="?", help="the session (default: the running or latest demo's)")
     p.add_argument("--out", metavar="FILE", help="default SESSION/report.html")
     p.add_argument("--model", default=None, help="default: the model the session was played with")
 
     neuron = sub.add_parser("neuron", help="neuron experiments: ablate, attribute, test, match, patch").add_subparsers(
         dest="sub", metavar="EXPERIMENT")
     p = add("ablate", cmd_ablate, "zero or mean ablation of neuron L.N: change in next-note loss over a session", neuron)
-    p.add_argument("neuron", metavar="L.N")
-    p.add_argument("session")
-    p.add_argument("--mode", choices=("zero", "mean"), default="zero")
-    p.add_argument("--model", default=None)
+    p.add_argument("neuron", metavar="L.N", help="the neuron: layer.index, e.g. 1.42")
+    p.add_argument("session", help="the session whose note text is read")
+    p.add_argument("--mode", choices=("zero", "mean"), default="zero", help="set it to 0, or to its mean over the "
+                   "session (default zero)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _out_arg(p)
     p = add("attribute", cmd_attribute, "top neurons by gradient × activation for the next note (or any token) at "
             "event K", neuron)
-    p.add_argument("session")
+    p.add_argument("session", help="the session whose note text is read")
     p.add_argument("--event", type=int, required=True, metavar="K", help="index of the note event (0 = first note)")
     p.add_argument("--target", default="predicted-note", help="what the attribution explains: predicted-note "
                    "(default: the model's most likely next note), a note word such as G4, or a token such as '|'")
-    p.add_argument("--top", type=int, default=10)
-    p.add_argument("--model", default=None)
+    p.add_argument("--top", type=int, default=10, help="neurons to list (default 10)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _out_arg(p)
     p = add("test", cmd_test, "does neuron L.N fire more on texts matching a pattern? effect size, p, verdict", neuron)
-    p.add_argument("neuron", metavar="L.N")
+    p.add_argument("neuron", metavar="L.N", help="the neuron: layer.index, e.g. 1.42")
     p.add_argument("--match", required=True, metavar="FILE", help="texts that match (one per line)")
     p.add_argument("--nomatch", required=True, metavar="FILE", help="texts that don't")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _out_arg(p)
     p = add("match", cmd_match, "for each neuron of model A, the best-correlated neurons of model B", neuron)
-    p.add_argument("--a", required=True, metavar="MODEL")
-    p.add_argument("--b", required=True, metavar="MODEL")
+    p.add_argument("--a", required=True, metavar="MODEL", help="the model whose neurons are matched")
+    p.add_argument("--b", required=True, metavar="MODEL", help="the model searched for their matches")
     p.add_argument("--corpus", required=True, metavar="FILE", help="texts, one per line")
-    p.add_argument("--top", type=int, default=1)
+    p.add_argument("--top", type=int, default=1, help="matches kept per neuron of A (default 1)")
     p.add_argument("--show", type=int, default=20, help="rows to print (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _out_arg(p)
     p = add("patch", cmd_patch, "activation patching: which layer, position and neuron carry the difference between "
             "a clean window and a corrupted one (1 = fully restored)", neuron)
-    p.add_argument("session")
+    p.add_argument("session", help="the session whose note text is read")
     p.add_argument("--event", type=int, default=-1, metavar="K",
                    help="the clean window ends at note event K (0 = first note, -1 = last; default -1)")
     src = p.add_mutually_exclusive_group()

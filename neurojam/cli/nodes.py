@@ -31,7 +31,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
     from bridge.messages import MessageError, Steer, SteerReply, encode
     from bridge.security import TOOL_KEY, security_for
 
-    config = load_config_from(args)
+    config = load_config_from(args, follow_running=True)
     b = config.bridge
     if args.clear:
         msg = Steer(clear=True, rig=args.rig or "")
@@ -84,15 +84,19 @@ def register(sub, add) -> None:
     p = add("brain", cmd_brain, "run the brain node (model, sonification, treat requests)")
     config_args(p)
     p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
-    p.add_argument("--seconds", type=positive_seconds, default=None)
-    p.add_argument("--session", metavar="DIR", default=None)
+    p.add_argument("--seconds", type=positive_seconds, default=None, help="stop after N seconds (default: run until "
+                   "Ctrl-C)")
+    p.add_argument("--session", metavar="DIR", default=None, help="record the brain's side into DIR (default: no "
+                   "recording; the rig records the jam)")
 
     p = add("steer", cmd_steer, "steer a running brain live: multiply neuron L.N by FACTOR (0 silences, 2 doubles)")
-    p.add_argument("neuron", nargs="?", metavar="L.N")
-    p.add_argument("factor", nargs="?", type=float)
+    p.add_argument("neuron", nargs="?", metavar="L.N", help="the neuron: layer.index, e.g. 1.42 (neurojam model "
+                   "info lists strong ones)")
+    p.add_argument("factor", nargs="?", type=float, help="what its activation is multiplied by: 0 silences, 1 leaves "
+                   "it, 2 doubles (-10..10)")
     p.add_argument("--clear", action="store_true", help="remove all steering (skipped layers too)")
     p.add_argument("--skip-layer", type=int, metavar="L", help="skip layer L (its attention and MLP) until --clear: "
                    "hear the band without it")
     p.add_argument("--rig", help="steer only this rig's brain state (default: every rig the brain serves)")
-    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the brain's answer (default 3)")
     config_args(p)

@@ -71,5 +71,5 @@ def register(sub, add) -> None:
     p.add_argument("name", help="the pet's name (rig.training.pet)")
     p.add_argument("--dir", help="the sessions folder (default: session.dir from the config)")
     p.add_argument("--png", metavar="FILE", help="where to draw the plot (default: sessions/pets/NAME.png)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     config_args(p)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.errors import SessionError
 from neurojam.cli.args import config_args, load_config_from
+from recording.log import LOG_NAME
 
 # -- sessions -----------------------------------------------------------------------------
 
@@ -49,7 +50,7 @@ def session_summary(path: Path) -> dict:
     counts = jam.count_by_source()
     rate = jam.on_beat_rate()
     return {
-        "session": path.name, "start": (log.meta.started_utc or "?")[:19].replace("T", " "),
+        "session": str(path) if path.name.startswith("session") else path.name, "start": (log.meta.started_utc or "?")[:19].replace("T", " "),
         "duration_s": round(jam.duration, 1), "pet": counts.get("pet", 0), "human": counts.get("human", 0),
         "brain": counts.get("brain", 0), "treats": sum(t.action == "dispensed" for t in jam.treats),
         "refused": sum(t.action == "refused" for t in jam.treats),
@@ -58,14 +59,50 @@ def session_summary(path: Path) -> dict:
     }
 
 
+DEMO_OUT = Path("demo-out")
+"""Where ``neurojam demo`` writes a folder per run (its rig sessions inside)."""
+
+
+def session_dirs(root: Path) -> list[Path]:
+    """Sessions directly under ``root``, and the rig sessions of each demo run under it."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("*") if (p / LOG_NAME).exists()]
+    found += [p for p in root.glob("*/session*") if (p / LOG_NAME).exists()]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+def default_session() -> Path:
+    """The running demo's session, else the newest one recorded here (demo-out/ or session.dir)."""
+    from neurojam.config import load_config
+    from neurojam.runtime import running
+
+    demo = running()
+    if demo and demo.session:
+        return Path(demo.session)
+    found = session_dirs(DEMO_OUT) + session_dirs(Path(load_config().session.dir))
+    if not found:
+        raise SessionError("no session given and none found here: name one (neurojam sessions lists them), or "
+                           "run `neurojam demo` first.")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
 def cmd_sessions(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    root = Path(args.dir)
-    paths = sorted(p for p in root.glob("*") if (p / "events.njlog").exists()) if root.is_dir() else []
+    from neurojam.config import load_config
+
+    from neurojam.runtime import running
+
+    roots = [Path(args.dir)] if args.dir else [Path(load_config().session.dir), DEMO_OUT]
+    demo = running()
+    if demo and demo.out_dir and not args.dir and Path(demo.out_dir) not in [r.resolve() for r in roots]:
+        roots.append(Path(demo.out_dir))  # the demo playing now, wherever its --out put it
+    paths = list(dict.fromkeys(p.resolve() for root in roots for p in session_dirs(root)))
+    root = " and ".join(f"{r}/" for r in roots)
     if not paths:
-        raise SessionError(f"no sessions under {root}/: run `neurojam demo` or `neurojam rig` first.")
+        raise SessionError(f"no sessions under {root}: run `neurojam demo` or `neurojam rig` first.")
     rows = []
     for p in paths:
         try:
@@ -75,7 +112,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    table = Table(title=f"sessions in {root}/")
+    table = Table(title=f"sessions in {root}")
     for col in ("session", "start (UTC)", "length", "pet", "human", "brain", "treats", "refused", "pet on beat", "note"):
         table.add_column(col, justify="right" if col not in ("session", "start (UTC)", "note") else "left")
     for r in rows:
@@ -119,16 +156,16 @@ def cmd_score(args: argparse.Namespace) -> int:
 def register(sub, add) -> None:
     p = add("score", cmd_score, "how the accompaniment sounds (key fit, harmony, response, faithfulness, hygiene) "
             "beside baselines on the same session")
-    p.add_argument("session")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("session", help="a session directory (neurojam sessions lists them)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--gate", type=float, default=None, help="activity threshold (default: the session's sonify.gate)")
     p = add("replay", cmd_replay, "replay a recorded session through a brain into a new session")
-    p.add_argument("session")
+    p.add_argument("session", help="the session to replay (neurojam sessions lists them)")
     config_args(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--speed", type=float, default=1.0, help="recorded pace × SPEED (default 1)")
     g.add_argument("--fast", action="store_true", help="as fast as the brain keeps up")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="replay through this model (default: brain.model from the config)")
     p.add_argument("--human", metavar="MIDI_FILE", help="replace the human part with this MIDI file")
     p.add_argument("--corrupt", action="append", metavar="SPEC", help="replay through a corrupted model, e.g. "
                    "skip=2 (repeatable; see `neurojam model corrupt --help`): export it to hear the band without "
@@ -136,10 +173,12 @@ def register(sub, add) -> None:
     p.add_argument("--out", metavar="DIR", help="where to write the new session (default sessions/<time>)")
 
     p = add("export", cmd_export, "write a session as a MIDI file (one track per source) and/or WAV audio")
-    p.add_argument("session")
-    p.add_argument("--midi", metavar="FILE")
+    p.add_argument("session", help="the session to export (neurojam sessions lists them)")
+    p.add_argument("--midi", metavar="FILE", help="write a MIDI file here (default: SESSION/jam.mid when neither "
+                   "--midi nor --wav is given)")
     p.add_argument("--wav", metavar="FILE", help="render through FluidSynth with a General MIDI soundfont")
 
     p = add("sessions", cmd_sessions, "list recorded sessions")
-    p.add_argument("dir", nargs="?", default="sessions")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("dir", nargs="?", default=None, help="a folder of sessions (default: session.dir, and the demo's "
+                   "demo-out/)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")

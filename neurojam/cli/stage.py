@@ -23,7 +23,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise ConfigError(f"the stage needs its web server ({exc.name} is missing): pip install 'neurojam[stage]'") from exc
     args.overrides = list(args.overrides) + stage_overrides(args)
-    return run_stage(load_config_from(args), seconds=args.seconds, open_browser=args.open)
+    return run_stage(load_config_from(args, follow_running=True), seconds=args.seconds, open_browser=args.open)
 
 
 def register(sub, add) -> None:
