@@ -21,7 +21,7 @@ class OscConfig(Section):
 
 
 class BridgeConfig(Section):
-    host: str = "127.0.0.1"
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
     """Where the rig finds the brain."""
     bind_host: str = "127.0.0.1"
     """Address the brain listens on (0.0.0.0 for a two-machine setup)."""

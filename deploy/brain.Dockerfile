@@ -4,11 +4,16 @@ FROM python:3.11-slim
 WORKDIR /app
 ENV NEUROJAM_CONFIG_DIR=/app/configs
 COPY pyproject.toml README.md ./
-COPY rig rig
-COPY bridge bridge
+# -- files (deploy/images.py writes these lines) --
 COPY brain brain
-COPY neurojam neurojam
+COPY bridge bridge
 COPY configs configs
+COPY core core
+COPY neurojam neurojam
+COPY recording recording
+COPY rig rig
+COPY stage stage
+# -- end of files --
 RUN pip install --no-cache-dir "torch==2.13.0" && pip install --no-cache-dir ".[brain,stage]"
 EXPOSE 5555 5556
 CMD ["neurojam", "brain", "--config", "gpu"]

@@ -5,9 +5,17 @@ RUN apt-get update && apt-get install -y --no-install-recommends libasound2 libj
 WORKDIR /app
 ENV NEUROJAM_CONFIG_DIR=/app/configs
 COPY pyproject.toml README.md ./
-COPY rig rig
+# -- files (deploy/images.py writes these lines) --
+COPY brain/__init__.py brain/__init__.py
+COPY brain/config.py brain/config.py
 COPY bridge bridge
-COPY neurojam neurojam
 COPY configs configs
-RUN mkdir brain && touch brain/__init__.py && pip install --no-cache-dir ".[rig,audio]"
+COPY core core
+COPY neurojam neurojam
+COPY recording recording
+COPY rig rig
+COPY stage/__init__.py stage/__init__.py
+COPY stage/config.py stage/config.py
+# -- end of files --
+RUN pip install --no-cache-dir ".[rig,audio]"
 CMD ["neurojam", "rig", "--config", "pi"]
