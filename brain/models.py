@@ -22,14 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from core.errors import ModelError, did_you_mean
+from brain.model_names import DEFAULT_MODEL, MODELS_DIR, embedded_names, hf_cache_dir, resolve
+from core.errors import ModelError
 from core.units import NeuronId
-
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "notes-default"
-
 
 class TextTokenizer:
     """Text → token ids with character offsets, whatever the tokenizer library."""
@@ -101,17 +96,9 @@ class LoadedModel:
         return out
 
 
-def embedded_names() -> list[str]:
-    return sorted(p.name for p in MODELS_DIR.glob("*") if (p / "config.json").exists())
-
-
-def legacy_aliases() -> dict[str, str]:
-    from transformer_lens.supported_models import _model_alias_map
-
-    return _model_alias_map()
-
-
 def resolve_device(device: str) -> str:
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -120,30 +107,20 @@ def resolve_device(device: str) -> str:
     return device
 
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    kind, repo = resolve(name)  # a wrong name or missing weights are told before torch loads
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported: it reads this once
+    import torch
     import transformer_lens.model_bridge.sources.native  # noqa: F401  (attaches boot_native)
 
     dev = resolve_device(device)
-    torch_dtype = DTYPES[dtype]
-    if (MODELS_DIR / name / "config.json").exists():
-        return load_embedded(MODELS_DIR / name, dev, torch_dtype)
-    if Path(name).is_dir() and (Path(name) / "config.json").exists() and (Path(name) / "model.safetensors").exists():
-        return load_embedded(Path(name), dev, torch_dtype)
-    aliases = legacy_aliases()
-    official = aliases.get(name.lower())
-    if official is None and "/" not in name:
-        known = embedded_names() + sorted(aliases)
-        hint = did_you_mean(name, known)
-        raise ModelError(f"unknown model name {name!r}.{hint} Embedded: {', '.join(embedded_names())}; "
-                         f"TransformerLens names such as solu-1l, gelu-2l, gpt2, pythia-70m; or a Hugging Face "
-                         f"repo id like EleutherAI/pythia-70m.")
-    return _load_from_hub(name, official or name, dev, torch_dtype)
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    if kind == "embedded":
+        return load_embedded(MODELS_DIR / name if (MODELS_DIR / name).is_dir() else Path(name), dev, torch_dtype)
+    return _load_from_hub(name, repo, dev, torch_dtype)
 
 
-def load_embedded(directory: Path, device: str, dtype: torch.dtype) -> LoadedModel:
+def load_embedded(directory: Path, device: str, dtype: "torch.dtype") -> LoadedModel:
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
     from transformer_lens.model_bridge import TransformerBridge
@@ -162,21 +139,11 @@ def load_embedded(directory: Path, device: str, dtype: torch.dtype) -> LoadedMod
                        d_mlp=cfg["d_mlp"], n_ctx=cfg["n_ctx"], device=device, directory=directory, card=card)
 
 
-def hf_cache_dir() -> str:
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        return str(HF_HUB_CACHE)
-    except ImportError:
-        return os.path.expanduser("~/.cache/huggingface/hub")
-
-
-def _load_from_hub(name: str, repo: str, device: str, dtype: torch.dtype) -> LoadedModel:
+def _load_from_hub(name: str, repo: str, device: str, dtype: "torch.dtype") -> LoadedModel:
     import transformer_lens.model_bridge.sources.tl_legacy  # noqa: F401
     import transformer_lens.model_bridge.sources.transformers  # noqa: F401
     from transformer_lens.model_bridge import TransformerBridge
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the lab never downloads during a jam
     legacy = repo.startswith(("NeelNanda/", "ArthurConmy/", "Baidicoot/"))
     try:
         if legacy:
@@ -190,8 +157,7 @@ def _load_from_hub(name: str, repo: str, device: str, dtype: torch.dtype) -> Loa
             raise ModelError(
                 f"the weights of {name!r} ({repo}) are not in the local Hugging Face cache ({hf_cache_dir()}), "
                 f"and neurojam does not download during a jam. On a machine with internet run "
-                f"`huggingface-cli download {repo}` (or python -c \"from huggingface_hub import snapshot_download; "
-                f"snapshot_download('{repo}')\"), then copy that cache here or set HF_HOME to it.") from exc
+                f"`hf download {repo}`, then copy that cache here or set HF_HOME to it.") from exc
         raise ModelError(f"could not load {name!r} ({repo}): {text[:300]}") from exc
     bridge.eval()
     cfg = bridge.cfg

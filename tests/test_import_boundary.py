@@ -52,7 +52,7 @@ def test_module_imports_no_torch(module):
 
 
 def test_the_check_itself_can_fail():
-    code = "import sys, brain.models; print(','.join(m for m in ('torch',) if m in sys.modules))"
+    code = "import sys, brain.stream; print(','.join(m for m in ('torch',) if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.strip() == "torch"
 

@@ -1,6 +1,7 @@
 """The shipped default model: offline loading, tokenizer, accuracy as stated, stats matching the weights."""
 
 import subprocess
+import time
 import sys
 
 import pytest
@@ -10,7 +11,7 @@ from brain.science import evaluate
 from brain.encoder import NoteText, melody_text, vocabulary
 from brain.models import MODELS_DIR, load_model
 from brain.neuron_stats import NeuronStats, fingerprint
-from tests.conftest import DEFAULT_MODEL, ROOT
+from tests.conftest import DEFAULT_MODEL, ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +117,27 @@ def test_model_info_command():
     r = run_cli("model", "info", "--top", "3")
     assert r.returncode == 0, r.stderr
     assert "notes-default" in r.stdout and "copy + 5-gram" in r.stdout and "AUROC" in r.stdout and "→" in r.stdout
+
+
+def test_a_hub_model_that_is_not_cached_is_told_at_once_without_retries(tmp_path):
+    """`--model gpt2` offline: no network tries, no "Retrying" lines, the fix named (`hf download`)."""
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": ""}
+    t = time.monotonic()
+    r = run_cli("model", "info", "--model", "gpt2", "--short", env=env)
+    took = time.monotonic() - t
+    assert r.returncode == 2 and "hf download gpt2" in r.stderr and str(tmp_path / "hf") in r.stderr, r.stderr
+    assert "Retrying" not in r.stderr + r.stdout and "huggingface.co" not in r.stderr
+    assert took < 10  # 1.7 s on the 2-core machine; a network try took 36 s
+
+
+def test_an_unknown_name_gets_a_suggestion_before_torch_loads():
+    r = run_cli("model", "info", "--model", "solu-11")
+    assert r.returncode == 2 and "Did you mean 'solu-1l'" in r.stderr
+
+
+def test_the_alias_table_read_as_data_is_transformer_lens_own():
+    from transformer_lens.supported_models import _model_alias_map
+
+    from brain.model_names import legacy_aliases
+
+    assert legacy_aliases() == _model_alias_map()
