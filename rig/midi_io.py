@@ -9,6 +9,8 @@ test's recording.
 
 from __future__ import annotations
 
+import os
+
 import threading
 import time
 from typing import Callable
@@ -142,11 +144,45 @@ def open_virtual_input(name: str, backend_name: str, callback: Callable[[mido.Me
                           f"sequencer or JACK)? `neurojam doctor` checks.") from exc
 
 
+MIDI_BACKENDS = ("mido.backends.rtmidi", "mido.backends.rtmidi/LINUX_ALSA", "mido.backends.rtmidi/UNIX_JACK")
+"""What ``rig.midi.backend`` can say on Linux: rtmidi's default API, ALSA's sequencer, or a JACK server."""
+
+
+def working_backends() -> list[str]:
+    """The backends that can list ports on this machine now (a running JACK server is used, never started). The
+    C libraries' complaints about the ones that cannot are kept off the terminal: the answer says it."""
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    working = []
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        for name in MIDI_BACKENDS:
+            try:
+                be = backend(name)
+                be.get_input_names(), be.get_output_names()
+            except Exception:  # noqa: BLE001  (each fails in its own way; only whether it works matters here)
+                continue
+            working.append(name)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return working
+
+
+def backend_hint(failed: str) -> str:
+    """What to set when ``failed`` cannot reach a MIDI system: a backend that works here, else how to get one."""
+    others = [b for b in working_backends() if b != failed]
+    if others:
+        return f"this machine's MIDI works through {others[-1]}: --set rig.midi.backend={others[-1]} (or put it in your config)"
+    return "install python-rtmidi; on Linux start ALSA's sequencer or a JACK server (jackd -d dummy works)"
+
+
 def list_ports(backend_name: str) -> tuple[list[str], list[str]]:
     """(inputs, outputs); a MIDI system that cannot be asked is a DeviceError with its cause."""
     be = backend(backend_name)
     try:
         return be.get_input_names(), be.get_output_names()
     except Exception as exc:
-        raise DeviceError(f"cannot list MIDI ports with {backend_name} ({type(exc).__name__}: {exc}). Is a MIDI "
-                          f"system running (ALSA sequencer or JACK)? `neurojam doctor` checks.") from exc
+        raise DeviceError(f"cannot list MIDI ports with {backend_name} ({type(exc).__name__}: {exc}); "
+                          f"{backend_hint(backend_name)}.") from exc

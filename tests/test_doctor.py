@@ -45,6 +45,13 @@ def test_midi_check(jack_server):
     assert doctor.check_midi(cfg("rig.midi.backend=mido.backends.nonexistent")).ok is False
 
 
+def test_with_jack_running_the_midi_check_names_the_backend_that_works(jack_server):
+    """No ALSA sequencer here: the default backend fails, and the hint is the JACK key (it used to say "install
+    python-rtmidi")."""
+    failed = doctor.check_midi(cfg("rig.midi.backend=mido.backends.rtmidi/LINUX_ALSA"))
+    assert failed.ok is False and "--set rig.midi.backend=mido.backends.rtmidi/UNIX_JACK" in failed.fix, failed.fix
+
+
 def test_dispenser_check():
     assert doctor.check_dispenser(cfg()).ok is True
     shared, _ = doctor.check_config(None, ["rig.dispenser.pin=17"])  # pad 0 is on 17: the config itself refuses it

@@ -164,6 +164,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
                     "--human", str(melody_path()), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true",
                     "--set", "rig.training.pet=demo-dog", "--set", "rig.tempo_bpm=112", *user]
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("brain", "rig")}
+    _say_if_silent(config, console)
     console.print(f"[bold]neurojam demo[/bold]: {seconds:.0f} s jam; rig and brain as two processes on "
                   f"tcp://127.0.0.1:{port}/{port + 1}; output in {out_dir}/")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a terminated demo stops its nodes too, like Ctrl-C
@@ -241,6 +242,20 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     for k in range(2, rigs + 1):
         _extra_jam(console, out_dir, k)
     return code
+
+
+def _say_if_silent(config, console) -> None:
+    """Without a MIDI system the rig plays to nobody: say so here, not only in rig.log, with the backend that works."""
+    from core.errors import DeviceError
+    from rig.midi_io import list_ports
+
+    if config.rig.midi.output is not None or config.rig.midi.backend == "sim":
+        return
+    try:
+        list_ports(config.rig.midi.backend)
+    except DeviceError as exc:
+        console.print(f"[yellow]not heard live: {exc} The jam is still recorded, exported as MIDI and rendered to "
+                      f"WAV.[/yellow]")
 
 
 def _extra_jam(console, out_dir: Path, k: int) -> None:

@@ -48,14 +48,13 @@ def check_gpio(config: Config, gpio_module=None) -> Check:
 
 
 def check_midi(config: Config) -> Check:
-    from rig.midi_io import find_port, list_ports
+    from rig.midi_io import backend_hint, find_port, list_ports
 
     m = config.rig.midi
     try:
         inputs, outputs = list_ports(m.backend)
     except Exception as exc:  # backend or MIDI system missing
-        return Check("MIDI", False, f"no MIDI system: {exc}",
-                     "install python-rtmidi; on Linux start ALSA's sequencer or JACK (jackd -d dummy works)")
+        return Check("MIDI", False, f"no MIDI system through {m.backend}: {exc}", backend_hint(m.backend))
     problems = []
     for wanted, ports, kind in ((m.input, inputs, "input"), (m.output, outputs, "output")):
         if wanted:
