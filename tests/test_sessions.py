@@ -147,6 +147,17 @@ def test_export_cli_and_corrupt_or_foreign_input(tmp_path):
     assert r.returncode == 2 and "no readable messages" in r.stderr
 
 
+def test_export_wav_writes_only_a_wav_and_refuses_another_name(tmp_path):
+    session = synthetic_session(tmp_path / "s")
+    r = run_cli("export", str(session), "--wav", str(tmp_path / "jam.mp3"))
+    assert r.returncode == 2 and "ending in .wav" in r.stderr and not list(tmp_path.glob("jam.*")), r.stderr
+    r = run_cli("export", str(session), "--wav", str(tmp_path / "jam.wav"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.glob("jam.*")) == ["jam.wav"]  # no unasked-for .mid beside it
+    with wave.open(str(tmp_path / "jam.wav")) as w:
+        assert w.getnframes() > 0
+
+
 def test_replay_is_deterministic_and_names_its_source(tmp_path):
     from brain.live.replay import replay
     from neurojam.config import load_config

@@ -293,30 +293,35 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
     from recording.export import write_midi
     from recording.fluidsynth import render_wav
 
-    jam = open_session(session).jam
-    counts = jam.count_by_source()
-    midi = write_midi(jam, out_dir / "jam.mid")
-    paths = {"session": session, "midi": midi}
-    try:
-        paths["wav"] = render_wav(midi, out_dir / "jam.wav")
-    except NeurojamError as exc:
-        console.print(f"[yellow]no audio: {exc}[/yellow]")
-    try:
-        from brain.science.report import build_report
+    with console.status("writing the MIDI file …") as status:
+        jam = open_session(session).jam
+        counts = jam.count_by_source()
+        midi = write_midi(jam, out_dir / "jam.mid")
+        paths = {"session": session, "midi": midi}
+        status.update("rendering the audio with FluidSynth …")
+        try:
+            paths["wav"] = render_wav(midi, out_dir / "jam.wav")
+        except NeurojamError as exc:
+            console.print(f"[yellow]no audio: {exc}[/yellow]")
+        status.update("building the report: the model reads the jam again, then the plots …")
+        try:
+            from brain.science.report import build_report
 
-        paths["report"] = build_report(session, out_dir / "report.html", progress=False)
-    except ModuleNotFoundError:
-        pass
-    except NeurojamError as exc:
-        console.print(f"[yellow]no report: {exc}[/yellow]")
+            paths["report"] = build_report(session, out_dir / "report.html", progress=False)
+        except ModuleNotFoundError:
+            pass
+        except NeurojamError as exc:
+            console.print(f"[yellow]no report: {exc}[/yellow]")
     dispensed = [t for t in jam.treats if t.action == "dispensed"]
-    summary = {"pet_notes": counts.get("pet", 0), "human_notes": counts.get("human", 0),
+    summary = {"pad_presses": len(jam.pad_presses), "pet_notes": counts.get("pet", 0),
+               "human_notes": counts.get("human", 0),
                "brain_notes": counts.get("brain", 0), "treats_dispensed": len(dispensed),
                "treats_refused": sum(t.action == "refused" for t in jam.treats),
                "brain_died_at_s": brain_died_at, "rig_exit": rig_code,
                "paths": {k: str(v) for k, v in paths.items()}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    console.print(f"\n[bold]jam over[/bold]: {summary['pet_notes']} pet notes, {summary['human_notes']} human notes, "
+    console.print(f"\n[bold]jam over[/bold]: {summary['pad_presses']} pad presses ({summary['pet_notes']} pet notes: a "
+                  f"chord pad sounds three), {summary['human_notes']} human notes, "
                   f"{summary['brain_notes']} brain notes, {summary['treats_dispensed']} treats on the beat "
                   f"({summary['treats_refused']} refused by the safety caps)")
     for name, path in paths.items():

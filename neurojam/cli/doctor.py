@@ -237,14 +237,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    checks = run_checks(args.node, args.config, args.overrides)
+    console = Console()
+    with console.status("checking this machine (config, GPIO, MIDI, network, the model) …"):
+        checks = run_checks(args.node, args.config, args.overrides)
     table = Table(title=f"neurojam doctor ({args.node})")
     for col in ("", "check", "result", "fix"):
         table.add_column(col)
     for c in checks:
         mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[yellow]![/yellow]"}[c.ok]
         table.add_row(mark, c.name, c.detail, c.fix if c.ok is not True else "")
-    Console().print(table)
+    console.print(table)
     return 1 if any(c.ok is False for c in checks) else 0
 
 

@@ -19,8 +19,9 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     from brain.neuron_stats import load_stats
 
     config = load_config_from(args)
-    model = load_model(config.brain.model, "cpu")
     console = Console()
+    with console.status(f"loading {config.brain.model} …"):
+        model = load_model(config.brain.model, "cpu")
     if model.directory is not None and (model.directory / "README.md").exists() and not args.short:
         text = (model.directory / "README.md").read_text()
         console.print(Markdown(text.split("## Neurons")[0]))

@@ -15,11 +15,14 @@ MODEL_HELP = "model name (default: brain.model from the config)"
 
 
 def _model(args, default: str | None = None):
+    from rich.console import Console
+
     from brain.models import load_model
     from neurojam.config import load_config
 
     name = getattr(args, "model", None) or default or load_config().brain.model
-    return load_model(name, "cpu")
+    with Console(stderr=True).status(f"loading {name} …"):
+        return load_model(name, "cpu")
 
 
 def _session_text(session: str):
@@ -73,9 +76,14 @@ def _save(rows, args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from brain.science.report import build_report
 
+    from rich.console import Console
+
     from neurojam.cli.sessions import default_session
 
-    out = build_report(args.session or default_session(), args.out, args.model, progress=True)
+    session = args.session or default_session()
+    with Console(stderr=True).status(f"building the report of {session}: loading the model, reading the session "
+                                     f"through it, drawing …"):
+        out = build_report(session, args.out, args.model, progress=True)
     print(f"report: {out}")
     return 0
 

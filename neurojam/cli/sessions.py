@@ -19,6 +19,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = load_config_from(args)
     if args.corrupt:
         config.brain.corrupt = list(args.corrupt)
+    print(f"replay: loading {config.brain.model} (a few seconds) …", file=sys.stderr, flush=True)
     out = replay(args.session, config, speed=None if args.fast else args.speed, out=args.out, human=args.human)
     print(f"replay: new session {out}")
     return 0
@@ -28,17 +29,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from recording.export import write_midi
     from recording.fluidsynth import render_wav
 
+    import tempfile
+
     if not args.midi and not args.wav:
         raise SessionError("export: say what to write: --midi FILE and/or --wav FILE.")
+    if args.wav and Path(args.wav).suffix.lower() != ".wav":
+        raise SessionError(f"export --wav writes WAV audio: give a name ending in .wav (got {args.wav}); convert "
+                           f"it afterwards if you want another format (e.g. ffmpeg -i jam.wav jam.mp3).")
     from recording import open_session
 
     jam = open_session(args.session, warn=True).jam
-    midi_path = Path(args.midi) if args.midi else Path(args.wav).with_suffix(".mid")
-    write_midi(jam, midi_path)
-    print(f"export: {midi_path} ({sum(jam.count_by_source().values())} notes, {len(jam.treats)} treat markers)")
-    if args.wav:
-        render_wav(midi_path, args.wav)
-        print(f"export: {args.wav}")
+    with tempfile.TemporaryDirectory() as tmp:  # --wav alone leaves no .mid behind
+        midi_path = Path(args.midi) if args.midi else Path(tmp) / "jam.mid"
+        write_midi(jam, midi_path)
+        if args.midi:
+            print(f"export: {midi_path} ({sum(jam.count_by_source().values())} notes, {len(jam.treats)} treat markers)")
+        if args.wav:
+            render_wav(midi_path, args.wav)
+            print(f"export: {args.wav}")
     return 0
 
 
