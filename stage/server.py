@@ -25,6 +25,7 @@ import logging
 import secrets
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -52,6 +53,18 @@ class StageSettings(Protocol):
     bridge: BridgeConfig
 
 
+@dataclass(eq=False)
+class PageClient:
+    """One open page: its queue of event batches, and the rig it shows (its other rigs' events are not sent)."""
+
+    queue: asyncio.Queue
+    rig: str = ""
+
+    def wants(self, event: dict) -> bool:
+        rig = event.get("rig")
+        return not self.rig or rig is None or rig == self.rig
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -69,7 +82,7 @@ class StageServer:
         self.say = say
         self.view = JamView(sc.history_s)
         self.watcher = BrainWatcher(config.bridge, sc.node_id, self.view, self.publish, say=lambda s: say(f"stage: {s}"))
-        self.clients: set[asyncio.Queue] = set()
+        self.clients: set[PageClient] = set()
         self.dropped = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.app = web.Application(client_max_size=MAX_BODY)
@@ -121,33 +134,38 @@ class StageServer:
             return self._forbidden()
         ws = web.WebSocketResponse(heartbeat=10)
         await ws.prepare(request)
-        queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE)
-        self.clients.add(queue)
+        client = PageClient(asyncio.Queue(CLIENT_QUEUE))
+        self.clients.add(client)
         await ws.send_str(json.dumps([self.watcher.link_event(), *self.view.snapshot()]))
-        sender = asyncio.create_task(self._send_loop(ws, queue))
+        sender = asyncio.create_task(self._send_loop(ws, client))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    await self._from_page(ws, msg.data)
+                    await self._from_page(ws, client, msg.data)
         finally:
-            self.clients.discard(queue)
+            self.clients.discard(client)
             sender.cancel()
         return ws
 
-    async def _send_loop(self, ws: web.WebSocketResponse, queue: asyncio.Queue) -> None:
+    async def _send_loop(self, ws: web.WebSocketResponse, client: "PageClient") -> None:
         while True:
-            batch = [await queue.get()]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            await ws.send_str(json.dumps([e for events in batch for e in events]))
+            batch = [await client.queue.get()]
+            while not client.queue.empty():
+                batch.append(client.queue.get_nowait())
+            events = [e for events in batch for e in events if client.wants(e)]
+            if events:
+                await ws.send_str(json.dumps(events))
 
-    async def _from_page(self, ws: web.WebSocketResponse, data: str) -> None:
-        """Clock sync: the page's performance.now() (ms) answered with our monotonic clock (s)."""
+    async def _from_page(self, ws: web.WebSocketResponse, client: "PageClient", data: str) -> None:
+        """Clock sync: the page's performance.now() (ms) answered with our monotonic clock (s); ``watch``: the rig
+        the page shows (only its events are sent on)."""
         try:
             msg = json.loads(data)
         except ValueError:
             return
-        if isinstance(msg, dict) and msg.get("type") == "sync":
+        if isinstance(msg, dict) and msg.get("type") == "watch" and isinstance(msg.get("rig"), str):
+            client.rig = msg["rig"][:200]
+        elif isinstance(msg, dict) and msg.get("type") == "sync":
             await ws.send_str(json.dumps([{"type": "sync", "p": msg.get("p"), "s": time.monotonic()}]))
 
     def publish(self, events: list[dict]) -> None:
@@ -156,11 +174,11 @@ class StageServer:
             self.loop.call_soon_threadsafe(self._fan_out, events)
 
     def _fan_out(self, events: list[dict]) -> None:
-        for queue in self.clients:
-            if queue.full():
-                queue.get_nowait()
+        for client in self.clients:
+            if client.queue.full():
+                client.queue.get_nowait()
                 self.dropped += 1
-            queue.put_nowait(events)
+            client.queue.put_nowait(events)
 
     # -- controls ---------------------------------------------------------------------------
     async def control(self, request: web.Request) -> web.Response:

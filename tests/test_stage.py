@@ -272,3 +272,20 @@ def test_skipping_a_layer_from_the_page_silences_its_neurons_until_clear(jam_pag
     page.wait_for_function("stage.status.rigs[0].corruption === ''", timeout=10_000)
     assert not page.locator("#corruption").is_visible()
     assert errors == []
+
+
+def test_the_neuron_list_holds_still_under_the_pointer_and_catches_up_after(jam_page):
+    """A click aimed at one neuron used to open another's card: the list redrew ~22 times a second. Now it
+    reorders at most every 1.5 s, by a slowly decaying score, and never while the pointer is over it."""
+    page, _, _, _ = jam_page
+    page.wait_for_function("document.querySelectorAll('#neurons [data-card]').length >= 3", timeout=30_000)
+    rows = "[...document.querySelectorAll('#neurons [data-card]')].map(e => e.dataset.card)"
+    page.hover("#neurons .neuron .label")
+    held = page.evaluate(rows)
+    page.evaluate("onNeurons({t: serverNow(), hits: [{id: '9.999', norm: 50, label: 'a planted neuron'}]})")
+    assert page.evaluate("shownNeurons()")[0] == "9.999"  # the ranking moved: the list would reorder
+    for _ in range(12):
+        page.wait_for_timeout(250)
+        assert page.evaluate(rows) == held  # ...but not under the pointer
+    page.mouse.move(3, 3)
+    page.wait_for_function(f"{rows}.includes('9.999')", timeout=5_000)

@@ -6,6 +6,13 @@ const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const WINDOW_S = 8;          // seconds of piano roll shown; "now" sits at 75 % of the width (brain notes ahead)
 const HEAT_BEATS = 32;       // beats in the heat strip (8 bars of 4)
 const COLORS = { pet: "#ffc933", human: "#3fd0ff", brain: "#ff5fd2", marker: "#ffffff", metronome: "#666" };
+const SCORE_TAU_S = 4;       // a neuron's place in the list: its activations, decaying with this time constant
+const LIST_EVERY_MS = 1500;  // the list reorders at most this often, and never while the pointer is over it
+const NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];  // as the brain spells notes
+const DROP_WORDS = { peer_absent: "sent with no peer connected", peer_gone: "sent to a peer that had left",
+  queue_full: "queue full", no_route: "no route yet", socket_error: "socket error", identity_mismatch: "wrong identity",
+  not_your_rig: "not that sender's rig", oversized: "frame too large", too_many_rigs: "too many rigs",
+  too_many_stages: "too many stages", new_id_rate: "too many new names" };
 
 // Everything the page knows, readable by tests and bench/stage.py.
 const stage = window.stage = {
@@ -31,7 +38,7 @@ let ws = null;
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(TOKEN)}`);
-  ws.onopen = () => { sync(); };
+  ws.onopen = () => { sync(); if (stage.rig) watch(); };
   let first = true;  // the first batch is the recent history: drawn, but not timed as live
   ws.onmessage = (m) => { stage.live = !first; first = false; for (const e of JSON.parse(m.data)) receive(e); };
   ws.onclose = () => { setLink(false, "the stage server stopped; retrying…"); setTimeout(connect, 1000); };
@@ -77,10 +84,11 @@ function addRig(name) {
   stage.rigs.add(name);
   const sel = document.getElementById("rig"), opt = document.createElement("option");
   opt.value = opt.textContent = name; sel.appendChild(opt);
-  if (!stage.rig) { stage.rig = name; sel.value = name; }
+  if (!stage.rig) { stage.rig = name; sel.value = name; watch(); }
 }
+function watch() { if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "watch", rig: stage.rig })); }
 document.getElementById("rig").onchange = (ev) => {
-  stage.rig = ev.target.value; stage.notes = []; stage.beats = []; stage.neuronInfo.clear(); renderNeurons(true);
+  stage.rig = ev.target.value; stage.notes = []; stage.beats = []; stage.neuronInfo.clear(); renderNeurons(true); watch();
 };
 
 // -- neurons ------------------------------------------------------------------------------------------------
@@ -93,7 +101,8 @@ function onNeurons(e) {
   const t = e.event_t ?? e.t, beat = beatAt(t);
   for (const h of e.hits) {
     let info = stage.neuronInfo.get(h.id);
-    if (!info) stage.neuronInfo.set(h.id, info = { label: h.label, heat: new Map(), lastNorm: 0, lastSeen: 0 });
+    if (!info) stage.neuronInfo.set(h.id, info = { label: h.label, heat: new Map(), lastNorm: 0, lastSeen: 0, score: 0 });
+    info.score = scoreAt(info, t) + h.norm;
     info.lastNorm = h.norm; info.lastSeen = t; info.label = h.label || info.label;
     info.heat.set(beat, Math.max(info.heat.get(beat) || 0, h.norm));
     for (const b of info.heat.keys()) if (b < beat - HEAT_BEATS) info.heat.delete(b);  // a long jam stays small
@@ -107,24 +116,31 @@ function steering() {
   const rig = stage.status?.rigs.find(r => r.node === stage.rig);
   return rig ? rig.steering : {};
 }
+function scoreAt(info, t) { return info.score * Math.exp(-Math.max(0, t - info.lastSeen) / SCORE_TAU_S); }
 function shownNeurons() {
   const now = serverNow(), steer = steering();
-  const recent = [...stage.neuronInfo.entries()].filter(([, i]) => now - i.lastSeen < 6)
-    .sort((a, b) => b[1].lastNorm - a[1].lastNorm).slice(0, 8).map(([id]) => id);
+  const recent = [...stage.neuronInfo.entries()].filter(([, i]) => now - i.lastSeen < 20)
+    .sort((a, b) => scoreAt(b[1], now) - scoreAt(a[1], now)).slice(0, 8).map(([id]) => id);
   for (const id of Object.keys(steer)) if (!recent.includes(id)) recent.push(id);
   return recent;
 }
-let lastList = "";
-function renderNeurons(force) {
-  const ids = shownNeurons(), steer = steering(), key = ids.join(",") + JSON.stringify(steer);
-  const box = document.getElementById("neurons");
-  if (!force && key === lastList && !document.activeElement?.matches?.("input[type=range]")) {
-    for (const id of ids) { const m = box.querySelector(`[data-meter="${id}"]`), i = stage.neuronInfo.get(id);
-      if (m && i) m.style.width = `${Math.min(100, 70 * i.lastNorm)}%`; }
-    return;
+let lastList = "", lastOrderAt = -Infinity;
+function listHeld() {  // the pointer over the list, or a slider in a hand: rows stay where they are
+  return document.getElementById("neurons").matches(":hover") || document.activeElement?.matches?.("input[type=range]");
+}
+function updateMeters() {
+  const box = document.getElementById("neurons"), now = serverNow();
+  for (const m of box.querySelectorAll("[data-meter]")) {
+    const i = stage.neuronInfo.get(m.dataset.meter);
+    if (i) m.style.width = `${Math.min(100, 70 * (now - i.lastSeen < 1 ? i.lastNorm : 0))}%`;
   }
-  if (document.activeElement?.matches?.("input[type=range]")) return;  // never pull a slider from under a finger
-  lastList = key;
+}
+function renderNeurons(force) {
+  const box = document.getElementById("neurons");
+  if (!force && (listHeld() || performance.now() - lastOrderAt < LIST_EVERY_MS)) return updateMeters();
+  const ids = shownNeurons(), steer = steering(), key = ids.join(",") + JSON.stringify(steer);
+  if (!force && key === lastList) return updateMeters();
+  lastList = key; lastOrderAt = performance.now();
   stage.shown = ids;
   box.innerHTML = "";
   for (const id of ids) {
@@ -132,7 +148,7 @@ function renderNeurons(force) {
     const row = document.createElement("div");
     row.className = "neuron" + (id in steer ? " steered" : "");
     row.innerHTML = `<span class="id" data-card="${id}">${id}</span>
-      <span><div class="label" title="${esc(info.label)}">${esc(shortLabel(info.label)) || "–"}</div>
+      <span><div class="label" title="${esc(info.label)}">${esc(shortLabel(info.label)) || "no label yet"}</div>
       <div class="meter" data-meter="${id}" style="width:${Math.min(100, 70 * info.lastNorm)}%"></div></span>
       <input type="range" min="0" max="3" step="0.1" value="${factor}" data-neuron="${id}" aria-label="steer ${id}">
       <span class="factor">${Number(factor).toFixed(1)}×</span>`;
@@ -193,14 +209,15 @@ function onStatus(s) {
   stage.status = s;
   for (const r of s.rigs) if (!stage.rigs.has(r.node)) addRig(r.node);
   renderLayers(s);
-  document.getElementById("model").textContent = `${s.model} on ${s.device} · step p50 ${s.step_ms_p50 ?? "–"} ms, p99 ${s.step_ms_p99 ?? "–"} ms`;
-  const drops = (d) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+  const ms = (v) => v == null ? "–" : Number(v).toFixed(1);
+  document.getElementById("model").textContent = `${s.model} on ${s.device} · the model's step: ${ms(s.step_ms_p50)} ms typical, ${ms(s.step_ms_p99)} ms slowest 1 %`;
+  const drops = (d) => Object.entries(d).map(([k, v]) => `${v} ${DROP_WORDS[k] || k.replaceAll("_", " ")}`).join(", ") || "none";
   const lat = stage.latency.neurons.slice(-200).sort((a, b) => a - b);
   document.getElementById("health").innerHTML =
     `<tr><th>rig</th><th>alive</th><th>rtt ms</th><th>offset ms</th><th>lost</th><th>events</th></tr>` +
     s.rigs.map(r => `<tr><td>${esc(r.node)}</td><td>${r.alive ? "yes" : "<b>no</b>"}</td><td>${r.rtt_ms ?? "–"}</td>
       <td>${r.clock_offset_ms ?? "–"}</td><td>${r.lost_in_gaps}</td><td>${r.events}</td></tr>`).join("") +
-    `<tr><td colspan="6">brain dropped in: ${esc(drops(s.dropped_in))}; out: ${esc(drops(s.dropped_out))}</td></tr>` +
+    `<tr><td colspan="6">messages the brain dropped: arriving ${esc(drops(s.dropped_in))}; leaving ${esc(drops(s.dropped_out))}</td></tr>` +
     `<tr><td colspan="6">event → painted here: p50 ${lat.length ? lat[lat.length >> 1].toFixed(1) : "–"} ms</td></tr>`;
   renderNeurons(false);
 }
@@ -222,6 +239,7 @@ function showCard(c) {
 document.getElementById("card-close").onclick = () => document.getElementById("card").classList.add("hidden");
 
 // -- drawing ------------------------------------------------------------------------------------------------
+function px(size) { return window.innerWidth >= 1600 ? Math.round(size * 1.35) : size; }  // a projector's type
 function fit(canvas) {
   const r = canvas.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
   if (canvas.width !== Math.round(r.width * dpr) || canvas.height !== Math.round(r.height * dpr)) {
@@ -242,34 +260,47 @@ function drawRoll(now) {
   }
   const [lo, hi] = stage.range, labelW = 30, row = (h - 24) / (hi - lo);
   const y = (n) => 20 + (hi - n) * row;
-  ctx.font = "11px system-ui";
+  ctx.font = `${px(11)}px system-ui`;
   for (let c = Math.ceil(lo / 12) * 12; c <= hi; c += 12) {  // the Cs, for orientation
     ctx.fillStyle = "#1a1d27"; ctx.fillRect(labelW, y(c), w, 1);
-    ctx.fillStyle = "#8a8fa3"; ctx.fillText(`C${c / 12 - 1}`, 4, y(c) + 4);
+    ctx.fillStyle = "#8a8fa3"; ctx.fillText(`${NOTE_NAMES[0]}${c / 12 - 1}`, 4, y(c) + 4);
   }
+  ctx.fillStyle = "#8a8fa3"; ctx.textAlign = "center";  // a time axis: seconds from now
+  for (let s = -Math.floor(WINDOW_S * 0.75); s <= WINDOW_S / 4; s++) {
+    if (s !== 0) ctx.fillText(`${s > 0 ? "+" : ""}${s} s`, x(now + s), h - 4);
+  }
+  ctx.textAlign = "left";
   for (const b of stage.beats) {
     const bx = x(b.t); if (bx < 0 || bx > w) continue;
     ctx.fillStyle = b.beat === 0 ? "#3a3f50" : "#1f2330"; ctx.fillRect(bx, 0, b.beat === 0 ? 2 : 1, h);
   }
-  for (const n of stage.notes) {
-    const x0 = x(n.t), x1 = x(n.end ?? n.t + 0.3); if (x1 < 0 || x0 > w) continue;
-    ctx.fillStyle = COLORS[n.source] || "#aaa"; ctx.globalAlpha = 0.35 + 0.65 * (n.velocity ?? 100) / 127;
-    ctx.fillRect(x0, y(n.note) - row * 0.5, Math.max(3, x1 - x0), Math.max(3, row));
+  const layerOf = (source) => source === "human" ? 2 : source === "pet" ? 1 : 0;
+  for (const layer of [0, 1, 2]) {  // the human on top: the part everyone follows stays visible
+    for (const n of stage.notes) {
+      if (layerOf(n.source) !== layer) continue;
+      const x0 = x(n.t), x1 = x(n.end ?? n.t + 0.3); if (x1 < 0 || x0 > w) continue;
+      ctx.fillStyle = COLORS[n.source] || "#aaa"; ctx.globalAlpha = 0.35 + 0.65 * (n.velocity ?? 100) / 127;
+      const hgt = Math.max(3, row), top = y(n.note) - row * 0.5;
+      if (n.source === "brain") { ctx.fillRect(x0, top + hgt * 0.25, Math.max(3, x1 - x0), hgt * 0.5); continue; }
+      ctx.fillRect(x0, top, Math.max(3, x1 - x0), hgt);
+      if (n.source === "human") { ctx.globalAlpha = 1; ctx.strokeStyle = "#ffffff"; ctx.strokeRect(x0, top, Math.max(3, x1 - x0), hgt); }
+    }
   }
   ctx.globalAlpha = 1;
   for (const t of stage.treats) {
     const tx = x(t.t); if (tx < 0 || tx > w) continue;
-    ctx.fillStyle = t.outcome === "dispensed" ? "#3ddc84" : "#ff5d5d"; ctx.font = "13px system-ui";
+    ctx.fillStyle = t.outcome === "dispensed" ? "#3ddc84" : "#ff5d5d"; ctx.font = `${px(13)}px system-ui`;
     ctx.fillText(t.outcome === "dispensed" ? "● treat" : `✕ ${t.refusal}`, tx + 3, 14);
   }
-  ctx.fillStyle = "#ffffff55"; ctx.fillRect(w * 0.75, 0, 1, h);
+  ctx.fillStyle = "#ffffffaa"; ctx.fillRect(w * 0.75, 0, 2, h);
+  ctx.font = `${px(12)}px system-ui`; ctx.fillText("now", w * 0.75 + 4, 14);
 }
 function drawHeat() {
   const [ctx, w, h] = fit(document.getElementById("heat"));
   ctx.clearRect(0, 0, w, h);
   const ids = stage.shown || [], last = beatAt(serverNow()), labelW = 70, cw = (w - labelW) / HEAT_BEATS;
   const rh = Math.min(26, h / Math.max(ids.length, 1));
-  ctx.font = "12px system-ui";
+  ctx.font = `${px(12)}px system-ui`;
   ids.forEach((id, r) => {
     const info = stage.neuronInfo.get(id); ctx.fillStyle = "#8a8fa3"; ctx.fillText(id, 4, r * rh + rh * 0.7);
     if (!info) return;
