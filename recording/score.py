@@ -303,18 +303,24 @@ SCORE_ROWS = (
     ("harmony (note-in-chord ratio)", "harmony", "random_in_key", "harmony", "random + 15 points"),
     ("  same, the brain's notes shuffled in time", None, "shuffled_brain", "harmony", ""),
     ("  same, chord tones of the human's last beat (ceiling)", None, "oracle_last_beat_chord", "harmony", ""),
-    ("semitone clashes per minute", "clashes_per_min", "random_in_key", "clashes_per_min", ""),
+    ("semitone clashes with a sounding human note, per minute", "clashes_per_min", "random_in_key", "clashes_per_min",
+     "fewer than the baseline"),
     ("response: ρ(neuron activity, notes) per beat", "response_rho", None, None, "≥ 0.5"),
     ("beats played after everyone stopped", "beats_after_stop", None, None, "≤ 1"),
     ("neurons with a stable voice", "stable_voices", None, None, "≥ 95 %"),
     ("ρ(velocity, activation)", "velocity_rho", None, None, "≥ 0.8"),
-    ("restrikes / double onsets / stuck / off the grid", "hygiene", None, None, "0 / 0 / 0 / 0"),
+    ("restrikes / double onsets / stuck / off the grid (played late)", "hygiene", None, None, "0 / 0 / 0 / 0"),
     ("prediction named the human's next note", "prediction_hits", "repeat_last_human_note", "prediction_hits", ""),
 )
 
 
+BASELINE_NAMES = {"random_in_key": "random notes in key", "shuffled_brain": "its notes shuffled in time",
+                  "oracle_last_beat_chord": "last beat's chord tones", "repeat_last_human_note": "repeat the human's last note"}
+"""What each baseline is, in the words a table cell can hold."""
+
+
 def score_rows(score) -> list[tuple[str, str, str, str]]:
-    """(figure, the brain, baseline, target) as text, for the terminal and the report."""
+    """(figure, the brain, baseline (named), target) as text, for the terminal and the report."""
     def fmt(v, key=""):
         if v is None:
             return "–"
@@ -329,6 +335,6 @@ def score_rows(score) -> list[tuple[str, str, str, str]]:
             value = f"{d['restrikes']} / {d['double_onsets']} / {d['stuck']} / {d['off_grid']}"
         else:
             value = fmt(d[key], key) if key else ""
-        baseline = fmt(d["baselines"].get(base, {}).get(base_key), base_key) if base else ""
+        baseline = f"{fmt(d['baselines'].get(base, {}).get(base_key), base_key)} ({BASELINE_NAMES[base]})" if base else ""
         rows.append((label, value, baseline, target))
     return rows

@@ -23,7 +23,7 @@ import numpy as np
 from brain.config import BrainConfig
 from bridge.grid import ON_BEAT_S
 from core.errors import SessionError
-from core.units import NeuronId
+from core.units import NeuronId, note_name
 from recording import Session, open_session
 from recording.jam import Jam, trial_strip
 from recording.log import SessionMeta, brain_session_of, read_meta
@@ -79,6 +79,7 @@ class ReportData:
     score_keys: list[str] = field(default_factory=list)
     score_notes: list[str] = field(default_factory=list)
     score_error: str = ""
+    score_chart: str = ""
     on_beat_ms: int = round(ON_BEAT_S * 1000)
 
 
@@ -107,7 +108,10 @@ def piano_roll(jam: Jam) -> str:
         if notes:
             lo, hi = min(n.note for n in notes), max(n.note for n in notes)
             ax.set_ylim(lo - 2, hi + 2)
-        ax.set_ylabel(f"{source}\nMIDI note", fontsize=9)
+            step = 12 if hi - lo > 14 else 4
+            ticks = [n for n in range(lo - 2, hi + 3) if n % step == 0]
+            ax.set_yticks(ticks, [note_name(n) for n in ticks], fontsize=8)
+        ax.set_ylabel(source, fontsize=9)
         for b in jam.beats:
             ax.axvline(b.time - t0, color="#000", alpha=0.18 if b.beat == 0 else 0.05, linewidth=1)
         for tr in jam.treats:
@@ -123,17 +127,23 @@ def piano_roll(jam: Jam) -> str:
 
 
 def heatmap(matrix: np.ndarray, neuron_ids: list[str], labels: dict, event_words: list[str]) -> str:
+    """Neurons × events. The colour tops out at the 98th percentile of what is shown (a single peak would turn the
+    rest black) and at least at 1.0, the calibration top, so values above it read as saturated."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 0.45 * len(neuron_ids) + 1.4))
-    im = ax.imshow(matrix, aspect="auto", cmap="magma", vmin=0, vmax=max(1.0, float(np.nanmax(matrix)) if matrix.size else 1))
+    fig, ax = plt.subplots(figsize=(11, 0.6 * len(neuron_ids) + 1.4))
+    top = max(1.0, float(np.nanpercentile(matrix, 98))) if matrix.size else 1.0
+    im = ax.imshow(matrix, aspect="auto", cmap="magma", vmin=0, vmax=top)
     ax.set_yticks(range(len(neuron_ids)))
-    ax.set_yticklabels([f"{n}  {labels.get(n, '')[:38]}" for n in neuron_ids], fontsize=8)
+    ax.set_yticklabels([textwrap.shorten(f"{n}  {labels.get(n, '')}", 70, placeholder="…") for n in neuron_ids],
+                       fontsize=8)
     step = max(1, len(event_words) // 40)
     ax.set_xticks(range(0, len(event_words), step))
     ax.set_xticklabels(event_words[::step], fontsize=7, rotation=90)
     ax.set_xlabel("session events (note words, rests, bar lines) in order")
-    fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01, label="normalized activation")
+    fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01, label=f"normalized activation (colour capped at {top:.2f})")
     return _png(fig)
 
 
@@ -226,10 +236,10 @@ def analyse(session: Path, *, model_name: str | None = None, progress: bool = Tr
     raw = np.stack([r.acts.reshape(-1).numpy() for r in results])  # [events, L*d]
     scale = stats.scale.numpy().reshape(-1) if stats is not None else np.abs(raw).max(0) + 1e-6
     per_event = raw / scale
-    top = np.argsort(-per_event.max(axis=0))[:TOP_NEURONS]
-    ids = [str(NeuronId(int(i) // model.d_mlp, int(i) % model.d_mlp)) for i in top]
     words = [r.text for r in results]
     drove = Counter(nid for a in jam.accomps for n in a.notes for nid in n.neurons)
+    top = heard_neurons(drove, per_event, model.d_mlp)
+    ids = [str(NeuronId(int(i) // model.d_mlp, int(i) % model.d_mlp)) for i in top]
 
     hidden = _hidden_tokens(model)
     cards = []
@@ -259,6 +269,38 @@ def analyse(session: Path, *, model_name: str | None = None, progress: bool = Tr
     return data
 
 
+def heard_neurons(drove: Counter, per_event: np.ndarray, d_mlp: int, k: int = TOP_NEURONS) -> np.ndarray:
+    """The neurons the audience heard: those that drove the most accompaniment notes; the session's strongest
+    (by their 99th-percentile activation, not a single peak) fill the rest."""
+    heard = [NeuronId.parse(nid) for nid, _ in drove.most_common() if "." in nid][:k]
+    cols = [layer * d_mlp + n for layer, n in heard if layer * d_mlp + n < per_event.shape[1]]
+    strength = np.percentile(per_event, 99, axis=0) if len(per_event) else np.zeros(per_event.shape[1])
+    rest = [int(i) for i in np.argsort(-strength) if int(i) not in cols]
+    return np.array((cols + rest)[:k])
+
+
+def score_chart(score) -> str:
+    """The share figures beside their baselines, as bars: the brain, and the baseline it must beat."""
+    import matplotlib.pyplot as plt
+
+    from recording.score import BASELINE_NAMES
+
+    rows = [("key fit", score.key_fit, "random_in_key", "key_fit"), ("harmony", score.harmony, "random_in_key", "harmony"),
+            ("prediction", score.prediction_hits, "repeat_last_human_note", "prediction_hits")]
+    rows = [(name, v, score.baselines.get(b, {}).get(k), BASELINE_NAMES[b]) for name, v, b, k in rows if v is not None]
+    fig, ax = plt.subplots(figsize=(7, 0.7 * max(1, len(rows)) + 0.9))
+    y = np.arange(len(rows))
+    ax.barh(y + 0.18, [100 * v for _, v, _, _ in rows], 0.34, color=COLOURS["brain"], label="the brain")
+    ax.barh(y - 0.18, [100 * (b or 0) for _, _, b, _ in rows], 0.34, color="#9a9a9a", label="its baseline")
+    ax.set_yticks(y, [f"{name}\n(baseline: {base})" for name, _, _, base in rows], fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("%")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, loc="lower right", frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
 def _add_score(data: ReportData, session: Session, config: BrainConfig) -> None:
     """The accompaniment's score (``neurojam score``), or why it could not be measured."""
     from recording.score import score_rows, score_session
@@ -269,6 +311,7 @@ def _add_score(data: ReportData, session: Session, config: BrainConfig) -> None:
         data.score_error = str(exc)
         return
     data.score_rows, data.score_keys, data.score_notes = list(score_rows(score)), list(score.keys), list(score.notes)
+    data.score_chart = score_chart(score)
 
 
 def _model_line(model, stats) -> str:
