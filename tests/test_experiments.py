@@ -289,3 +289,22 @@ def test_the_stage_turns_a_skip_request_into_a_steer_message():
     for bad in ("2", True, -1, 10**40):
         with pytest.raises(ValueError):
             StageServer._message("steer", {"skip_layer": bad})
+
+
+def test_each_experiment_draws_its_picture_beside_its_json(tmp_path):
+    """ablate and attribute draw by default into the session; test and match when asked. The JSON stays clean."""
+    from recording.synthetic import write_melody_session
+
+    session = write_melody_session(tmp_path / "s", [(b * 0.5, 0.45, 62 + [0, 4, 7, 12][b % 4]) for b in range(24)],
+                                   tempo_bpm=120)
+    r = run_cli("neuron", "ablate", "1.42", str(session), "--json", timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)["neuron"] == "1.42", r.stderr
+    r = run_cli("neuron", "attribute", str(session), "--event", "5", "--json", timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)["event"] == 5, r.stderr
+    (tmp_path / "m.txt").write_text("D4 E4 F#4 G4 A4\nG4 A4 B4 C5 D5\nD4 F#4 A4 D5\n")
+    (tmp_path / "n.txt").write_text("C4 D4 E4 F4 G4\nF4 G4 A4 A#4\nC4 E4 G4 C5\n")
+    r = run_cli("neuron", "test", "1.42", "--match", str(tmp_path / "m.txt"), "--nomatch", str(tmp_path / "n.txt"),
+                "--plot", str(tmp_path / "test.png"), "--json", timeout=300)
+    assert r.returncode == 0 and len(json.loads(r.stdout)["match_values"]) == 3, r.stderr
+    for png in (session / "ablate-1.42.png", session / "attribute-event5.png", tmp_path / "test.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, png

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -168,6 +168,9 @@ class HypothesisResult:
     p_value: float
     n_match: int
     n_nomatch: int
+    match_values: list[float] = field(default_factory=list)
+    """Each matching text's maximum activation (the distributions the test compares)."""
+    nomatch_values: list[float] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -198,7 +201,8 @@ def hypothesis_test(model: LoadedModel, layer: int, neuron: int, match: list[str
     pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / max(1, len(a) + len(b) - 2))
     d = float((a.mean() - b.mean()) / pooled) if pooled > 0 else 0.0
     p = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    return HypothesisResult(f"{layer}.{neuron}", float(a.mean()), float(b.mean()), d, p, len(a), len(b))
+    return HypothesisResult(f"{layer}.{neuron}", float(a.mean()), float(b.mean()), d, p, len(a), len(b),
+                            [round(float(x), 5) for x in a], [round(float(x), 5) for x in b])
 
 
 # -- cross-model search ---------------------------------------------------------------------------

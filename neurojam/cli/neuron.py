@@ -14,6 +14,13 @@ from core.units import NeuronId
 MODEL_HELP = "model name (default: brain.model from the config)"
 
 
+def _picture(draw, *what, path) -> None:
+    """Draw a result to ``path`` and say where (on stderr: --json output stays clean)."""
+    import sys
+
+    print(f"picture: {draw(*what, path)}", file=sys.stderr)
+
+
 def _model(args, default: str | None = None):
     from rich.console import Console
 
@@ -90,6 +97,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from brain.science.experiments import ablate
+    from brain.science import plots
 
     model = _model(args)
     layer, neuron = model.parse_neuron(args.neuron)
@@ -103,6 +111,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         for word, change, _count in r.most_affected:
             rows.add("loss_change_on_note", change, site="mlp.hook_post", layer=layer, neuron=neuron, token=word)
     _save(rows, args)
+    _picture(plots.ablation, r, path=args.plot or Path(args.session) / f"ablate-{r.neuron}.png")
     if args.json:
         print(json.dumps({**asdict(r), "delta": r.delta}, indent=1))
         return 0
@@ -114,6 +123,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from brain.science.experiments import attribute, note_event_index
+    from brain.science import plots
     from brain.stream import live_window, session_events
     from neurojam.config import load_config
 
@@ -130,6 +140,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             table.add("grad_x_act", r.score, site="mlp.hook_post", layer=r.layer, neuron=r.index, position=args.event,
                       token=target)
     _save(table, args)
+    _picture(plots.attribution, rows, target, args.event, path=args.plot or Path(args.session) / f"attribute-event{args.event}.png")
     if args.json:
         print(json.dumps({"event": args.event, "target": target, "neurons": [asdict(r) for r in rows]}, indent=1))
         return 0
@@ -142,6 +153,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from brain.science.experiments import hypothesis_test
+    from brain.science import plots
 
     model = _model(args)
     layer, neuron = model.parse_neuron(args.neuron)
@@ -151,6 +163,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         for metric in ("match_mean", "nomatch_mean", "cohens_d", "p_value"):
             rows.add(metric, getattr(r, metric), site="mlp.hook_post", layer=layer, neuron=neuron)
     _save(rows, args)
+    if args.plot:
+        _picture(plots.hypothesis, r, path=args.plot)
     if args.json:
         print(json.dumps({**asdict(r), "verdict": r.verdict}, indent=1))
         return 0
@@ -162,6 +176,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_match(args: argparse.Namespace) -> int:
     from brain.science.experiments import match_neurons
+    from brain.science import plots
     from brain.models import load_model
 
     a, b = load_model(args.a, "cpu"), load_model(args.b, "cpu")
@@ -173,6 +188,8 @@ def cmd_match(args: argparse.Namespace) -> int:
             la, na = NeuronId.parse(m.a)
             rows.add("best_match_r", m.r, site="mlp.hook_post", layer=la, neuron=na, token=m.b)
     _save(rows, args)
+    if args.plot:
+        _picture(plots.matches, matches, a.name, b.name, path=args.plot)
     if args.json:
         print(json.dumps([asdict(m) for m in matches], indent=1))
         return 0
@@ -293,6 +310,7 @@ def register(sub, add) -> None:
                    "session (default zero)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="FILE.png", help="where to draw the loss change per note (default SESSION/ablate-L.N.png)")
     _out_arg(p)
     p = add("attribute", cmd_attribute, "top neurons by gradient × activation for the next note (or any token) at "
             "event K", neuron)
@@ -303,6 +321,7 @@ def register(sub, add) -> None:
     p.add_argument("--top", type=int, default=10, help="neurons to list (default 10)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="FILE.png", help="where to draw the neurons' bars (default SESSION/attribute-eventK.png)")
     _out_arg(p)
     p = add("test", cmd_test, "does neuron L.N fire more on texts matching a pattern? effect size, p, verdict", neuron)
     p.add_argument("neuron", metavar="L.N", help="the neuron: layer.index, e.g. 1.42")
@@ -310,6 +329,7 @@ def register(sub, add) -> None:
     p.add_argument("--nomatch", required=True, metavar="FILE", help="texts that don't")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the two distributions here")
     _out_arg(p)
     p = add("match", cmd_match, "for each neuron of model A, the best-correlated neurons of model B", neuron)
     p.add_argument("--a", required=True, metavar="MODEL", help="the model whose neurons are matched")
@@ -318,6 +338,7 @@ def register(sub, add) -> None:
     p.add_argument("--top", type=int, default=1, help="matches kept per neuron of A (default 1)")
     p.add_argument("--show", type=int, default=20, help="rows to print (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the distribution of best-match correlations here")
     _out_arg(p)
     p = add("patch", cmd_patch, "activation patching: which layer, position and neuron carry the difference between "
             "a clean window and a corrupted one (1 = fully restored)", neuron)
