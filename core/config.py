@@ -90,8 +90,14 @@ def override_layer(item: str) -> tuple[str, dict]:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
         value = raw
+    parts = key.strip().split(".")
+    if any(p.isdigit() for p in parts):
+        at = ".".join(parts[:next(i for i, p in enumerate(parts) if p.isdigit())])
+        raise ConfigError(f"--set {item!r}: '{at}' is a list, and --set sets whole values: give the whole list "
+                          f"(e.g. --set '{at}=[...]' in YAML flow style, `neurojam config show` prints the current "
+                          f"one), or change that item in a --config YAML file.")
     out: Any = value
-    for part in reversed(key.strip().split(".")):
+    for part in reversed(parts):
         out = {part: out}
     return f"--set {item}", out
 

@@ -36,7 +36,8 @@ def profile_dirs() -> list[Path]:
     """Where named profiles are found: NEUROJAM_CONFIG_DIR, the checkout's configs/, ./configs (Docker, systemd)."""
     candidates = [os.environ.get("NEUROJAM_CONFIG_DIR"), Path(__file__).resolve().parent.parent / "configs",
                   Path.cwd() / "configs"]
-    return [Path(c) for c in candidates if c and Path(c).is_dir()]
+    found = [Path(c).resolve() for c in candidates if c and Path(c).is_dir()]
+    return list(dict.fromkeys(found))  # the checkout's configs/ is often ./configs too: named once
 
 
 def load_config(profile: str | Path | None = None, overrides: list[str] | None = None) -> Config:

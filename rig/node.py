@@ -262,7 +262,7 @@ class RigNode:
         return SessionSummary.of(self.devices.curriculum.trials, minutes=minutes, treats=self.counts["treats_dispensed"],
                                  refused=self.counts["treats_refused"], level_start=self.level_start,
                                  level_end=self.devices.curriculum.level, started_utc=self.started_utc,
-                                 session=self.recorder.path.name if self.recorder else "")
+                                 session=_session_name(self.recorder.path) if self.recorder else "")
 
     def stats(self) -> dict:
         late = [abs(x) for x in list(self.timeline.lateness)]
@@ -374,3 +374,8 @@ def run_rig(config: RigSettings, seconds: float | None = None, session_dir: str 
           f"{c['treats_dispensed']} treats ({c['treats_refused']} refused), {c['beats']} beats. Session: {where}",
           flush=True)
     return 0
+
+
+def _session_name(path) -> str:
+    """A session's name in the pet's table: a demo's are all called session*, so their run folder names them."""
+    return f"{path.parent.name}/{path.name}" if path.name.startswith("session") else path.name

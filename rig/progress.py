@@ -96,7 +96,7 @@ class PetProgress:
         os.replace(tmp, self.path)
 
 
-def draw_progress(progress: "PetProgress", png: Path) -> Path:
+def draw_progress(progress: "PetProgress", png: Path, levels: int | None = None) -> Path:
     """On-beat share, timing error and level per session, one panel each, sessions in order (matplotlib: not
     needed on a Pi until a plot is asked for)."""
     import matplotlib
@@ -114,9 +114,15 @@ def draw_progress(progress: "PetProgress", png: Path) -> Path:
     axes[1].plot(x, [s.mean_abs_offset_ms for s in rows], "o-", color="#e76f51")
     axes[1].set_ylabel("timing error (ms)")
     axes[1].set_ylim(bottom=0)
-    axes[2].step(x, [s.level_end for s in rows], where="mid", color="#264653")
+    for xi, s in zip(x, rows):  # each session from the level it started at to the one it ended at
+        axes[2].plot([xi, xi], [s.level_start, s.level_end], color="#264653", linewidth=3, alpha=0.5)
+    axes[2].plot(x, [s.level_end for s in rows], "o", color="#264653", label="level at the end")
+    axes[2].plot(x, [s.level_start for s in rows], "_", color="#264653", markersize=12, label="level at the start")
     axes[2].set_ylabel("level")
-    axes[2].set_yticks(range(1, max(s.level_end for s in rows) + 2))
+    top = max([levels or 0] + [s.level_end for s in rows] + [s.level_start for s in rows])
+    axes[2].set_yticks(range(1, top + 1))
+    axes[2].set_ylim(0.5, top + 0.5)
+    axes[2].legend(fontsize=8, frameon=False, loc="upper left")
     axes[2].set_xlabel("session")
     axes[2].set_xticks(x)
     for ax in axes:

@@ -4,7 +4,7 @@ import pytest
 
 from core.errors import ConfigError
 from neurojam.config import load_config
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -119,3 +119,13 @@ def test_the_pads_default_lives_in_the_rig_section():
 
     assert [p.name for p in RigConfig().pads] == ["kick", "snare", "bell", "low"]
     assert load_config(None, ["rig.pads=[]"]).rig.pads == []  # a layer replaces the list
+
+
+def test_a_list_item_cannot_be_set_and_the_error_says_what_can():
+    r = run_cli("config", "show", "--set", "rig.pads.0.pin=40")
+    assert r.returncode == 2 and "'rig.pads' is a list" in r.stderr and "--config" in r.stderr, r.stderr
+
+
+def test_a_missing_profile_names_each_folder_once():
+    r = run_cli("config", "show", "--config", "no-such-profile")
+    assert r.returncode == 2 and r.stderr.count(str(ROOT / "configs")) == 1, r.stderr

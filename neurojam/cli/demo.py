@@ -140,7 +140,8 @@ def open_stage(port: int, stage_port: int, args: list[str], log_path: Path, cons
 
 
 def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | None = None, seed: int = 1,
-             view: bool = True, extra: list[str] | None = None, rigs: int = 1, stage: bool = False) -> int:
+             view: bool = True, extra: list[str] | None = None, rigs: int = 1, stage: bool = False,
+             profile: str = "lab") -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -151,16 +152,16 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     session = out_dir / "session"
     port = free_port_pair()
-    config = load_config("lab", [f"bridge.events_port={port}", f"bridge.commands_port={port + 1}",
+    config = load_config(profile, [f"bridge.events_port={port}", f"bridge.commands_port={port + 1}",
                                  *(extra or [])])  # a mistake in the user's --set is told here, before anything starts
     common = ["--set", f"bridge.events_port={port}", "--set", f"bridge.commands_port={port + 1}"]
     user = [x for item in extra or [] for x in ("--set", item)]  # last, so that the user's values win
     py = [sys.executable, "-m", "neurojam.cli"]
-    brain_cmd = py + ["brain", "--config", "lab", *common, "--session", str(out_dir / BRAIN_SESSION)]
+    brain_cmd = py + ["brain", "--config", profile, *common, "--session", str(out_dir / BRAIN_SESSION)]
     if model:
         brain_cmd += ["--model", model]
     brain_cmd += user
-    rig_cmd = py + ["rig", "--config", "lab", *common, "--session", str(session), "--seconds", str(seconds),
+    rig_cmd = py + ["rig", "--config", profile, *common, "--session", str(session), "--seconds", str(seconds),
                     "--human", str(melody_path()), "--set", f"rig.sim_pet.seed={seed}", "--set", "rig.sim_pet.enabled=true",
                     "--set", "rig.training.pet=demo-dog", "--set", "rig.tempo_bpm=112", *user]
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("brain", "rig")}
@@ -333,7 +334,7 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
 
 def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=args.overrides,
-                    rigs=args.rigs, stage=args.stage)
+                    rigs=args.rigs, stage=args.stage, profile=args.config)
 
 
 def register(sub, add) -> None:
@@ -346,5 +347,7 @@ def register(sub, add) -> None:
     p.add_argument("--rigs", type=int, default=1, choices=range(1, 9), metavar="N",
                    help="simulated rigs on the one brain (1-8): each its own pet, context and jam")
     p.add_argument("--stage", action="store_true", help="also serve the live web page (neurojam stage) and open it")
+    p.add_argument("--config", "-c", default="lab", metavar="FILE", help="profile YAML both nodes use (default lab: "
+                   "simulated pads, both nodes on this laptop)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key in both nodes, e.g. --set rig.tempo_bpm=100 (repeatable)")

@@ -22,7 +22,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
         public, secret = create_keys(directory, node)
         print(f"keys: wrote {public} and {secret} (secret: mode 0600, never copy it off this machine)")
     key = public_key_text(public)
-    print(f"public key of {node}: {key}")
+    print(f"public key of {node}: '{key}'  (quoted: Z85 has characters a shell reads)")
     if node == config.brain.node_id:
         print(f"on each rig and tool, set:   bridge.brain_public_key: '{key}'")
     else:

@@ -49,6 +49,7 @@ def run_lab(profile: str | None, overrides: list[str], model: str | None, second
     from neurojam.runtime import Running
     from rig.midi_io import list_ports
 
+    overrides = ["rig.sim_pet.enabled=false", *overrides]  # your keys 1-4 are the pads (--set turns the sim back on)
     config = load_config(profile or "lab", overrides)
     sets = list(overrides)
     synth = None

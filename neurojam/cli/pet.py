@@ -34,8 +34,8 @@ def cmd_pet(args: argparse.Namespace) -> int:
                           "sessions": [asdict(s) for s in rows]}, indent=1))
         return 0
     console = Console(width=None if console_is_tty() else 160)
-    console.print(f"[bold]{progress.name}[/bold]: level {progress.level}; last trials "
-                  f"{''.join('●' if ok else '○' for ok in progress.recent) or '–'}")
+    console.print(f"[bold]{progress.name}[/bold]: level {progress.level}; last trials (◉ success, ○ miss; the "
+                  f"report also marks which earned a treat ●) {''.join('◉' if ok else '○' for ok in progress.recent) or '–'}")
     if not rows:
         console.print("no sessions recorded yet")
         return 0
@@ -52,7 +52,7 @@ def cmd_pet(args: argparse.Namespace) -> int:
     console.print(table)
     png = Path(args.png) if args.png else path.with_suffix(".png")
     try:
-        draw_progress(progress, png)
+        draw_progress(progress, png, levels=len(load_config_from(args).rig.training.levels))
     except ModuleNotFoundError:
         console.print("no picture: matplotlib is not installed (`pip install neurojam[brain]`)")
         return 0
