@@ -547,6 +547,8 @@ class BrainLink(Link):
             d["refused_keys"] = self.security.allow.refused
         peers = {node: {"clock_offset_s": round(o.offset, 6), "rtt_ms": round(o.rtt * 1000, 3)}
                  for node, o in self.peer_offsets.items() if o.ready}
+        for node, lost in self.peer_gaps.items():  # lost_in_gaps is every peer's: this says whose (the stage shows rigs')
+            peers.setdefault(node, {})["lost_in_gaps"] = lost
         if peers:
             d["peers"] = peers
         return d
