@@ -84,7 +84,7 @@ def send_paced(port: int, count: int, rate: float, keys: str | None = None) -> L
     return link
 
 
-def run_selftest(count: int = 5000, port: int = 15555, rate: float = 10_000) -> int:
+def run_selftest(count: int = 5000, port: int = 15555, rate: float = 10_000, plot: str | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -104,7 +104,33 @@ def run_selftest(count: int = 5000, port: int = 15555, rate: float = 10_000) -> 
         table.add_row("one-way p50", f"{lat[len(lat) // 2] * 1e6:.0f} µs")
         table.add_row("one-way p99", f"{lat[int(len(lat) * 0.99)] * 1e6:.0f} µs")
     Console().print(table)
+    if plot and lat:
+        print(f"picture: {draw_latencies(lat, plot, f'{count} notes at {rate:.0f}/s, loopback')}")
     return 0 if result["notes"] == count else 1
+
+
+def draw_latencies(latencies_s: list[float], path: str, title: str) -> str:
+    """The one-way latencies as a histogram with p50 and p99 marked (matplotlib: only when a picture is asked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    us = sorted(x * 1e6 for x in latencies_s)
+    p50, p99 = us[len(us) // 2], us[int(len(us) * 0.99)]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(us, bins=60, range=(0, max(us[int(len(us) * 0.999)], p99 * 1.5)), color="#2a9db5")
+    for v, name in ((p50, "p50"), (p99, "p99")):
+        ax.axvline(v, color="#333", linestyle=":", linewidth=1)
+        ax.text(v, ax.get_ylim()[1] * 0.9, f" {name} {v:.0f} µs", fontsize=8)
+    ax.set_xlabel("one-way latency, sender's clock to receiver's (µs)")
+    ax.set_ylabel("messages")
+    ax.set_title(f"bridge self-test: {title}", fontsize=10, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import zmq
 
 from bridge.link import Link
 from bridge.messages import Heartbeat, Hello, Note, encode
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 RECEIVER = ROOT / "bridge" / "selftest.py"
 
@@ -204,3 +204,9 @@ def test_writable_waits_for_a_peer_without_consuming_sequence_numbers(ports):
     assert next(m for m in got if isinstance(m, Note)).seq == 0  # nothing was spent while waiting, nor by hello
     rig.close()
     brain.close()
+
+
+def test_selftest_draws_its_latencies(tmp_path, ports):
+    r = run_cli("bridge", "selftest", "--count", "500", "--port", str(ports), "--plot", str(tmp_path / "lat.png"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "lat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "picture:" in r.stdout
