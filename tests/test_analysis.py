@@ -161,7 +161,7 @@ def test_report_has_every_section_and_is_self_contained(tmp_path):
     page = Sections()
     page.feed(out.read_text())
     assert {"piano-roll", "heatmap", "neuron-cards", "pet-stats"} <= page.ids
-    assert len(page.imgs) == 3 and all(src.startswith("data:image/png;base64,") for src in page.imgs)
+    assert len(page.imgs) == 4 and all(src.startswith("data:image/png;base64,") for src in page.imgs)
     assert page.cards == 8 and not page.external
     assert "direct logit effect" in out.read_text() and "calibration corpus" in out.read_text()
 

@@ -166,7 +166,7 @@ def test_unknown_model_name_suggests():
 def test_missing_hub_weights_say_how_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(ModelError, match="huggingface-cli download"):
+    with pytest.raises(ModelError, match="hf download gpt2"):
         load_model("gpt2")
 
 
