@@ -20,11 +20,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from brain.model_names import DEFAULT_MODEL, MODELS_DIR, embedded_names, hf_cache_dir, resolve
+from brain.model_names import DEFAULT_MODEL, MODELS_DIR, hf_cache_dir, resolve
 from core.errors import ModelError
 from core.units import NeuronId
+
+if TYPE_CHECKING:
+    import torch
 
 class TextTokenizer:
     """Text → token ids with character offsets, whatever the tokenizer library."""

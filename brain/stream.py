@@ -27,10 +27,10 @@ import torch
 
 from brain.corruption import CorruptionHooks, LayerCorruption
 from brain.encoder import EventSpan, NoteText, align_tokens
-from core.errors import ModelError
-from core.units import PERCUSSION_CHANNEL
 from brain.models import LoadedModel
 from brain.neuron_stats import NeuronStats
+from core.errors import ModelError
+from core.units import PERCUSSION_CHANNEL
 
 
 @dataclass
