@@ -11,7 +11,7 @@ import mido
 import numpy as np
 import pytest
 
-from bridge.messages import Beat, Note, Pad, TreatResult, encode
+from bridge.messages import Beat, Neurons, Note, Pad, TreatResult, encode
 from recording.export import write_midi
 from recording.fluidsynth import render_wav
 from recording.jam import jam_from_log
@@ -244,9 +244,12 @@ def test_replay_with_a_midi_file_as_the_human(tmp_path):
     session = synthetic_session(tmp_path / "s", bars=4)
     out = replay(session, load_config(), speed=None, out=tmp_path / "r", human=str(tmp_path / "song.mid"),
                  progress=False, port=free_port_pair())
-    jam = jam_from_log(read_session(out))
+    log = read_session(out)
+    jam = jam_from_log(log)
     assert sorted(n.note for n in jam.notes if n.source == "human") == [81, 83, 85]
-    assert read_session(out).meta.human_midi == str(tmp_path / "song.mid")
+    assert log.meta.human_midi == str(tmp_path / "song.mid")
+    heard = " ".join(r.msg.text for r in log.records if r.direction == "in" and isinstance(r.msg, Neurons))
+    assert {"A5", "B5", "C#6"} <= set(heard.split())  # the brain read the new human part (it once went nowhere)
 
 
 def test_log_tail_reads_whole_records_as_the_log_grows(tmp_path):

@@ -58,11 +58,12 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
                            f"`demo`?).")
     if human:
         first = min(m.t for m in events)
+        rig = next((m.node for m in events if m.node), "replay")
         events = [m for m in events if not (isinstance(m, Note) and m.source == "human")]
-        notes = human_from_midi(human, first)
-        for i, n in enumerate(notes):
-            n.node, n.seq = "replay-human", i
-        events = sorted(events + notes, key=lambda m: m.t)
+        events = sorted(events + human_from_midi(human, first), key=lambda m: m.t)
+        start = max(0, events[0].seq)
+        for i, m in enumerate(events):  # the new human part is the rig's, in one gapless stream (it was sent as
+            m.node, m.seq = rig, start + i  # another rig, "replay-human", whose answers went nowhere)
     config = copy.deepcopy(config)
     config.bridge.hwm = max(config.bridge.hwm, 100_000)
     config.bridge.bind_host = config.bridge.host = "127.0.0.1"  # a private brain on loopback: no keys needed
