@@ -267,7 +267,8 @@ function drawRoll(now) {
   }
   ctx.fillStyle = "#8a8fa3"; ctx.textAlign = "center";  // a time axis: seconds from now
   for (let s = -Math.floor(WINDOW_S * 0.75); s <= WINDOW_S / 4; s++) {
-    if (s !== 0) ctx.fillText(`${s > 0 ? "+" : ""}${s} s`, x(now + s), h - 4);
+    const tx = x(now + s);  // whole labels only: none under the note names or past the right edge
+    if (s !== 0 && tx > labelW + 20 && tx < w - 20) ctx.fillText(`${s > 0 ? "+" : ""}${s} s`, tx, h - 4);
   }
   ctx.textAlign = "left";
   for (const b of stage.beats) {
