@@ -24,7 +24,6 @@ from brain.encoder import word_note
 from brain.models import MODELS_DIR, load_model
 from brain.live.replay import replay
 from core.errors import SessionError
-from neurojam.processes import free_port_pair
 from neurojam.config import load_config
 from recording import open_session
 from core.units import KEY_TONICS
@@ -55,8 +54,7 @@ def run(tunes, transpositions, model, root: Path) -> dict[int, list]:
         for i, (tid, melody) in enumerate(tunes):
             src = write_melody_session(root / f"src-{shift}-{i}", melody, transpose=shift, pet_every_beats=3, seed=i)
             try:
-                out = replay(src, config, speed=None, out=root / f"out-{shift}-{i}", progress=False, model=model,
-                             port=free_port_pair())
+                out = replay(src, config, speed=None, out=root / f"out-{shift}-{i}", progress=False, model=model)
             except SessionError as exc:
                 print(f"{tid} {shift:+d}: {exc}")
                 continue
@@ -113,7 +111,7 @@ def main() -> None:
 
     pet_only = write_melody_session(root / "pet-only", [], pet_every_beats=1.0, pet_beats=32, seed=3)
     out = replay(pet_only, load_config(None, [f"session.dir={root}"]), speed=None, out=root / "pet-out",
-                 progress=False, model=model, port=free_port_pair())
+                 progress=False, model=model)
     s = score_session(sess := open_session(out), BrainConfig.of_session(sess.meta).sonify)
     print(f"pet only (8 bars of drum pads, then 2 bars of silence): {s.brain_notes} brain notes, response ρ "
           f"{s.response_rho}, beats played after the pet stopped {s.beats_after_stop}; "

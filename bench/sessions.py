@@ -54,7 +54,7 @@ def replay_throughput(n_events: int) -> tuple[int, float]:
         t += 0.166
     rec.close()
     start = time.perf_counter()
-    replay(tmp / "src", load_config(None, ["bridge.events_port=47301", "bridge.commands_port=47302"]), speed=None,
+    replay(tmp / "src", load_config(), speed=None,
            out=tmp / "out", progress=False)
     elapsed = time.perf_counter() - start
     shutil.rmtree(tmp)

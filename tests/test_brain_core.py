@@ -1,15 +1,19 @@
 """The brain core in-process, no sockets: the same answers as the brain process over the wire, and its rules
 (steering, who may steer which rig, what stages see) checked as plain calls."""
 
+import copy
+import time
+
 import msgspec
 import pytest
 
 from bridge.identity import IdentityBook
-from bridge.link import LinkSnapshot
+from bridge.link import Link, LinkSnapshot
 from bridge.messages import Accomp, Beat, CardRequest, Hello, Monitor, Neurons, Note, Steer, SteerReply, TreatRequest
 from recording.log import read_session
 from recording.synthetic import write_melody_session
-from tests.conftest import run_cli
+from neurojam import processes
+from tests.conftest import ROOT
 
 Z = "Z" * 40  # a CurveZMQ key's shape: the book only compares them
 
@@ -42,19 +46,41 @@ def answers_of(messages) -> list[dict]:
     return out
 
 
-def test_the_core_in_process_answers_as_the_brain_process_does_on_a_replayed_session(model, tmp_path):
+def over_the_wire(events: list, port: int) -> list:
+    """The events sent as recorded to a `neurojam brain` process over real sockets; what came back."""
+    brain = processes.start_brain(port, cwd=ROOT)
+    got = []
+    try:
+        link = Link("replay", events[0].node, events_port=port, commands_port=port + 1, hwm=100_000)
+        assert link.writable(timeout_ms=10_000)
+        for i in range(0, len(events), 16):
+            for m in events[i:i + 16]:
+                while not link.send(copy.copy(m), as_recorded=True):
+                    got += link.receive(timeout_ms=5)
+            got += link.receive(timeout_ms=20)
+        quiet = time.monotonic()
+        while time.monotonic() - quiet < 2.0:  # until the brain has been silent for 2 s
+            new = [m for m in link.receive(timeout_ms=50) if isinstance(m, (Accomp, Neurons, TreatRequest))]
+            if new:
+                got, quiet = got + new, time.monotonic()
+        link.close()
+    finally:
+        processes.stop_process(brain)
+    return got
+
+
+def test_the_core_in_process_answers_as_the_brain_process_does_on_a_recorded_session(model, tmp_path, ports):
     melody = [(b * 0.5, 0.45, 60 + [0, 4, 7, 12, 7, 4][b % 6]) for b in range(48)]
     src = write_melody_session(tmp_path / "src", melody, tempo_bpm=120, pet_every_beats=3)
-    run_cli("replay", str(src), "--fast", "--out", str(tmp_path / "wire"), timeout=300)  # a real process, real sockets
-    over_the_wire = answers_of(r.msg for r in read_session(tmp_path / "wire").records if r.direction == "in")
+    events = read_session(src).rig_side()
+    wire = answers_of(over_the_wire(events, ports))  # a real process, real sockets
 
     brain = core(model)
-    events = read_session(src).rig_side()
     in_process = []
-    for i in range(0, len(events), 7):  # batched otherwise than the replay: the answers must not depend on it
+    for i in range(0, len(events), 7):  # batched otherwise than over the wire: the answers must not depend on it
         in_process += [msg for to, msg in brain.handle(events[i:i + 7]) if to == events[0].node]
-    assert len(over_the_wire) > 100 and any(isinstance(m, Accomp) for m in in_process)
-    assert answers_of(in_process) == over_the_wire
+    assert len(wire) > 100 and any(isinstance(m, Accomp) for m in in_process)
+    assert answers_of(in_process) == wire
 
 
 def test_steering_is_answered_and_refused_with_reasons(model):

@@ -161,7 +161,7 @@ def test_score_command(tmp_path):
     assert bad.returncode == 2 and "no session here" in bad.stderr
 
 
-def test_the_demo_transposed_to_g_sharp_stays_in_key(tmp_path, ports):
+def test_the_demo_transposed_to_g_sharp_stays_in_key(tmp_path):
     """The demo's tune moved from D to G# (the key the old sonifier got 32 % right), replayed through the real
     brain over the bridge: the band follows it."""
     from brain.live.replay import replay
@@ -172,7 +172,7 @@ def test_the_demo_transposed_to_g_sharp_stays_in_key(tmp_path, ports):
     melody = [m for m in melody_from_midi(MELODY, tempo_bpm=112) if m[0] < 64]
     src = write_melody_session(tmp_path / "src", melody, transpose=6, pet_every_beats=3, tempo_bpm=112)
     out = replay(src, load_config(None, [f"session.dir={tmp_path}"]), speed=None, out=tmp_path / "out",
-                 progress=False, port=ports)
+                 progress=False)
     s = score_session(sess := open_session(out), BrainConfig.of_session(sess.meta).sonify)
     assert set(s.keys) <= {"Ab major", "F minor"}, s.keys  # G# = Ab
     assert s.brain_notes > 50 and s.key_fit >= 0.95, s

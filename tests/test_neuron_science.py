@@ -22,14 +22,13 @@ def test_the_report_reads_a_session_longer_than_the_context_as_the_live_brain_di
     from neurojam.config import load_config
     from recording.jam import jam_from_log
     from recording.log import read_session as read_log
-    from tests.conftest import free_port_pair
 
     session = synthetic_session(tmp_path / "s", bars=80)
     config = load_config(None, [f"session.dir={tmp_path}"])
     model = load_model(config.brain.model, "cpu")
     events = session_events(read_log(session))
     assert len(events) > 3 * model.n_ctx  # the window is cut several times
-    out = replay(session, config, speed=None, out=tmp_path / "live", progress=False, port=free_port_pair())
+    out = replay(session, config, speed=None, out=tmp_path / "live", progress=False)
     live = {n.event_seq: n.hits for n in jam_from_log(read_log(out)).neurons}
     offline = {r.event.seq: r.hits for r in read_session(model, events, context_tokens=config.brain.context_tokens,
                                                          top_k=config.brain.top_k,
