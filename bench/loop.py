@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ from common import machine, pct, table
 from bridge.link import Link
 from bridge.messages import Accomp, Beat, Note
 from bridge.security import CurveClient, create_keys, load_keys, public_key_text
-from neurojam.processes import free_port_pair, wait_brain
+from neurojam import processes
+from neurojam.processes import free_port_pair
 from recording.synthetic import melody_from_midi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,15 +33,13 @@ MELODY = ROOT / "configs" / "melodies" / "soldiers-joy.mid"
 
 
 def start_brain(port: int, keys: Path | None, rig_keys: list[str], session: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "neurojam.cli", "brain", "--set", f"bridge.events_port={port}",
-            "--set", f"bridge.commands_port={port + 1}", "--session", str(session)]
+    args = ["--session", str(session)]
     if keys:
         allowed = "[" + ", ".join(f"'{k}'" for k in rig_keys) + "]"
         args += ["--set", "bridge.curve=true", "--set", f"bridge.keys_dir={keys}",
                  "--set", f"bridge.allowed_keys={allowed}"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True)
-    wait_brain(proc, port, security=CurveClient(*load_keys(keys, "sim-0"), load_keys(keys, "brain")[0]) if keys else None)
-    return proc
+    security = CurveClient(*load_keys(keys, "sim-0"), load_keys(keys, "brain")[0]) if keys else None
+    return processes.start_brain(port, *args, log=session.parent / "brain.log", cwd=ROOT, security=security)
 
 
 def run(n_rigs: int, seconds: float, curve: bool) -> tuple[list[float], dict]:

@@ -27,13 +27,6 @@ from common import machine, pct, table
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -45,7 +38,7 @@ def rss_mb(pid: int) -> float:
 def jam(rigs: int, seconds: float, warmup: float, screenshot: str | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from neurojam.processes import free_port_pair, wait_http
+    from neurojam.processes import free_port, free_port_pair, wait_http
 
     ports, port = free_port_pair(), free_port()
     sets = ["--set", f"bridge.events_port={ports}", "--set", f"bridge.commands_port={ports + 1}"]

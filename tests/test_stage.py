@@ -25,16 +25,10 @@ from bridge.messages import (
     encode,
 )
 from stage.jam_view import JamView
+from neurojam.processes import free_port
 from tests.conftest import ROOT
 from tests.test_brain_node import collect, play, start_brain
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_brain_feeds_a_stage_copies_status_cards_and_passes_on_its_controls(ports):

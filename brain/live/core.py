@@ -104,9 +104,7 @@ class BrainCore:
         state = self.rigs.get(node)
         if state is None:
             bc = self.config
-            layers = None if bc.layers == "all" else list(bc.layers)
-            stream = NeuronStream(self.model, layers=layers, top_k=bc.top_k, context_tokens=bc.context_tokens,
-                                  stats=self.neuron_stats, kv_cache=bc.kv_cache)
+            stream = self._new_stream()
             for (layer, neuron), factor in self.steering_all.items():
                 stream.steering.set(layer, neuron, factor)
             if not self.corruption_all.is_identity:
@@ -119,12 +117,16 @@ class BrainCore:
                 self.on_new_rig(node)
         return state
 
+    def _new_stream(self) -> NeuronStream:
+        """A reader as configured: the window, top-k and layers every rig gets."""
+        bc = self.config
+        return NeuronStream(self.model, layers=None if bc.layers == "all" else list(bc.layers), top_k=bc.top_k,
+                            context_tokens=bc.context_tokens, stats=self.neuron_stats, kv_cache=bc.kv_cache)
+
     def warm(self) -> None:
         """One beat and one note through a throwaway stream: the first jam step pays no first-call costs (the
         step statistics never see this)."""
-        bc = self.config
-        stream = NeuronStream(self.model, layers=None if bc.layers == "all" else list(bc.layers), top_k=bc.top_k,
-                              context_tokens=bc.context_tokens, stats=self.neuron_stats, kv_cache=bc.kv_cache)
+        stream = self._new_stream()
         try:
             for msg in (Beat(index=0, bar=0, beat=0, time=0.0), Note(source="human", note=62, velocity=80, t=0.1)):
                 stream.step([stream_event(msg)])

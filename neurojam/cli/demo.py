@@ -25,7 +25,7 @@ from core.errors import ConfigError
 from neurojam.config import load_config, profile_dirs
 from neurojam.cli.args import positive_seconds
 from neurojam.runtime import Running
-from neurojam.processes import NodeDidNotStart, free_port_pair, start_stage, stop_process, wait_brain
+from neurojam.processes import NodeDidNotStart, free_port_pair, port_args, start_stage, stop_process, wait_brain
 
 MELODY = Path("melodies") / "soldiers-joy.mid"
 
@@ -154,7 +154,7 @@ def run_demo(seconds: float = 30.0, out: str | Path | None = None, model: str | 
     port = free_port_pair()
     config = load_config(profile, [f"bridge.events_port={port}", f"bridge.commands_port={port + 1}",
                                  *(extra or [])])  # a mistake in the user's --set is told here, before anything starts
-    common = ["--set", f"bridge.events_port={port}", "--set", f"bridge.commands_port={port + 1}"]
+    common = port_args(port)
     user = [x for item in extra or [] for x in ("--set", item)]  # last, so that the user's values win
     py = [sys.executable, "-m", "neurojam.cli"]
     brain_cmd = py + ["brain", "--config", profile, *common, "--session", str(out_dir / BRAIN_SESSION)]
