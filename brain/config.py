@@ -30,6 +30,9 @@ class SonifyConfig(Section):
     """Silent when neither human nor pet played within this many beats."""
     subdivision: Annotated[int, msgspec.Meta(ge=1, le=8)] = 2
     """Quantize accompaniment to 1/N of a beat."""
+    on_beat: Literal["chord", "key"] = "chord"
+    """What a neuron may play on the beat: a tone of the human's chord, or any note of the key (off the beat it is
+    always any note of the key: the one the neuron pushes the model towards most)."""
     max_voices: Annotated[int, msgspec.Meta(ge=1, le=16)] = 4
     """A last resort: notes started per slot."""
     velocity_min: Midi7 = 45

@@ -227,6 +227,19 @@ def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int 
     return NeuronStats(quantiles, fingerprint(model), labels, examples, scores, quant[0].n_total)
 
 
+def compute_quantiles(model, texts: list[str], progress: bool = False) -> NeuronStats:
+    """Only the quantiles, over the texts' distinct contexts as they are (no transpositions, no labels): a control
+    model's own scale, in seconds rather than the full statistics' minutes."""
+    cap: Capture = capture_activations(model, texts, progress=progress)
+    new = DistinctContexts().mask(cap.token_ids, cap.position)
+    quantiles = []
+    for layer in range(model.n_layers):
+        q = _Quantiles(int(new.sum()), model.d_mlp, seed=layer)
+        q.add(cap.acts[layer][new])
+        quantiles.append(q.result())
+    return NeuronStats(torch.stack(quantiles), fingerprint(model), {}, {}, None, int(new.sum()))
+
+
 def _word(note: int) -> str:
     from brain.encoder import note_word
 

@@ -46,6 +46,11 @@ class StreamEvent:
     node: str = ""
     drum: bool = False
     """A percussion sound (General MIDI channel 10): written into the text as the encoder says."""
+    beat: int = 0
+    """A beat's place in its bar (0: the downbeat)."""
+    beats_per_bar: int = 4
+    period: float = 0.0
+    """A beat's length in seconds at the rig's tempo (0 for notes)."""
 
 
 def stream_event(msg) -> StreamEvent | None:
@@ -53,7 +58,8 @@ def stream_event(msg) -> StreamEvent | None:
     from bridge.messages import Beat, Note
 
     if isinstance(msg, Beat):
-        return StreamEvent("beat", msg.time, downbeat=msg.beat == 0, seq=msg.seq, node=msg.node)
+        return StreamEvent("beat", msg.time, downbeat=msg.beat == 0, seq=msg.seq, node=msg.node, beat=msg.beat,
+                           beats_per_bar=msg.beats_per_bar, period=60.0 / msg.tempo_bpm)
     if isinstance(msg, Note) and msg.on and msg.source in ("pet", "human"):
         return StreamEvent("note", msg.t, source=msg.source, note=msg.note, seq=msg.seq, node=msg.node,
                            drum=msg.channel == PERCUSSION_CHANNEL)
@@ -67,8 +73,11 @@ def session_text(log) -> NoteText:
 
 
 def session_events(log) -> list[StreamEvent]:
-    """The events the brain read in a recorded session, in the rig's order."""
-    return [e for e in map(stream_event, log.rig_side()) if e is not None]
+    """The events the brain read in a recorded session, in the rig's order, as it wrote them
+    (:mod:`brain.corpus_style`: some beats written early, repeated onsets folded away)."""
+    from brain.corpus_style import written
+
+    return written(e for e in map(stream_event, log.rig_side()) if e is not None)
 
 
 def read_session(model: LoadedModel, events: list[StreamEvent], *, context_tokens: int, top_k: int = 4,
@@ -76,7 +85,7 @@ def read_session(model: LoadedModel, events: list[StreamEvent], *, context_token
     """Read a session's events exactly as the live brain did: the same stream, the same windows (a session longer
     than the context is cut the same way), every neuron's activation kept per event. Unsteered."""
     stream = NeuronStream(model, top_k=top_k, context_tokens=context_tokens, stats=stats, kv_cache=True,
-                          keep_acts=True)
+                          keep_acts=True, written=True)
     try:
         return stream.step(events)
     finally:
@@ -84,7 +93,7 @@ def read_session(model: LoadedModel, events: list[StreamEvent], *, context_token
 
 
 def text_of(events: list[StreamEvent]) -> NoteText:
-    """The whole note text of a run of events (no window): what analysis reads."""
+    """The whole note text of a run of written events (:func:`session_events`; no window): what analysis reads."""
     text = NoteText()
     for e in events:
         if e.kind == "note":
@@ -94,6 +103,8 @@ def text_of(events: list[StreamEvent]) -> NoteText:
     return text
 
 
+LIKELY = 3
+"""How many of the model's most likely next notes a sounding neuron chooses among (:mod:`brain.live.sonify`)."""
 TIE = 1e-4
 """Normalized activations closer than this are a tie: a batched and a single forward differ by ~1e-6."""
 
@@ -121,7 +132,7 @@ def cut_window(text: NoteText, context_tokens: int) -> None:
 
 
 def live_window(events: list[StreamEvent], upto: int, context_tokens: int) -> NoteText:
-    """The note text the live brain held when it read event ``upto`` (same rule as :class:`NeuronStream`)."""
+    """The note text the live brain held when it read written event ``upto`` (same rule as :class:`NeuronStream`)."""
     text = NoteText()
     for e in events[:upto + 1]:
         if window_full(text, context_tokens):
@@ -152,6 +163,8 @@ class StepResult:
     hits: list[Hit]
     text: str
     predicted_note: int | None = None
+    likely_notes: list[int] | None = None
+    """The model's :data:`LIKELY` most likely next notes, most likely first (note-vocabulary models)."""
     step_ms: float = 0.0
     tokens: int = 0
     acts: torch.Tensor | None = None
@@ -165,6 +178,8 @@ class Steering:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self.factors: dict[tuple[int, int], float] = {}
+        self.offsets: dict[tuple[int, int], float] = {}
+        """Added after the factor: a mean-ablated neuron has factor 0 and its mean here."""
         self.corruption: LayerCorruption | None = None
         self.layer_means: dict = {}
         """Each block output's mean (:func:`brain.corruption.layer_output_means`), for mean ablation."""
@@ -183,26 +198,41 @@ class Steering:
     def set(self, layer: int, neuron: int, factor: float) -> None:
         """The factor's range is checked where it enters: the config section and the ``steer`` message."""
         self.model.check_neuron(layer, neuron)
+        self.offsets.pop((layer, neuron), None)
         if factor == 1.0:
             self.factors.pop((layer, neuron), None)
         else:
             self.factors[(layer, neuron)] = factor
         self.version += 1
 
+    def ablate(self, layer: int, neuron: int, mean: float) -> None:
+        """Hold the neuron at ``mean`` (mean ablation: its information gone, its average contribution kept)."""
+        self.model.check_neuron(layer, neuron)
+        self.factors[(layer, neuron)] = 0.0
+        self.offsets[(layer, neuron)] = mean
+        self.version += 1
+
     def clear(self) -> None:
         self.factors.clear()
+        self.offsets.clear()
         self.corruption = None
         self.version += 1
 
-    def for_layer(self, layer: int) -> list[tuple[int, float]]:
-        return [(n, f) for (lay, n), f in self.factors.items() if lay == layer]
+    def for_layer(self, layer: int) -> list[tuple[int, float, float]]:
+        """(neuron, factor, offset): the neuron's activation becomes ``act * factor + offset``."""
+        return [(n, f, self.offsets.get((lay, n), 0.0)) for (lay, n), f in self.factors.items() if lay == layer]
 
 
 class NeuronStream:
     def __init__(self, model: LoadedModel, *, layers: list[int] | None = None, top_k: int = 4,
                  context_tokens: int = 128, stats: NeuronStats | None = None, kv_cache: bool = False,
-                 keep_acts: bool = False) -> None:
+                 keep_acts: bool = False, written: bool = False) -> None:
+        """``written``: the events come already written (:func:`session_events`); else they are the rig's, and
+        are written here as :mod:`brain.corpus_style` says."""
+        from brain.corpus_style import CorpusStyle
+
         self.model = model
+        self.style = None if written else CorpusStyle()
         self.layers = list(range(model.n_layers)) if layers is None else list(layers)
         for layer in self.layers:
             model.check_neuron(layer)
@@ -234,8 +264,8 @@ class NeuronStream:
             steer = self.steering.for_layer(layer)
             if steer:
                 act = act.clone()
-                for neuron, factor in steer:
-                    act[..., neuron] *= factor
+                for neuron, factor, offset in steer:
+                    act[..., neuron] = act[..., neuron] * factor + offset
             if layer in self.layers:
                 self._captured[layer] = act.detach()
             return act if steer else None
@@ -264,6 +294,8 @@ class NeuronStream:
         events still pending a forward pass."""
         results: list[StepResult] = []
         pending: list[tuple[StreamEvent, list[EventSpan]]] = []
+        if self.style is not None:
+            events = [w for e in events for w in self.style.feed(e)]
         for event in events:
             if window_full(self.text, self.context_tokens):
                 if pending:
@@ -296,6 +328,7 @@ class NeuronStream:
             results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
                 self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
                 predicted_note=self.predicted_note(max(positions)) if positions else None,
+                likely_notes=self.likely_notes(max(positions)) if positions else None,
                 acts=raw if self.keep_acts else None))
         return results
 
@@ -356,6 +389,14 @@ class NeuronStream:
         return [Hit(layer=self.layers[i // d_mlp], index=i % d_mlp, activation=round(float(raw.flatten()[i]), 5),
                     normalized=round(float(norm.flatten()[i]), 5))
                 for i in top_neurons(norm.flatten(), raw.flatten(), self.top_k)], raw
+
+    def likely_notes(self, position: int, k: int = LIKELY) -> list[int] | None:
+        """The ``k`` notes the model finds most likely next after ``position`` of the last forward."""
+        if self._logits is None or not self.note_ids:
+            return None
+        row = self._logits[position].float()[self._note_index.to(self._logits.device)]
+        top = row.topk(min(k, row.numel())).indices.cpu()
+        return [self.note_ids[int(self._note_index[int(i)])] for i in top]
 
     def predicted_note(self, position: int | None = None) -> int | None:
         """The model's most likely next note after ``position`` of the last forward (default: its end), so each

@@ -163,10 +163,11 @@ def jam_from_log(log: SessionLog) -> Jam:
             if start is None:
                 continue
             held = sounding.get((n.channel, n.note))
-            if held is not None and held.end > start + 1e-6:
-                if n.tie:
+            if n.tie:  # as the rig plays it: a tie extends a sounding note; for one that has ended it starts nothing
+                if held is not None and held.end >= start - 1e-6:
                     held.end = max(held.end, start + n.duration)
-                    continue
+                continue
+            if held is not None and held.end > start + 1e-6:
                 jam.restrikes["brain"] += 1
                 held.end = start
             played = PlayedNote("brain", start, start + n.duration, n.note, n.velocity, n.channel)

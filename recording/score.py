@@ -338,3 +338,32 @@ def score_rows(score) -> list[tuple[str, str, str, str]]:
         baseline = f"{fmt(d['baselines'].get(base, {}).get(base_key), base_key)} ({BASELINE_NAMES[base]})" if base else ""
         rows.append((label, value, baseline, target))
     return rows
+
+
+def _neuron_slots(session: Session, prediction_channel: int) -> dict[float, set[int]]:
+    """Pitch classes the neuron voices asked for on each slot (by beat), struck or tied; the prediction voice apart."""
+    slots: dict[float, set[int]] = defaultdict(set)
+    for a in session.jam.accomps:
+        for n in a.notes:
+            if n.neurons != ["prediction"] and n.channel != prediction_channel:
+                slots[round(n.due_beat, 3)].add(n.note % 12)
+    return slots
+
+
+def band_distance(reference: Session, other: Session, prediction_channel: int) -> dict:
+    """How far ``other``'s neuron voices land from ``reference``'s, replays of the same events:
+
+    - ``slot_jaccard``: per slot where either plays, |shared pitch classes| / |pitch classes of either|, averaged;
+    - ``pitch_class_distance``: total variation between the two pitch-class mixes (0 same, 1 disjoint);
+    - ``onset_overlap``: Jaccard of the slots where each plays at all.
+    """
+    a, b = _neuron_slots(reference, prediction_channel), _neuron_slots(other, prediction_channel)
+    slots = set(a) | set(b)
+    if not slots:
+        return {"slot_jaccard": None, "pitch_class_distance": None, "onset_overlap": None}
+    jac = [len(a.get(s, set()) & b.get(s, set())) / len(a.get(s, set()) | b.get(s, set())) for s in slots]
+    ha, hb = Counter(pc for v in a.values() for pc in v), Counter(pc for v in b.values() for pc in v)
+    na, nb = max(1, sum(ha.values())), max(1, sum(hb.values()))
+    tv = 0.5 * sum(abs(ha[pc] / na - hb[pc] / nb) for pc in range(12)) if ha and hb else 1.0
+    return {"slot_jaccard": round(sum(jac) / len(jac), 3), "pitch_class_distance": round(tv, 3),
+            "onset_overlap": round(len(set(a) & set(b)) / len(slots), 3)}

@@ -55,10 +55,13 @@ class AccompScheduler:
         key = (note.channel, note.note)
         with self._lock:
             self._pending.discard(cell[0])
-            if note.tie and key in self._voices:  # still sounding: let it ring on, no new attack
-                self.timeline.cancel(self._voices[key])
-                self._voices[key] = self.timeline.at(due + note.duration, self._note_off, key)
-                self.counts["tied"] += 1
+            if note.tie:  # still sounding: let it ring on, no new attack; already ended: it starts nothing
+                if key in self._voices:  # (struck now, it would be a note cut off an instant later)
+                    self.timeline.cancel(self._voices[key])
+                    self._voices[key] = self.timeline.at(due + note.duration, self._note_off, key)
+                    self.counts["tied"] += 1
+                else:
+                    self.counts["tie_after_end"] += 1
                 return
             if key in self._voices:  # same note again: restart it cleanly
                 self.timeline.cancel(self._voices.pop(key))

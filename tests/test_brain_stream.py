@@ -1,5 +1,6 @@
 """The brain's core in-process on tiny TL-native models: alignment, top-k, pitch, steering, errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -7,6 +8,8 @@ from brain.config import SonifyConfig
 from brain.encoder import NoteText, align_tokens, note_word, vocabulary
 from brain.models import ModelError, build_tiny, load_model
 from brain.logit_effect import direct_logit_effect, promoted_notes
+from brain.voices import voices_of
+from bridge.messages import Beat, Note
 from brain.live.rig_view import RigView
 from brain.live.sonify import Sonifier
 from brain.stream import Hit, NeuronStream, StreamEvent, step_streams
@@ -63,7 +66,7 @@ def direct_top_k(model, text, span, layers, k):
 
 
 def feed(stream, events):
-    return stream.step([StreamEvent(kind, float(i), source="pet", note=n, downbeat=d, seq=i)
+    return stream.step([StreamEvent(kind, float(i), source="human", note=n, downbeat=d, seq=i)
                         for i, (kind, n, d) in enumerate(events)])
 
 
@@ -90,7 +93,7 @@ def test_batched_events_equal_one_at_a_time(tiny):
     b = NeuronStream(tiny, top_k=4, context_tokens=16)
     single = []
     for i, e in enumerate(EVENTS * 4):
-        single += b.step([StreamEvent(e[0], float(i), source="pet", note=e[1], downbeat=e[2], seq=i)])
+        single += b.step([StreamEvent(e[0], float(i), source="human", note=e[1], downbeat=e[2], seq=i)])
     b.close()
     assert [r.event.seq for r in batched] == [r.event.seq for r in single]
     for x, y in zip(batched, single):
@@ -109,15 +112,28 @@ def test_direct_logit_pitch_selection():
         model.bridge.blocks[1].mlp.out.weight[:, 7] = W_U[:, g4] * 50  # plant: neuron 1.7 writes G4's unembedding
     assert int(direct_logit_effect(model, 1, 7).argmax()) == g4
     assert int(promoted_notes(model)[1, 7]) == 67
-    # G promoted: a fifth above C (the fifth of every chord), a fourth above D (3-5 semitones: the third)
-    son = Sonifier(SonifyConfig(), RigView(), {(1, 7): 67})
-    c_major, d_major = Key(0, "major"), Key(2, "major")
-    assert son.role(Hit(1, 7, 1.0, 1.0), c_major) == 2 and son.role(Hit(1, 7, 1.0, 1.0), d_major) == 1
-    assert son.pitch(Hit(1, 7, 1.0, 1.0), c_major, (5, 9, 0)) % 12 == 0  # the fifth of F major
-    assert son.role(Hit(1, 7, 1.0, 1.0), Key(9, "minor")) == 2  # A minor reads like C major: the same voice
-    # without note words a stable hash picks the role
-    hashed = Sonifier(SonifyConfig(), RigView())
-    assert hashed.role(Hit(0, 3, 1.0, 1.0), c_major) == hashed.role(Hit(0, 3, 1.0, 1.0), d_major)
+    # the planted neuron plays G wherever the frame allows it: off the beat in C major (any note of the key), on the
+    # beat over a chord with G (C major); over F major on the beat it plays the chord tone it pushes most, not G
+    voices = voices_of(model, [4, 4])
+    assert voices.home[1, 7] == 67 and int(np.argmax(voices.push[1, 7])) == 7
+    rig = RigView()
+    rig.observe(Beat(index=0, bar=0, beat=0, tempo_bpm=120, time=0.0))
+    for i, n in enumerate([60, 64, 67, 72, 60, 64, 67, 65]):
+        rig.observe(Note(source="human", note=n, t=i * 0.25))
+    son = Sonifier(SonifyConfig(prediction_voice=False), rig, voices)
+    c_major = Key(0, "major")
+    assert son.allowed(c_major, (0, 4, 7), 2.5) == tuple(c_major.scale)  # off the beat: the key
+    assert son.pitch(Hit(1, 7, 1.0, 1.0), son.allowed(c_major, (0, 4, 7), 2.5)) == 67
+    assert son.pitch(Hit(1, 7, 1.0, 1.0), son.allowed(c_major, (0, 4, 7), 3.0)) == 67
+    assert son.pitch(Hit(1, 7, 1.0, 1.0), son.allowed(c_major, (5, 9, 0), 3.0)) % 12 in (5, 9, 0)
+    # the model's likely next notes narrow the choice: with A and C likely, G is not among them
+    assert son.allowed(c_major, (5, 9, 0), 3.0, likely=[69, 72]) == (9, 0)
+    notes = son.notes_for([Hit(1, 7, 3.0, 1.2)], 2.0)  # due at 2.25 s: off the beat
+    assert [n.note for n in notes] == [67]  # the accompaniment plays the note the neuron pushes
+    # the random-weight control's voices are not the trained ones
+    from brain.science.controls import random_weights
+
+    assert (voices_of(random_weights(model), [4, 4]).home != voices.home).mean() > 0.5
 
 
 def test_steering_changes_activations_and_predictions(tiny):
@@ -175,7 +191,7 @@ def run_events(stream, events, steer_at=None):
     for i, e in enumerate(events):
         if steer_at is not None and i == steer_at:
             stream.steering.set(0, 3, 0.0)
-        batch = [StreamEvent(e[0], float(i), source="pet", note=e[1], downbeat=e[2], seq=i)]
+        batch = [StreamEvent(e[0], float(i), source="human", note=e[1], downbeat=e[2], seq=i)]
         out += [(r, stream.last_logits.clone()) for r in stream.step(batch)]
     return out
 
@@ -215,7 +231,7 @@ def test_rigs_in_one_forward_pass_hear_only_themselves(tiny):
         work = []
         for i, tune in enumerate(tunes):
             n = rng.choice([0, 1, 1, 2, 3]) if i else rng.choice([1, 2])  # rigs differ in how much arrives
-            events = [StreamEvent(k, float(j), source="pet", note=note, downbeat=d, seq=j)
+            events = [StreamEvent(k, float(j), source="human", note=note, downbeat=d, seq=j)
                       for j, (k, note, d) in enumerate(tune[cursor[i]:cursor[i] + n], start=cursor[i])]
             cursor[i] += n
             if events:

@@ -5,6 +5,7 @@ import pytest
 from brain.config import SonifyConfig
 from brain.live.rig_view import RigView
 from brain.live.sonify import Sonifier
+from brain.voices import NeuronVoices
 from brain.stream import Hit
 from bridge.messages import Beat, Note
 from recording import open_session
@@ -61,7 +62,7 @@ def rig_in(key_notes, t0=100.0):
 def test_gating_ties_and_no_double_onsets():
     promoted = {(0, 1): 62, (0, 2): 62, (0, 3): 69, (1, 4): 66}
     rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])  # D major, last beat F# G A
-    son = Sonifier(SonifyConfig(gate=0.8), rig, promoted)
+    son = Sonifier(SonifyConfig(gate=0.8), rig, NeuronVoices.planted(promoted, 2, 8))
     quiet = son.notes_for([Hit(0, 1, 1.0, 0.5), Hit(0, 3, 1.0, 0.79)], t)
     assert [n for n in quiet if n.neurons != ["prediction"]] == []  # below the gate: nothing sounds
     first = son.notes_for([Hit(0, 1, 2.0, 1.2), Hit(0, 2, 2.0, 0.9), Hit(1, 4, 2.0, 1.0)], t)
@@ -79,7 +80,7 @@ def test_gating_ties_and_no_double_onsets():
 
 def test_silent_when_nobody_plays():
     rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])
-    son = Sonifier(SonifyConfig(listen_beats=1.0), rig, {(0, 1): 62})
+    son = Sonifier(SonifyConfig(listen_beats=1.0), rig, NeuronVoices.planted({(0, 1): 62}, 1, 4))
     last_note = t - 0.25  # 102.25; slots every 0.25 s from 100
     assert son.notes_for([Hit(0, 1, 2.0, 1.2)], last_note + 0.2)  # due at 102.5: half a beat after the last note
     assert son.notes_for([Hit(0, 1, 2.0, 1.2)], last_note + 0.55) == []  # due at 103.0: more than a beat after
@@ -87,16 +88,20 @@ def test_silent_when_nobody_plays():
 
 
 def test_notes_follow_the_human_into_another_key():
-    """The same neurons, the same melody transposed a tritone: every voice moves by the tritone."""
-    promoted = {(0, 1): 62, (0, 3): 69, (1, 4): 66}
+    """The same neurons, the same melody transposed a tritone: every voice stays in the human's key, and a neuron
+    plays the note it pushes wherever the frame allows it (D, in D major, off the beat)."""
+    voices = NeuronVoices.planted({(0, 1): 62, (0, 3): 69, (1, 4): 66}, 2, 8)
     hits = [Hit(0, 1, 2.0, 1.2), Hit(0, 3, 2.0, 1.0), Hit(1, 4, 2.0, 0.9)]
     melody = [62, 66, 69, 74, 73, 71, 69, 66, 67, 69]
-    out = {}
     for shift in (0, 6):
         rig, t = rig_in([n + shift for n in melody])
-        out[shift] = sorted(n.note % 12 for n in Sonifier(SonifyConfig(prediction_voice=False), rig, promoted)
-                            .notes_for(hits, t))
-    assert out[6] == sorted((p + 6) % 12 for p in out[0]) and out[0]
+        son = Sonifier(SonifyConfig(prediction_voice=False), rig, voices)
+        notes = son.notes_for(hits, t + 0.1)  # due off the beat: any note of the key
+        key = son.key
+        assert notes
+        assert all(n.note % 12 in key.scale for n in notes)
+        if shift == 0:
+            assert {n.note for n in notes} == {62, 69, 66}  # each neuron on its own note, at its home
 
 
 def known_session(tmp_path):

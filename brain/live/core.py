@@ -25,9 +25,9 @@ from brain.live.reward_rule import BrainRewardRule
 from brain.live.rig_view import RigView
 from brain.live.sonify import Sonifier
 from brain.live.stage_feed import RigSnapshot, StageFeed
-from brain.logit_effect import promoted_notes
+from brain.voices import voices_of
 from brain.models import LoadedModel
-from brain.neuron_stats import load_stats
+from brain.neuron_stats import NeuronStats, load_stats
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.identity import IdentityBook
 from bridge.link import LinkSnapshot
@@ -64,16 +64,15 @@ class RigState:
 
 
 class BrainCore:
-    def __init__(self, config: BrainConfig, model: LoadedModel, *, identity: IdentityBook | None = None) -> None:
+    def __init__(self, config: BrainConfig, model: LoadedModel, *, identity: IdentityBook | None = None,
+                 stats: NeuronStats | None = None) -> None:
+        """``stats``: calibration to use instead of the model's stored one (a control model's own)."""
         self.config, bc = config, config
         self.model = model
-        self.neuron_stats = load_stats(self.model, bc.stats_dir)
+        self.neuron_stats = stats or load_stats(self.model, bc.stats_dir)
         self.labels = self.neuron_stats.labels if self.neuron_stats else {}
-        self.promoted = {}
-        if self.model.note_token_ids():
-            table = promoted_notes(self.model)
-            self.promoted = {(lay, n): int(table[lay, n]) for lay in range(self.model.n_layers)
-                             for n in range(self.model.d_mlp)}
+        self.voices = voices_of(self.model, bc.sonify.layer_octaves)
+        """Each neuron's home and pushes: what it plays (the score's controls swap these for shuffled ones)."""
         for layer in [] if bc.layers == "all" else bc.layers:  # told now, not when the first rig plays
             self.model.check_neuron(layer)
         self.steering_all: dict[tuple[int, int], float] = {}
@@ -81,6 +80,8 @@ class BrainCore:
         for s in bc.steering:
             self.model.check_neuron(s.layer, s.neuron)
             self.steering_all[(s.layer, s.neuron)] = s.factor
+        self.ablated: dict[tuple[int, int], float] = {}
+        """Neurons every rig's stream holds at a mean activation (the score's ablation control)."""
         self.corruption_all = LayerCorruption.parse(bc.corrupt, self.model.n_layers)
         """The layer corruption every rig gets (config, and live skips addressed to all)."""
         self._layer_means: dict | None = None
@@ -107,10 +108,12 @@ class BrainCore:
             stream = self._new_stream()
             for (layer, neuron), factor in self.steering_all.items():
                 stream.steering.set(layer, neuron, factor)
+            for (layer, neuron), mean in self.ablated.items():
+                stream.steering.ablate(layer, neuron, mean)
             if not self.corruption_all.is_identity:
                 self._corrupt(stream, self.corruption_all)
             view = RigView()
-            state = self.rigs[node] = RigState(stream, view, Sonifier(bc.sonify, view, self.promoted),
+            state = self.rigs[node] = RigState(stream, view, Sonifier(bc.sonify, view, self.voices),
                                                BrainRewardRule(bc.reward, view))
             log.info("serving rig %s (%d rigs)", node, len(self.rigs))
             if self.on_new_rig:
@@ -168,11 +171,12 @@ class BrainCore:
             self.counts["events"] += len(items)
             state.events += len(items)
             state.last_event = self.wire.now
-            by_event = {id(r.event): r for r in done}
+            by_seq: dict[int, list[StepResult]] = {}  # a beat written ahead of its message is answered with the
+            for r in done:                             # note that brought it (it carries that note's seq)
+                by_seq.setdefault(r.event.seq, []).append(r)
             for event, msg in items:
                 state.view.observe(msg)
-                r = by_event.get(id(event))
-                if r is not None:
+                for r in by_seq.get(event.seq, ()):
                     self.respond(r, state, out)
         return out
 
@@ -202,7 +206,7 @@ class BrainCore:
         self._to_rig(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
                              step_ms=round(r.step_ms, 3)), to, out)
         sonifier = state.sonifier
-        notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note)
+        notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note, r.likely_notes)
         if notes:
             self.counts["accomp_notes"] += len(notes)
             self._to_rig(Accomp(notes=notes, event_seq=r.event.seq, chord=list(sonifier.chord or ()),

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from bridge.link import LinkSnapshot
 from bridge.messages import Note, encode
@@ -50,7 +50,10 @@ def human_from_midi(path: str, start: float) -> list[Note]:
 
 
 def replay(source: str | Path, config: "BrainSettings", *, speed: float | None = 1.0, out: str | Path | None = None,
-           human: str | None = None, progress: bool = True, model=None) -> Path:
+           human: str | None = None, progress: bool = True, model=None, stats=None,
+           prepare: "Callable[[BrainCore], None] | None" = None) -> Path:
+    """``model``/``stats``: a loaded model and its calibration instead of the configured ones; ``prepare`` changes
+    the core before the first event (the score's controls: shuffled voices, ablated neurons)."""
     from brain.live.core import BrainCore
     from brain.models import load_model
 
@@ -72,7 +75,9 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
     config = copy.deepcopy(config)
     bc = config.brain
     out_dir = Path(out) if out else new_session_dir(config.session.dir)
-    core = BrainCore(bc, model or load_model(bc.model, bc.device, bc.dtype))
+    core = BrainCore(bc, model or load_model(bc.model, bc.device, bc.dtype), stats=stats)
+    if prepare is not None:
+        prepare(core)
     meta = {"node": "replay", "source_session": str(Path(source).resolve()), "model": core.model.name,
             "config": to_dict(config), "speed": "fast" if speed is None else speed, "human_midi": human,
             "corruption": core.corruption_all.describe()}

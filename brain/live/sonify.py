@@ -1,24 +1,33 @@
-"""Neurons → notes: a band that listens to the human and shows the model's neurons.
+"""Neurons → notes: a band in the human's key whose notes the model's neurons choose.
 
-- **Harmony follows the music.** The brain's :class:`RigView` tracks the key
+- **The frame follows the music.** The brain's :class:`RigView` tracks the key
   (Krumhansl–Schmuckler with hysteresis, from the human's notes) and the chord
   of the current beat (the diatonic triad covering what the human played in
-  the last beat, the note that triggered this event included). Every neuron
-  voice is a tone of that chord, so the band is in key in every key.
-- **A neuron keeps its voice.** Its *role* — root, third or fifth of the chord —
-  comes from the note it promotes through its direct logit effect
-  (``W_out[n] @ W_U``), read as an interval above the current key's tonic
-  (the major tonic of its signature, so a relative-minor reading changes nothing):
-  0–2 semitones → root, 3–5 → third, 6–9 → fifth, 10–11 → root. Its layer sets
-  register and channel (timbre). So "1.42" is always, say, the fifth, up high,
-  on the vibraphone; models without note words pick the role by a stable hash.
+  the last beat). Before the human has played, the key is the configured one
+  (C major: the key the pet's chord pad is tuned to), so the pet alone is
+  answered in its own pads' key; from the human's first confident key on, the
+  band follows the human.
+- **Inside the frame, the neuron chooses.** A sounding neuron plays the note it
+  pushes the model's prediction towards most (its direct logit effect through
+  ``ln_final``, :mod:`brain.voices`) among the notes allowed on that slot: on
+  the beat, the tones of the chord (``on_beat: chord``; ``key`` lets the
+  neuron pick any note of the key there too); off the beat, any note of the
+  key — passing tones where the model pushes them. Consonance is measured
+  (``neurojam score``), not forced off the beat. A model with other weights
+  plays other notes: ``neurojam score --controls`` replays the session through
+  a random-weight model, a shuffled neuron → voice map and the sounding neurons
+  ablated, and says how far each lands from this band.
+- **A neuron keeps its place.** Its note sits nearest its *home* (the note it
+  promotes most, moved into its layer's octave), on its layer's channel, so a
+  listener hears "1.42" in one register and timbre; few neurons share a voice.
 - **Louder means more active; silence means nothing unusual fires.** Only hits
   at or above ``gate`` × the neuron's calibration quantile sound; velocity
   rises with activation above the gate. No note starts more than
   ``listen_beats`` beats after the human or the pet last played.
-- **No restrikes, no doubled notes.** A neuron whose note is still sounding
-  and unchanged is *tied* (the rig extends it); two neurons landing on one
-  pitch share one note; the voice cap is a last resort.
+- **No restrikes, no doubled notes.** A neuron whose note is still ringing past
+  the next slot is *tied* (the rig extends it; a tie whose note has already
+  ended starts nothing); two neurons landing on one pitch share one note; the
+  voice cap is a last resort.
 - **The model can lead.** The prediction voice plays the model's predicted
   next note (moved into the key) on the next slot: zero logical latency.
 
@@ -29,25 +38,35 @@ same notes.
 
 from __future__ import annotations
 
-import hashlib
+import math
 from collections import Counter
 
 from brain.config import SonifyConfig
 from brain.live.rig_view import RigView
 from brain.stream import Hit
+from brain.voices import NeuronVoices, hashed_voices
 from bridge.messages import AccompNote
 from recording.harmony import Key
 
 LATENCY_BUDGET_S = 0.03
 """Notes are placed on the first grid slot at least this long after their event."""
-ROLE_OF_INTERVAL = (0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 0)
-"""Semitones above the key's tonic → chord-tone role (0 root, 1 third, 2 fifth)."""
+TIE_MARGIN_BEATS = 0.05
+"""A ringing note must outlast the new slot by this much to be tied rather than struck."""
+ON_BEAT = 1e-6
+"""A slot this close to a whole beat is on the beat."""
+
+
+def _seconds(x: float) -> float:
+    """A duration on the wire (4 decimals), rounded down: a note never overlaps the slot where its voice may be
+    struck again."""
+    return math.floor(x * 1e4) / 1e4
 
 
 class Sonifier:
-    def __init__(self, config: SonifyConfig, rig: RigView, promoted: dict[tuple[int, int], int] | None = None) -> None:
+    def __init__(self, config: SonifyConfig, rig: RigView, voices: NeuronVoices | None = None) -> None:
         self.config, self.rig = config, rig
-        self.promoted = promoted or {}
+        self.voices = voices
+        """Every neuron's home and pushes (:func:`brain.voices.voices_of`); hashed when not given."""
         self.ringing: dict[tuple[int, int], float] = {}  # (channel, pitch) -> beat its note ends, as the rig plays it
         self.chord: tuple[int, int, int] | None = None
         """The chord the last notes were voiced on."""
@@ -56,22 +75,33 @@ class Sonifier:
         self.counts: Counter = Counter()
 
     # -- a neuron's voice ---------------------------------------------------------------
-    def role(self, hit: Hit, key: Key) -> int:
-        promoted = self.promoted.get((hit.layer, hit.index))
-        if promoted is None:
-            return hashlib.sha1(f"{hit.layer}.{hit.index}".encode()).digest()[0] % 3
-        return ROLE_OF_INTERVAL[(promoted - key.signature_tonic) % 12]
-
-    def octave(self, layer: int) -> int:
-        octaves = self.config.layer_octaves
-        return octaves[min(layer, len(octaves) - 1)]
+    def allowed(self, key: Key, chord: tuple[int, int, int], due: float, likely: list[int] | None = None) -> \
+            tuple[int, ...]:
+        """The pitch classes a neuron may choose among on the slot at beat ``due``: the model's likely next notes
+        moved into the key (on the beat, those in the chord; the chord if none is), else the key's (the chord's)."""
+        on_beat = abs(due - round(due)) < ON_BEAT and self.config.on_beat == "chord"
+        frame = tuple(chord) if on_beat else tuple(key.scale)
+        wanted = tuple(dict.fromkeys(self.into_key(n, key) % 12 for n in likely or ()))
+        return tuple(pc for pc in wanted if pc in frame) or frame
 
     def channel(self, layer: int) -> int:
         chans = self.config.layer_channels
         return chans[min(layer, len(chans) - 1)]
 
-    def pitch(self, hit: Hit, key: Key, chord: tuple[int, int, int]) -> int:
-        return max(0, min(127, 12 * (self.octave(hit.layer) + 1) + chord[self.role(hit, key)]))
+    def pitch(self, hit: Hit, allowed: tuple[int, ...]) -> int:
+        if self.voices is None or hit.layer >= self.voices.home.shape[0] or hit.index >= self.voices.home.shape[1]:
+            self.voices = self._hashed(hit)
+        return max(0, min(127, self.voices.pitch(hit.layer, hit.index, allowed)))
+
+    def _hashed(self, hit: Hit) -> NeuronVoices:
+        import numpy as np
+
+        layers, width = max(hit.layer + 1, 1), max(hit.index + 1, 1)
+        if self.voices is not None:
+            layers, width = max(layers, self.voices.home.shape[0]), max(width, self.voices.home.shape[1])
+        octaves = self.config.layer_octaves
+        shift = np.array([12 * (octaves[min(lay, len(octaves) - 1)] - 4) for lay in range(layers)])
+        return hashed_voices(layers, width, shift)
 
     def velocity(self, normalized: float) -> int:
         c = self.config
@@ -79,7 +109,8 @@ class Sonifier:
         return int(round(c.velocity_min + (c.velocity_max - c.velocity_min) * x))
 
     # -- notes ------------------------------------------------------------------------------
-    def notes_for(self, hits: list[Hit], event_time: float, predicted: int | None = None) -> list[AccompNote]:
+    def notes_for(self, hits: list[Hit], event_time: float, predicted: int | None = None,
+                  likely: list[int] | None = None) -> list[AccompNote]:
         """The accompaniment for one event's hits (empty until the rig's beat is known)."""
         grid, c = self.rig.grid, self.config
         if grid is None:
@@ -95,15 +126,16 @@ class Sonifier:
             return []
         self.key = key
         chord = self.chord = self.rig.chord(key, event_time, grid.period)
+        allowed = self.allowed(key, chord, due, likely)
         for k in [k for k, until in self.ringing.items() if until < due]:
             del self.ringing[k]
-        duration = round(c.note_beats * grid.period, 4)
+        duration = _seconds(c.note_beats * grid.period)
         out: dict[tuple[int, int], AccompNote] = {}
         for hit in sorted(hits, key=lambda h: -h.normalized):
             if hit.normalized < c.gate:
                 self.counts["below_gate"] += 1
                 continue
-            pitch, channel, nid = self.pitch(hit, key, chord), self.channel(hit.layer), hit.id
+            pitch, channel, nid = self.pitch(hit, allowed), self.channel(hit.layer), hit.id
             note = out.get((channel, pitch))
             if note is not None:  # another neuron already sings this pitch here: share the note
                 note.neurons.append(nid)
@@ -120,14 +152,15 @@ class Sonifier:
             pitch = self.into_key(predicted, key)
             if all(n.note != pitch for n in notes):  # already sounding in a neuron's voice: no double onset
                 notes.append(self._note(pitch, c.prediction_channel, c.prediction_velocity, due, 1 / c.subdivision,
-                                        round(grid.period / c.subdivision, 4), ["prediction"]))
+                                        _seconds(grid.period / c.subdivision), ["prediction"]))
         self.counts["notes"] += len(notes)
         return notes
 
     def _note(self, pitch: int, channel: int, velocity: int, due: float, beats: float, duration: float,
               neurons: list[str]) -> AccompNote:
-        """A note at ``due``, tied (extended, not struck again) if the rig is still sounding that pitch there."""
-        tie = self.ringing.get((channel, pitch), float("-inf")) >= due
+        """A note at ``due``, tied (extended, not struck again) if the rig is still sounding that pitch past ``due``
+        (a note ending exactly there may already have ended when the tie arrives: it is struck again instead)."""
+        tie = self.ringing.get((channel, pitch), float("-inf")) > due + TIE_MARGIN_BEATS
         self.ringing[(channel, pitch)] = max(self.ringing.get((channel, pitch), due), due + beats)
         self.counts["tied" if tie else "struck"] += 1
         return AccompNote(note=pitch, velocity=velocity, channel=channel, duration=duration, due_beat=due,
@@ -137,6 +170,6 @@ class Sonifier:
     def into_key(note: int, key: Key) -> int:
         """The nearest note of the key (down on a tie): the prediction voice stays in key."""
         for step in (0, -1, 1, -2, 2):
-            if (note + step) % 12 in key.scale:
+            if (note + step) % 12 in key.scale and 0 <= note + step <= 127:
                 return note + step
         return note

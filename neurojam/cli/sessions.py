@@ -158,7 +158,40 @@ def cmd_score(args: argparse.Namespace) -> int:
     console.print(table)
     for note in score.notes:
         console.print(f"note: {note}")
+    if args.controls:
+        _print_controls(args, console)
     return 0
+
+
+def _print_controls(args: argparse.Namespace, console) -> None:
+    """The session replayed through the trained model and three controls: is the band the model's?"""
+    from rich.table import Table
+
+    from brain.science.controls import MAX_JACCARD, MIN_HIST, run_controls
+    config = load_config_from(args)
+    result = run_controls(args.session, config, progress=True)
+    table = Table(title=f"controls: each replayed from the same events; distance from the trained model's band "
+                        f"({result.trained_notes} notes, prediction hits "
+                        f"{_pct(result.trained_prediction_hits)})")
+    for col in ("control", "per-slot pitch-class Jaccard", "pitch-class mix distance", "onset overlap",
+                "prediction hits", "notes"):
+        table.add_column(col, justify="left" if col == "control" else "right")
+    for r in result.rows:
+        d = r.distance
+        table.add_row(r.name, _num(d["slot_jaccard"]), _num(d["pitch_class_distance"]), _num(d["onset_overlap"]),
+                      _pct(r.prediction_hits), str(r.brain_notes))
+    console.print(table)
+    console.print(f"the music depends on the trained model: [bold]{result.depends}[/] (the random-weight control "
+                  f"shares ≤ {MAX_JACCARD} of each slot's pitch classes and its mix is ≥ {MIN_HIST} away: "
+                  f"'yes'; one of the two: 'partly')")
+
+
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.0%}"
 
 
 def register(sub, add) -> None:
@@ -167,6 +200,11 @@ def register(sub, add) -> None:
     p.add_argument("session", help="a session directory (neurojam sessions lists them)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--gate", type=float, default=None, help="activity threshold (default: the session's sonify.gate)")
+    p.add_argument("--controls", action="store_true",
+                   help="also replay the session through a random-weight model, shuffled voices and the sounding "
+                        "neurons mean-ablated (about 15 s for the default model), and say how far each lands from "
+                        "the trained model's band")
+    config_args(p)
     p = add("replay", cmd_replay, "replay a recorded session through a brain into a new session")
     p.add_argument("session", help="the session to replay (neurojam sessions lists them)")
     config_args(p)
