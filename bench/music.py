@@ -62,6 +62,44 @@ def run(tunes, transpositions, model, root: Path) -> dict[int, list]:
     return scores
 
 
+def voices_per_neuron(session) -> tuple[float, int]:
+    """Distinct neurons heard on each (channel, pitch) voice: the mean over voices, and the most on one."""
+    from collections import defaultdict
+
+    heard = defaultdict(set)
+    for a in session.jam.accomps:
+        for n in a.notes:
+            for nid in n.neurons:
+                if "." in nid:
+                    heard[(n.channel, n.note)].add(nid)
+    sizes = [len(v) for v in heard.values()]
+    return (statistics.fmean(sizes), max(sizes)) if sizes else (0.0, 0)
+
+
+def controls_table(model, root: Path) -> None:
+    """The demo tune (Soldier's Joy, D) and two held-out tunes, each through the trained model and the controls."""
+    from brain.science.controls import run_controls
+    from recording.synthetic import melody_from_midi
+    from tests.conftest import ROOT
+
+    cases = [("demo tune", melody_from_midi(ROOT / "configs" / "melodies" / "soldiers-joy.mid"))]
+    cases += [(tid.split("/")[-1], melody) for tid, melody in held_out_tunes(2)]
+    rows = []
+    config = load_config(None, [f"session.dir={root}"])
+    for name, melody in cases:
+        src = write_melody_session(root / f"ctl-{name}", melody, pet_every_beats=3, seed=1)
+        result = run_controls(src, config, model=model, work=root / f"ctl-{name}-runs")
+        mean_v, max_v = voices_per_neuron(open_session(root / f"ctl-{name}-runs" / "the-trained-model"))
+        for r in result.rows:
+            d = r.distance
+            rows.append([name, r.name, f"{d['slot_jaccard']:.2f}", f"{d['pitch_class_distance']:.2f}",
+                         f"{d['onset_overlap']:.2f}", f"{pct(r.prediction_hits)} / {pct(result.trained_prediction_hits)}",
+                         result.depends if r.name == "random weights" else "", f"{mean_v:.1f} / {max_v}"])
+    table("controls: distance of each control's band from the trained model's (same events)",
+          ["tune", "control", "slot Jaccard (≤ 0.15)", "pitch-class distance (≥ 0.3)", "onset overlap",
+           "prediction hits control / trained", "depends on the model", "neurons per voice mean / max"], rows)
+
+
 def mean(xs):
     xs = [x for x in xs if x is not None]
     return statistics.fmean(xs) if xs else None
@@ -108,6 +146,8 @@ def main() -> None:
     print(f"overall: key fit {pct(mean(x.key_fit for x in all_scores))} (worst key {worst:+d}: "
           f"{pct(mean(x.key_fit for x in scores[worst]))}), harmony {pct(mean(x.harmony for x in all_scores))} vs "
           f"random in key {pct(mean(x.baselines['random_in_key']['harmony'] for x in all_scores))}")
+
+    controls_table(model, root)
 
     pet_only = write_melody_session(root / "pet-only", [], pet_every_beats=1.0, pet_beats=32, seed=3)
     out = replay(pet_only, load_config(None, [f"session.dir={root}"]), speed=None, out=root / "pet-out",

@@ -22,7 +22,7 @@ class SonifyConfig(Section):
     """Track the key from the human's notes (else play in ``key`` / ``mode``)."""
     key: KeyName = "C"
     mode: Literal["major", "minor"] = "major"
-    gate: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.8
+    gate: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.9
     """A neuron sounds only at or above this share of its calibration quantile: a quiet model is a quiet band."""
     full_at: Annotated[float, msgspec.Meta(gt=0, le=20)] = 1.4
     """Normalized activation that plays at ``velocity_max`` (velocity rises linearly from the gate)."""
@@ -31,10 +31,15 @@ class SonifyConfig(Section):
     subdivision: Annotated[int, msgspec.Meta(ge=1, le=8)] = 2
     """Quantize accompaniment to 1/N of a beat."""
     on_beat: Literal["chord", "key"] = "chord"
-    """What a neuron may play on the beat: a tone of the human's chord, or any note of the key (off the beat it is
-    always any note of the key: the one the neuron pushes the model towards most)."""
-    max_voices: Annotated[int, msgspec.Meta(ge=1, le=16)] = 4
-    """A last resort: notes started per slot."""
+    """What a neuron may play on the beat: a tone of the human's chord, or any note of the key."""
+    off_beat: Literal["chord", "key"] = "key"
+    """What a neuron may play off the beat (``key``: passing tones where the model pushes them)."""
+    choose_among: Literal["likely", "frame"] = "frame"
+    """``likely``: among the model's most likely next notes that the frame allows (the frame if none is); ``frame``:
+    among all the notes the frame allows. Either way the neuron takes the one it pushes most."""
+    max_voices: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    """Neuron notes started per slot, the most active first: one at a time, so each neuron is heard as itself
+    (the prediction voice is apart)."""
     velocity_min: Midi7 = 45
     velocity_max: Midi7 = 105
     note_beats: Annotated[float, msgspec.Meta(gt=0, le=8)] = 1.0

@@ -19,6 +19,7 @@ AUROCs use ranks over a fixed random sample of the calibration tokens
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +45,13 @@ class Traits:
         return self.matrix.mean(0)
 
 
-def token_traits(words: list[str], chunk_index: np.ndarray, position: np.ndarray) -> Traits:
-    """The candidate traits of each token, from its word, the previous note in its window and its position."""
+def token_traits(words: list[str], chunk_index: np.ndarray, position: np.ndarray,
+                 notes_named: list[str] | None = None) -> Traits:
+    """The candidate traits of each token, from its word, the previous note in its window and its position.
+    ``notes_named``: the note words to make "on X" traits for (default: those in ``words``), so that tables built
+    over several batches have the same columns."""
     n = len(words)
-    notes = np.array([word_note(w) if word_note(w) is not None else -1 for w in words])
+    notes = np.array([word_note(w) if word_note(w) is not None else -1 for w in words], dtype=np.int64)
     prev_note = np.full(n, -1)
     prev_word = [""] * n
     last = -1
@@ -62,9 +66,9 @@ def token_traits(words: list[str], chunk_index: np.ndarray, position: np.ndarray
     step = np.where(is_note & (prev_note >= 0), notes - prev_note, 0)
     has_prev = is_note & (prev_note >= 0)
     columns = {
-        "bar line": np.array([w == BAR for w in words]),
-        "rest": np.array([w == REST for w in words]),
-        "first note of a bar": is_note & np.array([p == BAR for p in prev_word]),
+        "bar line": np.array([w == BAR for w in words], dtype=bool),
+        "rest": np.array([w == REST for w in words], dtype=bool),
+        "first note of a bar": is_note & np.array([p == BAR for p in prev_word], dtype=bool),
         "repeated note": has_prev & (step == 0),
         "rising step": has_prev & (step >= 1) & (step <= 2),
         "rising leap": has_prev & (step >= 3),
@@ -73,8 +77,12 @@ def token_traits(words: list[str], chunk_index: np.ndarray, position: np.ndarray
         POSITION_TRAITS[0]: position < START,
         POSITION_TRAITS[1]: position >= LATE,
     }
-    for note in sorted(set(notes[is_note].tolist())):
-        columns[f"on {words[int(np.argmax(notes == note))]}"] = notes == note
+    if notes_named is None:
+        for note in sorted(set(notes[is_note].tolist())):
+            columns[f"on {words[int(np.argmax(notes == note))]}"] = notes == note
+    else:
+        for word in notes_named:
+            columns[f"on {word}"] = np.array([w == word for w in words], dtype=bool)
     names = list(columns)
     return Traits(names, np.stack([columns[k] for k in names], axis=1))
 
@@ -123,8 +131,8 @@ class Label:
         return self.trait in POSITION_TRAITS
 
     def text(self) -> str:
-        if not self.clear:
-            return f"no clear trait (best: {self.trait}, AUROC {self.auroc:.2f})"
+        if not self.clear:  # rounded down: a best trait under the bar never reads as "AUROC 0.75"
+            return f"no clear trait (best: {self.trait}, AUROC {math.floor(self.auroc * 100) / 100:.2f})"
         if self.position:
             return f"position neuron: {self.trait}, AUROC {self.auroc:.2f}"
         return f"{self.trait}, AUROC {self.auroc:.2f}"
@@ -139,3 +147,118 @@ def best_labels(scores: np.ndarray, traits: Traits) -> list[Label]:
     best = masked.argmax(0)
     return [Label(traits.names[t], float(masked[t, j]), float(rates[t]), float(masked[t, j]) >= CLEAR)
             for j, t in enumerate(best)]
+
+
+# -- labels by precision where the neuron sounds --------------------------------------------------------------------
+PRECISE = 0.8
+"""A clear label: at least this share of the held-out tokens where the neuron passes the sonifier's gate carry it."""
+MIN_FIRINGS = 20
+"""Gate passes a neuron needs on the choosing tokens before any trait is claimed for it."""
+MIN_HELD_OUT = 10
+"""Gate passes on the held-out tokens before a label's precision there is trusted."""
+
+
+@dataclass
+class GateCounts:
+    """Per neuron: how often it passed the gate, and how often each trait was present when it did."""
+
+    names: list[str]
+    firings: np.ndarray  # [n_layers, d_mlp]
+    with_trait: np.ndarray  # [n_layers, d_mlp, n_traits]
+    tokens: int = 0
+
+    def precision(self) -> np.ndarray:
+        return self.with_trait / np.maximum(1, self.firings)[..., None]
+
+
+def gate_counts(model, scale: torch.Tensor, texts: list[str], gate: float, batch_texts: int = 200,
+                progress: bool = False) -> GateCounts:
+    """Count, over ``texts``, each neuron's gate passes (activation ≥ ``gate`` × its scale) and the traits then."""
+    from brain.activations import capture_activations
+    from brain.encoder import note_word
+    from brain.logit_effect import MELODIC_RANGE
+
+    named = [note_word(n) for n in range(MELODIC_RANGE[0], MELODIC_RANGE[1] + 1)]
+    names = token_traits([], np.zeros(0), np.zeros(0), named).names
+    firings = np.zeros((model.n_layers, model.d_mlp), dtype=np.int64)
+    with_trait = np.zeros((model.n_layers, model.d_mlp, len(names)), dtype=np.int64)
+    tokens = 0
+    starts = range(0, len(texts), batch_texts)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="labelling by precision", unit="batch", leave=False)
+    tok = model.tokenizer
+    for i in starts:
+        cap = capture_activations(model, texts[i:i + batch_texts])
+        words = [tok.token_str(int(t)) for t in cap.token_ids]
+        chunk = (cap.position == 0).cumsum(0).numpy()
+        traits = torch.from_numpy(token_traits(words, chunk, cap.position.numpy(), named).matrix.astype(np.float32))
+        tokens += cap.n_tokens
+        for layer in cap.layers:
+            passes = (cap.acts[layer] >= gate * scale[layer]).float()  # [tokens, d_mlp]
+            firings[layer] += passes.sum(0).long().numpy()
+            with_trait[layer] += (passes.T @ traits).round().long().numpy()
+    return GateCounts(names, firings, with_trait, tokens)
+
+
+@dataclass
+class PreciseLabel:
+    trait: str
+    precision: float
+    """On the choosing tokens."""
+    firings: int
+    held_out_precision: float | None
+    held_out_firings: int
+    clear: bool
+
+    @property
+    def position(self) -> bool:
+        return self.trait in POSITION_TRAITS
+
+    def text(self) -> str:
+        if not self.trait:
+            return f"fires too rarely to label ({self.firings} gate passes)"
+        shown = _held_out(self)
+        if not self.clear:
+            return f"fires on many things (best: {self.trait}, {shown})"
+        kind = "position neuron: " if self.position else ""
+        return f"{kind}{self.trait} ({shown})"
+
+
+def _held_out(label: PreciseLabel) -> str:
+    if label.held_out_precision is None:
+        return f"{label.precision:.0%} of {label.firings} firings"
+    return f"{label.held_out_precision:.0%} of {label.held_out_firings} held-out firings"
+
+
+def precise_labels(choose: GateCounts, check: GateCounts) -> dict[str, PreciseLabel]:
+    """The trait each neuron is most precise for on ``choose``'s tokens (≥ :data:`MIN_FIRINGS` passes), its precision
+    measured again on ``check``'s tokens; clear when both are ≥ :data:`PRECISE` (held out: ≥ :data:`MIN_HELD_OUT`
+    passes). The label shows the held-out figure."""
+    out: dict[str, PreciseLabel] = {}
+    prec, check_prec = choose.precision(), check.precision()
+    n_layers, d_mlp = choose.firings.shape
+    for layer in range(n_layers):
+        for n in range(d_mlp):
+            fired = int(choose.firings[layer, n])
+            if fired < MIN_FIRINGS:
+                out[f"{layer}.{n}"] = PreciseLabel("", 0.0, fired, None, int(check.firings[layer, n]), False)
+                continue
+            t = int(np.argmax(prec[layer, n]))
+            held = int(check.firings[layer, n])
+            held_prec = float(check_prec[layer, n, t]) if held else None
+            clear = float(prec[layer, n, t]) >= PRECISE and held >= MIN_HELD_OUT and held_prec >= PRECISE
+            out[f"{layer}.{n}"] = PreciseLabel(choose.names[t], float(prec[layer, n, t]), fired, held_prec, held, clear)
+    return out
+
+
+def present_now(trait: str, window_words: list[str]) -> bool | None:
+    """Whether the last word of a live window has ``trait`` (the same rules as the labels'); None for no trait."""
+    if not trait or not window_words:
+        return None
+    n = len(window_words)
+    traits = token_traits(window_words, np.zeros(n), np.arange(n))
+    if trait not in traits.names:
+        return False  # an "on X" trait for a note not in the window
+    return bool(traits.matrix[-1, traits.names.index(trait)])

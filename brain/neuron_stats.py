@@ -227,6 +227,46 @@ def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int 
     return NeuronStats(quantiles, fingerprint(model), labels, examples, scores, quant[0].n_total)
 
 
+LABEL_SHIFTS = (0, 1, -1, 2, -2)
+"""Transpositions of the labelling texts: more gate passes per neuron, the same tunes."""
+
+
+def with_transpositions(texts: list[str], shifts: tuple[int, ...] = LABEL_SHIFTS) -> list[str]:
+    return [m for s in shifts for t in texts if (m := (t if s == 0 else transposed(t, s))) is not None]
+
+
+def label_by_precision(model, stats: NeuronStats, choose_texts: list[str], check_texts: list[str], gate: float,
+                       progress: bool = True) -> dict:
+    """Relabel every neuron by its precision where it sounds (:func:`brain.neuron_labels.precise_labels`): the trait
+    chosen on ``choose_texts``, its precision measured on ``check_texts`` (both held out from training), at the
+    sonifier's ``gate``. Updates ``stats.labels`` and ``stats.scores``; returns the summary the card states."""
+    from brain.neuron_labels import gate_counts, precise_labels
+
+    choose = gate_counts(model, stats.scale, with_transpositions(choose_texts), gate, progress=progress)
+    check = gate_counts(model, stats.scale, with_transpositions(check_texts), gate, progress=progress)
+    promoted = promoted_notes(model)
+    scores = stats.scores or {}
+    for nid, label in precise_labels(choose, check).items():
+        layer, n = (int(x) for x in nid.split("."))
+        note = int(promoted[layer, n])
+        stats.labels[nid] = label.text() + (f" → {_word(note)}" if note >= 0 else "")
+        old = scores.get(nid, {})
+        scores[nid] = {"trait": label.trait, "precision": round(label.precision, 4), "firings": label.firings,
+                       "held_out_precision": None if label.held_out_precision is None else
+                       round(label.held_out_precision, 4), "held_out_firings": label.held_out_firings,
+                       "clear": label.clear, "position": label.position, "gate": gate,
+                       "auroc_trait": old.get("auroc_trait", old.get("trait")), "auroc": old.get("auroc"),
+                       "base_rate": old.get("base_rate")}
+    stats.scores = scores
+    clear = [sc for sc in scores.values() if sc["clear"]]
+    return {"gate": gate, "choosing_tokens": choose.tokens, "held_out_tokens": check.tokens,
+            "neurons": len(scores), "clear": len(clear), "position_neurons": sum(sc["position"] for sc in clear),
+            "too_rare": sum(1 for sc in scores.values() if not sc["trait"]),
+            "chosen_at_80": sum(1 for sc in scores.values() if sc["trait"] and sc["precision"] >= 0.8),
+            "median_held_out_precision_clear": round(float(sorted(sc["held_out_precision"] for sc in clear)[
+                len(clear) // 2]), 4) if clear else None}
+
+
 def compute_quantiles(model, texts: list[str], progress: bool = False) -> NeuronStats:
     """Only the quantiles, over the texts' distinct contexts as they are (no transpositions, no labels): a control
     model's own scale, in seconds rather than the full statistics' minutes."""

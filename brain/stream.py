@@ -169,6 +169,8 @@ class StepResult:
     tokens: int = 0
     acts: torch.Tensor | None = None
     """[n_layers read, d_mlp] every neuron's activation at this event (max over its tokens), when asked for."""
+    window_words: list[str] | None = None
+    """The window's words up to and including this event's: what a label's trait is checked against now."""
 
 
 class Steering:
@@ -323,13 +325,15 @@ class NeuronStream:
         results = []
         for event, spans in pending:
             wanted = {span_index[id(s)] for s in spans if id(s) in span_index}
+            upto = max(wanted) + 1 if wanted else 0
             positions = [prefix_len + i for i, o in enumerate(owner) if o in wanted]
             hits, raw = self._top_k(positions)
             results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
                 self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
                 predicted_note=self.predicted_note(max(positions)) if positions else None,
                 likely_notes=self.likely_notes(max(positions)) if positions else None,
-                acts=raw if self.keep_acts else None))
+                acts=raw if self.keep_acts else None,
+                window_words=[self.text.text[s.start:s.end] for s in self.text.spans[:upto]]))
         return results
 
     def _forward_full(self) -> tuple[int, list[int], int]:

@@ -15,10 +15,9 @@
   in the beat (struck, or held on by a tie; the prediction voice left out), over the beats while someone
   plays; and how many beats the brain kept
   playing after the human and the pet stopped.
-- **faithfulness**: share of neurons with a stable voice (one channel, and
-  one chord-tone role — root, third or fifth — for ≥ 90 % of their notes
-  within a key; key and chord are the ones the brain says it voiced on (older
-  sessions: the score's own)); ρ between a note's velocity and its neurons' activation.
+- **faithfulness** (true by construction of the sonifier: read them beside ``--controls``): share of neurons that
+  keep their place (one channel, and ≥ 90 % of their notes within a tritone of their median pitch); ρ between a
+  note's velocity and its neurons' activation.
 - **hygiene**: restrikes of a still-sounding note, double onsets (one note struck twice at once on one channel),
   stuck notes, notes off the grid.
 - **prediction**: how often the prediction voice named the human's next note.
@@ -235,7 +234,7 @@ def _faithfulness(out: Score, tl: _Timeline, jam) -> None:
 
     hits = {(m.event_node, m.event_seq): {f"{h.layer}.{h.index}": h.normalized for h in m.hits} for m in jam.neurons}
     node = _accomp_node(jam)
-    voices: dict[tuple[str, str], list[tuple[int | None, int]]] = defaultdict(list)
+    voices: dict[str, list[tuple[int, int]]] = defaultdict(list)
     vel, act = [], []
     for a in jam.accomps:
         acts = hits.get((node, a.event_seq), {})
@@ -245,19 +244,24 @@ def _faithfulness(out: Score, tl: _Timeline, jam) -> None:
             t = jam.accomp_time(n)
             if t is None:
                 continue
-            chord, key = (tuple(a.chord) if a.chord else tl.chord_at(t)), (a.key or tl.key_at(t))
-            role = chord.index(n.note % 12) if chord and n.note % 12 in chord else None
             for nid in n.neurons:
-                voices[(str(key), nid)].append((role, n.channel))
+                voices[nid].append((n.channel, n.note))
             a_max = max((acts.get(nid, 0.0) for nid in n.neurons), default=0.0)
             if a_max:
                 vel.append(n.velocity)
                 act.append(a_max)
     if voices:
-        stable = sum(1 for v in voices.values() if Counter(v).most_common(1)[0][1] / len(v) >= STABLE_SHARE)
-        out.stable_voices = round(stable / len(voices), 3)
+        out.stable_voices = round(sum(_keeps_its_place(v) for v in voices.values()) / len(voices), 3)
     if len(vel) >= 4 and len(set(vel)) > 1:
         out.velocity_rho = round(float(spearmanr(vel, act)[0]), 3)
+
+
+def _keeps_its_place(notes: list[tuple[int, int]]) -> bool:
+    """One channel, and ≥ :data:`STABLE_SHARE` of the notes within a tritone of the neuron's median pitch."""
+    channel = Counter(c for c, _ in notes).most_common(1)[0][0]
+    pitches = sorted(p for c, p in notes if c == channel)
+    middle = pitches[len(pitches) // 2]
+    return sum(abs(p - middle) <= 6 for p in pitches) / len(notes) >= STABLE_SHARE
 
 
 def _accomp_node(jam) -> str:

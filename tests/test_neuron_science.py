@@ -175,3 +175,35 @@ def test_a_context_repeated_at_every_tune_start_counts_once_in_the_quantiles():
     assert float(every.result()[0, q99]) == 10.0  # 4 % of the tokens are the start
     assert float(once.result()[0, q99]) < 3.0  # the 0.99 quantile of the rest: a normal's, about 2.3
     assert once.n_total == int(keep.sum())
+
+
+def test_labels_by_precision_where_the_neuron_sounds():
+    """Neuron 0 passes the gate on 30 tokens, 27 of them bar lines (90 %); neuron 1 on 30, 21 bar lines (70 %): only
+    neuron 0's label is clear. Neuron 2 is 90 % on the choosing tokens but 60 % held out: not clear either. Neuron 3
+    passes too rarely to say."""
+    from brain.neuron_labels import GateCounts, present_now, precise_labels
+
+    names = ["bar line", "rest", "on A4"]
+
+    def counts(rows):  # rows: (firings, bar lines among them)
+        return GateCounts(names, np.array([[f for f, _ in rows]]),
+                          np.array([[[b, 0, f - b] for f, b in rows]]))
+
+    choose = counts([(30, 27), (30, 21), (30, 27), (5, 5)])
+    check = counts([(40, 38), (40, 30), (40, 24), (2, 2)])
+    labels = precise_labels(choose, check)
+    assert labels["0.0"].clear and labels["0.0"].text() == "bar line (95% of 40 held-out firings)"
+    assert not labels["0.1"].clear and labels["0.1"].text().startswith("fires on many things (best: bar line")
+    assert labels["0.2"].precision == pytest.approx(0.9) and not labels["0.2"].clear
+    assert not labels["0.3"].clear and "too rarely" in labels["0.3"].text()
+    # whether the trait is true now, by the same rules as the labels' traits
+    window = ["|", "A4", "B4", "|", "C5"]
+    assert present_now("first note of a bar", window) is True and present_now("rising step", window) is True
+    assert present_now("bar line", window) is False and present_now("on A4", window[:2]) is True
+    assert present_now("on C5", window[:3]) is False and present_now("", window) is None
+
+
+def test_a_best_trait_under_the_bar_never_reads_as_the_bar():
+    from brain.neuron_labels import CLEAR, Label
+
+    assert Label("on A4", CLEAR - 0.0004, 0.1, False).text() == "no clear trait (best: on A4, AUROC 0.74)"

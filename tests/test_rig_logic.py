@@ -275,3 +275,16 @@ def test_a_long_jam_holds_only_live_handles(world):
     assert len(tl._cancelled) == 0
     assert tl.pending == 1  # only the beat clock's next tick
     assert sched.counts["played"] > 8000
+
+
+def test_a_late_tie_starts_no_note(world):
+    """A tie extends a sounding note; one arriving after its note ended starts nothing (it used to start a note cut
+    off 0.1 ms later)."""
+    clock, tl, beats = world
+    out, sched = make_scheduler(world)
+    sched.schedule(Accomp(notes=[AccompNote(note=64, due_time=101.0, duration=0.5)]))
+    sched.schedule(Accomp(notes=[AccompNote(note=64, due_time=101.25, duration=0.5, tie=True)]))  # still sounding
+    sched.schedule(Accomp(notes=[AccompNote(note=67, due_time=102.0, duration=0.5, tie=True)]))  # never struck
+    tl.advance_to(104.0)
+    assert [(round(t, 6), m.type, m.note) for t, m in out.log] == [(101.0, "note_on", 64), (101.75, "note_off", 64)]
+    assert sched.counts["tied"] == 1 and sched.counts["tie_after_end"] == 1

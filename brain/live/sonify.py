@@ -79,8 +79,11 @@ class Sonifier:
             tuple[int, ...]:
         """The pitch classes a neuron may choose among on the slot at beat ``due``: the model's likely next notes
         moved into the key (on the beat, those in the chord; the chord if none is), else the key's (the chord's)."""
-        on_beat = abs(due - round(due)) < ON_BEAT and self.config.on_beat == "chord"
-        frame = tuple(chord) if on_beat else tuple(key.scale)
+        c = self.config
+        on_beat = abs(due - round(due)) < ON_BEAT
+        frame = tuple(chord) if (c.on_beat if on_beat else c.off_beat) == "chord" else tuple(key.scale)
+        if c.choose_among == "frame":
+            return frame
         wanted = tuple(dict.fromkeys(self.into_key(n, key) % 12 for n in likely or ()))
         return tuple(pc for pc in wanted if pc in frame) or frame
 

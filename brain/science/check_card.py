@@ -4,7 +4,7 @@
 
 Split counts (tunes, tokens, the deduplication's counts) must match exactly; top-1 accuracy within 0.05
 points, perplexity within 0.1 %, target counts exactly, for the model, all four baselines and the ways of
-writing the pet's presses.
+writing the pet's presses; and the neuron labels by precision (how many are clear, their median held-out precision).
 """
 
 from __future__ import annotations
@@ -38,16 +38,24 @@ def compare(stated: dict, measured: dict, path: str = "") -> list[str]:
     return out
 
 
-def check() -> tuple[dict, list[str]]:
+def check(labels: bool = False) -> tuple[dict, list[str]]:
+    """``labels``: also relabel every neuron by precision (about a minute) and compare the card's label counts."""
     model = load_model("notes-default", "cpu")
     tunes = corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
     measured = evaluate.evaluate_all(model, tunes)
     card = model.card
-    return measured, compare({k: card[k] for k in ("data", "window", "test", "pet_words")}, measured)
+    keys = ["data", "window", "test", "pet_words"]
+    if labels:
+        from brain.neuron_stats import load_stats
+        from brain.training.train import label_card
+
+        measured["labels"] = label_card(model, load_stats(model, ""), tunes)
+        keys.append("labels")
+    return measured, compare({k: card[k] for k in keys}, measured)
 
 
 def main() -> int:
-    measured, mismatches = check()
+    measured, mismatches = check(labels=True)
     t = measured["test"]
     for name, s in t.items():
         print(f"{name:14s} top-1 {s['accuracy'] * 100:6.2f}%  perplexity {s['perplexity']:6.2f}  ({s['targets']:,} targets)")
@@ -56,6 +64,10 @@ def main() -> int:
     d = measured["data"]["test"]["dedup"]
     print(f"test split: {d['kept']:,} of {d['test_tunes']:,} tunes kept ({d['exact_duplicates']} exact duplicates, "
           f"{d['transpositions']} transpositions, {d['repeated_within_test']} repeated within test left out)")
+    lab = measured["labels"]
+    print(f"labels at gate {lab['gate']}: {lab['clear']} of {lab['neurons']} clear (held-out precision ≥ 80 %, median "
+          f"{lab['median_held_out_precision_clear']:.1%}), {lab['chosen_at_80']} chosen at ≥ 80 % on validation, "
+          f"{lab['too_rare']} too rare to label")
     if mismatches:
         print("MISMATCH with the card:\n  " + "\n  ".join(mismatches))
         return 1

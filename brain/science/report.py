@@ -80,6 +80,9 @@ class ReportData:
     score_notes: list[str] = field(default_factory=list)
     score_error: str = ""
     score_chart: str = ""
+    controls_rows: list[tuple[str, ...]] = field(default_factory=list)
+    """The score's controls (``--controls``): name, slot Jaccard, pitch-class distance, onset overlap, hits, notes."""
+    controls_verdict: str = ""
     on_beat_ms: int = round(ON_BEAT_S * 1000)
 
 
@@ -189,12 +192,26 @@ def shaded(tokens: list[str], acts: list[float], scale: float) -> list[Token]:
 
 
 def build_report(session: str | Path, out: str | Path | None = None, model_name: str | None = None,
-                 progress: bool = True, stats_dir: str | None = None) -> Path:
-    """Analyse, draw, render, write: the page's path."""
+                 progress: bool = True, stats_dir: str | None = None, controls=None) -> Path:
+    """Analyse, draw, render, write: the page's path. ``controls``: the settings to replay the session through the
+    score's controls with (:mod:`brain.science.controls`; about 15 s for the default model), or None to leave them
+    out."""
     data = analyse(Path(session), model_name=model_name, progress=progress, stats_dir=stats_dir)
+    if controls is not None:
+        from brain.science.controls import run_controls
+
+        result = run_controls(session, controls)
+        data.controls_verdict = result.depends
+        data.controls_rows = [(r.name, *(_cell(r.distance[k]) for k in ("slot_jaccard", "pitch_class_distance",
+                                                                          "onset_overlap")),
+                               _cell(r.prediction_hits, pct=True), str(r.brain_notes)) for r in result.rows]
     out = Path(out) if out else Path(session) / "report.html"
     out.write_text(render(data))
     return out
+
+
+def _cell(x, pct: bool = False) -> str:
+    return "–" if x is None else f"{x:.0%}" if pct else f"{x:.2f}"
 
 
 def render(data: ReportData) -> str:
@@ -324,8 +341,14 @@ def _model_line(model, stats) -> str:
                      f"{test['5-gram']['accuracy']:.1%}, bigram {test['bigram']['accuracy']:.1%}).")
     if stats is not None and stats.scores:
         clear = sum(s["clear"] for s in stats.scores.values())
-        parts.append(f"Labels: the trait of the current token each neuron tells apart best, with its AUROC over the "
-                     f"validation tunes; {clear} of {len(stats.scores)} neurons have a clear one (AUROC ≥ 0.75).")
+        if any("held_out_precision" in s for s in stats.scores.values()):
+            parts.append(f"Labels: what is true where the neuron sounds — the trait carried by most of the held-out "
+                         f"tokens where it passes the sonifier's gate, with that share; {clear} of "
+                         f"{len(stats.scores)} neurons have a clear one (≥ 80 % on validation and test tunes).")
+        else:
+            parts.append(f"Labels: the trait of the current token each neuron tells apart best, with its AUROC over "
+                         f"the validation tunes; {clear} of {len(stats.scores)} neurons have a clear one "
+                         f"(AUROC ≥ 0.75).")
     return " ".join(parts)
 
 

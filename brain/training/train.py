@@ -304,6 +304,8 @@ def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curv
     card["neurons"] = {"calibration_tokens": stats.calibration_tokens, "clear_labels": len(clear),
                        "position_neurons": sum(s["position"] for s in clear), "neurons": len(stats.scores)}
     card["fingerprint"] = stats.model_fingerprint
+    card["labels"] = label_card(model, stats, tunes)
+    stats.save(args.out)
 
     # 6b. card
     (args.out / "card.json").write_text(json.dumps(card, indent=1))
@@ -312,6 +314,16 @@ def finish(args, model, tunes, split_ids, model_info: dict, training: dict, curv
     write_card_md(card, stats, args.out / "README.md")
     print(json.dumps(card["test"], indent=1))
     return card
+
+
+def label_card(model, stats, tunes: list[dict]) -> dict:
+    """Labels by precision where the neuron sounds: traits chosen on the validation tunes, precision measured on the
+    test tunes, at the sonifier's default gate (``python -m brain.science.check_card`` recomputes it)."""
+    from brain.config import SonifyConfig
+    from brain.neuron_stats import label_by_precision
+
+    return label_by_precision(model, stats, [t["text"] for t in tunes if t["split"] == "validation"],
+                              [t["text"] for t in tunes if t["split"] == "test"], SonifyConfig().gate)
 
 
 def write_curve_png(curve: list[dict], path: Path, bigram_ppl: float) -> None:
@@ -356,9 +368,9 @@ def write_card_md(card: dict, stats, path: Path) -> None:
                      for name, key in (("**notes-default**", "model"), ("copy + 5-gram", "copy + 5-gram"),
                                        ("interpolated 5-gram", "5-gram"), ("bigram", "bigram"), ("unigram", "unigram")))
     clear = {nid: s for nid, s in stats.scores.items() if s["clear"]}
-    top = sorted(clear, key=lambda nid: -clear[nid]["auroc"])[:8]
-    neurons = "\n".join(f"| `{nid}` | {stats.labels[nid]} | {clear[nid]['base_rate']:.2%} |" for nid in top)
-    nn = card["neurons"]
+    top = sorted(clear, key=lambda nid: (-clear[nid]["held_out_precision"], -clear[nid]["held_out_firings"]))[:8]
+    neurons = "\n".join(f"| `{nid}` | {stats.labels[nid]} | {clear[nid]['held_out_firings']} |" for nid in top)
+    nn, lab = card["neurons"], card["labels"]
     path.write_text(f"""# {card['name']}
 
 A small note-language model: it reads melodies written as note words (`| G4 A4 B4 | C5 ...`) and predicts
@@ -417,12 +429,21 @@ and of the ways that keep the pet in the text it disturbs the tune least.
 Quantiles over {nn['calibration_tokens']:,} distinct calibration contexts (the validation tunes, then transpositions of them,
 each context counted once;
 `neuron_quantiles.safetensors`, levels {', '.join(f'{q:g}' for q in (0.5, 0.9, 0.99, 0.999, 1 - 1e-5))}) normalize live
-activations. Each neuron's label (`neuron_labels.json`) is the trait of the current token its activation tells apart
-best, scored by AUROC over the validation tunes (`brain/neuron_labels.py`), and the trained note it promotes most
-through the final LayerNorm (`brain/logit_effect.py`). {nn['clear_labels']} of {nn['neurons']} neurons have a clear trait
-(AUROC ≥ 0.75), {nn['position_neurons']} of them position neurons; the others are labelled "no clear trait". The most selective:
+activations. Each neuron's label (`neuron_labels.json`, `brain/neuron_labels.py`) says what is true where the neuron
+*sounds*: among the tokens where it passes the sonifier's gate ({lab['gate']} × its top quantile), the trait of the
+current token (a note, a bar line, a rest, the first note of a bar, a step or leap, a repeat, a place in the window)
+that most of them carry. The trait is chosen on the validation tunes ({lab['choosing_tokens']:,} tokens with
+transpositions) and its precision measured again on the test tunes ({lab['held_out_tokens']:,} tokens), both never
+trained on; a label is **clear** when both precisions are ≥ 80 %, and it shows the held-out one ("on F#4 (100 % of
+155 held-out firings)"). {lab['clear']} of {lab['neurons']} neurons have a clear label ({lab['position_neurons']} of
+them position neurons; median held-out precision {lab['median_held_out_precision_clear']:.0%}); {lab['chosen_at_80']}
+reached 80 % on the validation tunes, so {lab['chosen_at_80'] - lab['clear']} fell short on the test tunes and say
+"fires on many things"; {lab['too_rare']} pass the gate too rarely to label. Each label ends with the trained note
+the neuron promotes most through the final LayerNorm (`brain/logit_effect.py`). The earlier AUROC labels
+(selectivity over all tokens, not where the neuron sounds) are kept in the scores: {nn['clear_labels']} neurons had
+an AUROC ≥ 0.75. `python -m brain.science.check_card` recomputes these counts. The most precise:
 
-| neuron | label | base rate of the trait |
+| neuron | label | held-out firings |
 | --- | --- | --- |
 {neurons}
 """)

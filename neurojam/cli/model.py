@@ -34,7 +34,17 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         return 0
     scale = stats.scale
     scores = stats.scores or {}
-    if scores:  # the most selective neurons, with what they are selective for
+    if scores and any("held_out_precision" in sc for sc in scores.values()):  # labels by precision at the gate
+        clear = [nid for nid, sc in scores.items() if sc["clear"]]
+        gate = next(iter(scores.values())).get("gate")
+        console.print(f"{len(clear)} of {len(scores)} neurons have a clear label (≥ 80 % of the held-out tokens where "
+                      f"they pass the gate, {gate} × their top quantile, carry its trait), "
+                      f"{sum(scores[n]['position'] for n in clear)} of them position neurons; quantiles over "
+                      f"{stats.calibration_tokens:,} calibration tokens")
+        ids = sorted(clear, key=lambda nid: (-scores[nid]["held_out_precision"], -scores[nid]["held_out_firings"]))
+        ids = ids[:args.top]
+        title = f"top {args.top} neurons by held-out precision of their label"
+    elif scores:  # older statistics: labels by selectivity
         clear = [nid for nid, sc in scores.items() if sc["clear"]]
         console.print(f"{len(clear)} of {len(scores)} neurons have a clear trait (AUROC ≥ 0.75), "
                       f"{sum(scores[n]['position'] for n in clear)} of them position neurons; quantiles over "
@@ -49,7 +59,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         table.add_column(col)
     for nid in ids:
         layer, n = NeuronId.parse(nid)
-        rate = f"{scores[nid]['base_rate']:.1%}" if nid in scores else "–"
+        rate = f"{scores[nid]['base_rate']:.1%}" if scores.get(nid, {}).get("base_rate") is not None else "–"
         table.add_row(nid, stats.labels.get(nid, ""), rate, f"{float(scale[layer, n]):.2f}")
     console.print(table)
     return 0

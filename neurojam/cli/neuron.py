@@ -90,7 +90,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     session = args.session or default_session()
     with Console(stderr=True).status(f"building the report of {session}: loading the model, reading the session "
                                      f"through it, drawing …"):
-        out = build_report(session, args.out, args.model, progress=True)
+        settings = None
+        if args.controls:
+            from neurojam.cli.args import load_config_from
+
+            settings = load_config_from(args)
+        out = build_report(session, args.out, args.model, progress=True, controls=settings)
     print(f"report: {out}")
     return 0
 
@@ -300,6 +305,8 @@ def register(sub, add) -> None:
     p.add_argument("session", nargs="?", help="the session (default: the running or latest demo's)")
     p.add_argument("--out", metavar="FILE", help="default SESSION/report.html")
     p.add_argument("--model", default=None, help="default: the model the session was played with")
+    p.add_argument("--controls", action="store_true", help="add the score's controls (a random-weight model, "
+                   "shuffled voices, the sounding neurons ablated: is the band the model's?), about 15 s more")
 
     neuron = sub.add_parser("neuron", help="neuron experiments: ablate, attribute, test, match, patch").add_subparsers(
         dest="sub", metavar="EXPERIMENT")

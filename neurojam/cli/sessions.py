@@ -146,7 +146,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     session = open_session(args.session, warn=True)
     score = score_session(session, BrainConfig.of_session(session.meta).sonify, gate=args.gate)
     if args.json:
-        print(json.dumps(score.as_dict(), indent=1))
+        out = score.as_dict()
+        if args.controls:
+            from brain.science.controls import run_controls
+
+            out["controls"] = run_controls(args.session, load_config_from(args)).as_dict()
+        print(json.dumps(out, indent=1))
         return 0
     table = Table(title=f"{args.session}: {score.brain_notes} brain notes, {score.human_notes} human notes, "
                         f"{score.minutes:.1f} min; keys {', '.join(score.keys) or '–'}")
