@@ -32,10 +32,9 @@ calibration rates).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
-if TYPE_CHECKING:
-    from brain.stream import StreamEvent
+from brain.events import StreamEvent
 
 ANTICIPATE_S = 0.06
 """A note this close before the next beat is written after its bar line (a sixteenth at 112 BPM is 0.134 s)."""
@@ -49,13 +48,13 @@ class CorpusStyle:
     """Rig events in, the events to write out (beats possibly earlier, some notes folded away)."""
 
     def __init__(self) -> None:
-        self.last_beat: "StreamEvent | None" = None
-        self.anticipated: "StreamEvent | None" = None
+        self.last_beat: StreamEvent | None = None
+        self.anticipated: StreamEvent | None = None
         """A beat already written ahead of the rig's message for it."""
         self.last_onset: dict[str, float] = {}
         self.human_since_bar = 0
 
-    def feed(self, event: "StreamEvent") -> list["StreamEvent"]:
+    def feed(self, event: StreamEvent) -> list[StreamEvent]:
         if event.kind == "beat":
             return self._beat(event)
         if 0 <= event.time - self.last_onset.get(event.source, float("-inf")) < ONSET_S:
@@ -72,21 +71,21 @@ class CorpusStyle:
             self.human_since_bar += 1
         return out + [event]
 
-    def _next_beat(self) -> "StreamEvent | None":
+    def _next_beat(self) -> StreamEvent | None:
         b = self.last_beat
         if b is None or b.period <= 0:
             return None
         beat = (b.beat + 1) % max(1, b.beats_per_bar)
         return dataclasses.replace(b, time=b.time + b.period, beat=beat, downbeat=beat == 0)
 
-    def _beat(self, event: "StreamEvent") -> list["StreamEvent"]:
+    def _beat(self, event: StreamEvent) -> list[StreamEvent]:
         ahead, self.anticipated = self.anticipated, None
         if ahead is not None and abs(ahead.time - event.time) < event.period / 2:
             self.last_beat = event  # already written: keep the rig's own time and numbering from here
             return []
         return self._write_beat(event)
 
-    def _write_beat(self, event: "StreamEvent") -> list["StreamEvent"]:
+    def _write_beat(self, event: StreamEvent) -> list[StreamEvent]:
         self.last_beat = event
         half = event.beats_per_bar // 2 if event.beats_per_bar >= 4 and event.beats_per_bar % 2 == 0 else 0
         bar = event.beat == 0 or (half and event.beat == half and self.human_since_bar > DENSE_PER_BEAT * half)
@@ -96,7 +95,7 @@ class CorpusStyle:
         return [event]
 
 
-def written(events: Iterable["StreamEvent"]) -> list["StreamEvent"]:
+def written(events: Iterable[StreamEvent]) -> list[StreamEvent]:
     """A whole run of rig events as the brain writes them."""
     style = CorpusStyle()
     return [w for e in events for w in style.feed(e)]

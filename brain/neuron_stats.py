@@ -25,6 +25,7 @@ import torch
 from brain.activations import Capture, capture_activations
 from brain.encoder import note_word, word_note
 from brain.logit_effect import MELODIC_RANGE, promoted_notes
+from core.units import NeuronId
 from brain.models import LoadedModel
 
 _log = logging.getLogger("neurojam.brain")
@@ -247,7 +248,7 @@ def label_by_precision(model, stats: NeuronStats, choose_texts: list[str], check
     promoted = promoted_notes(model)
     scores = stats.scores or {}
     for nid, label in precise_labels(choose, check).items():
-        layer, n = (int(x) for x in nid.split("."))
+        layer, n = NeuronId.parse(nid)
         note = int(promoted[layer, n])
         stats.labels[nid] = label.text() + (f" → {_word(note)}" if note >= 0 else "")
         old = scores.get(nid, {})

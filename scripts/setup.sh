@@ -32,6 +32,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # Pinned: this takes the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e ".[rig,brain,audio,train,stage,sync,dev]"
+  "$VENV/bin/python" -m pip install -q -e ".[rig,brain,audio,train,stage,sync,study,dev]"
   touch "$stamp"
 fi

@@ -126,8 +126,10 @@ def test_direct_logit_pitch_selection():
     assert son.pitch(Hit(1, 7, 1.0, 1.0), son.allowed(c_major, (0, 4, 7), 2.5)) == 67
     assert son.pitch(Hit(1, 7, 1.0, 1.0), son.allowed(c_major, (0, 4, 7), 3.0)) == 67
     assert son.pitch(Hit(1, 7, 1.0, 1.0), son.allowed(c_major, (5, 9, 0), 3.0)) % 12 in (5, 9, 0)
-    # the model's likely next notes narrow the choice: with A and C likely, G is not among them
-    assert son.allowed(c_major, (5, 9, 0), 3.0, likely=[69, 72]) == (9, 0)
+    # choose_among=likely: the model's likely next notes narrow the choice (A and C likely: G is not among them)
+    assert son.allowed(c_major, (5, 9, 0), 3.0, likely=[69, 72]) == (5, 9, 0)  # the default: the frame
+    narrow = Sonifier(SonifyConfig(prediction_voice=False, choose_among="likely"), rig, voices)
+    assert narrow.allowed(c_major, (5, 9, 0), 3.0, likely=[69, 72]) == (9, 0)
     notes = son.notes_for([Hit(1, 7, 3.0, 1.2)], 2.0)  # due at 2.25 s: off the beat
     assert [n.note for n in notes] == [67]  # the accompaniment plays the note the neuron pushes
     # the random-weight control's voices are not the trained ones

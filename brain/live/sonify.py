@@ -52,7 +52,7 @@ LATENCY_BUDGET_S = 0.03
 """Notes are placed on the first grid slot at least this long after their event."""
 TIE_MARGIN_BEATS = 0.05
 """A ringing note must outlast the new slot by this much to be tied rather than struck."""
-ON_BEAT = 1e-6
+SLOT_EPS = 1e-6
 """A slot this close to a whole beat is on the beat."""
 
 
@@ -80,7 +80,7 @@ class Sonifier:
         """The pitch classes a neuron may choose among on the slot at beat ``due``: the model's likely next notes
         moved into the key (on the beat, those in the chord; the chord if none is), else the key's (the chord's)."""
         c = self.config
-        on_beat = abs(due - round(due)) < ON_BEAT
+        on_beat = abs(due - round(due)) < SLOT_EPS
         frame = tuple(chord) if (c.on_beat if on_beat else c.off_beat) == "chord" else tuple(key.scale)
         if c.choose_among == "frame":
             return frame

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from core.units import NeuronId
+
 MAX_JACCARD = 0.15
 MIN_HIST = 0.3
 CALIBRATION_TUNES = 400
@@ -142,7 +144,7 @@ def run_controls(session: str | Path, config, *, model=None, progress: bool = Fa
 
     def ablate(core) -> None:
         for nid in heard:
-            layer, n = (int(x) for x in nid.split("."))
+            layer, n = NeuronId.parse(nid)
             core.ablated[(layer, n)] = float(means[layer, n])
 
     controls.append(("sounding neurons mean-ablated", {"model": model, "prepare": ablate}))

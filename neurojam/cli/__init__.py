@@ -27,10 +27,11 @@ from neurojam.cli import (
     pet,
     sessions,
     stage,
+    study,
 )
 
-COMMAND_GROUPS = (demo, lab, stage, nodes, sessions, pet, neuron, model, config_commands, bridge_commands, osc, keys,
-                  doctor)
+COMMAND_GROUPS = (demo, lab, stage, nodes, sessions, pet, neuron, study, model, config_commands, bridge_commands, osc,
+                  keys, doctor)
 """Every command group, in the order ``--help`` lists them."""
 
 EPILOG = """\
