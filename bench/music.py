@@ -134,12 +134,12 @@ def main() -> None:
                      f"{mean(x.response_rho for x in s):.2f}", f"{max(x.beats_after_stop or 0 for x in s):.1f}",
                      pct(mean(x.stable_voices for x in s)), f"{mean(x.velocity_rho for x in s):.2f}",
                      f"{sum(x.restrikes for x in s)}/{sum(x.double_onsets for x in s)}/{sum(x.stuck for x in s)}/"
-                     f"{sum(x.off_grid for x in s)}",
+                     f"{sum(x.off_grid for x in s)}/{sum(x.short_notes for x in s)}",
                      f"{pct(mean(x.prediction_hits for x in s))} / "
                      f"{pct(mean(b.get('repeat_last_human_note', {}).get('prediction_hits') for b in base))}"])
     table(f"accompaniment on {len(tunes)} held-out tunes × {len(shifts)} keys (+ pet on the drum pads)",
           ["shift (key)", "key fit", "harmony", "random in key", "shuffled", "oracle", "clashes/min brain / random",
-           "response ρ", "beats after stop (max)", "stable voice", "ρ(vel, act)", "restrike/double/stuck/off-grid",
+           "response ρ", "beats after stop (max)", "stable voice", "ρ(vel, act)", "restrike/double/stuck/off-grid/<20 ms",
            "prediction / repeat-last"], rows)
     all_scores = [x for s in scores.values() for x in s]
     worst = min(shifts, key=lambda sh: mean(x.key_fit for x in scores[sh]))

@@ -19,6 +19,7 @@
   keep their place (one channel, and ≥ 90 % of their notes within a tritone of their median pitch); ρ between a
   note's velocity and its neurons' activation.
 - **hygiene**: restrikes of a still-sounding note, double onsets (one note struck twice at once on one channel),
+  notes under 20 ms (a tie that started a note its end cut off at once, before the fix),
   stuck notes, notes off the grid.
 - **prediction**: how often the prediction voice named the human's next note.
 
@@ -41,6 +42,7 @@ from recording.jam import PlayedNote
 
 BASELINE_DRAWS = 20
 STABLE_SHARE = 0.9
+SHORT_NOTE_S = 0.02
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Score:
     double_onsets: int = 0
     stuck: int = 0
     off_grid: int = 0
+    short_notes: int = 0
+    """Brain notes shorter than :data:`SHORT_NOTE_S`: a click, not a note."""
     prediction_hits: float | None = None
     baselines: dict = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)
@@ -274,6 +278,7 @@ def _hygiene(out: Score, tl: _Timeline, jam, brain: list[PlayedNote]) -> None:
     starts = Counter((round(n.start, 3), n.channel, n.note) for n in brain)
     out.double_onsets = sum(c - 1 for c in starts.values() if c > 1)
     out.stuck = sum(1 for n in jam.stuck if n.source == "brain")
+    out.short_notes = sum(1 for n in brain if n.end - n.start < SHORT_NOTE_S)
     for n in brain:
         b = tl.beat(n.start)
         if b is not None and abs(b * tl.subdivision - round(b * tl.subdivision)) > 0.05:
@@ -313,7 +318,8 @@ SCORE_ROWS = (
     ("beats played after everyone stopped", "beats_after_stop", None, None, "≤ 1"),
     ("neurons with a stable voice", "stable_voices", None, None, "≥ 95 %"),
     ("ρ(velocity, activation)", "velocity_rho", None, None, "≥ 0.8"),
-    ("restrikes / double onsets / stuck / off the grid (played late)", "hygiene", None, None, "0 / 0 / 0 / 0"),
+    ("restrikes / double onsets / stuck / off the grid (played late) / under 20 ms", "hygiene", None, None,
+     "0 / 0 / 0 / 0 / 0"),
     ("prediction named the human's next note", "prediction_hits", "repeat_last_human_note", "prediction_hits", ""),
 )
 
@@ -336,7 +342,7 @@ def score_rows(score) -> list[tuple[str, str, str, str]]:
     rows = []
     for label, key, base, base_key, target in SCORE_ROWS:
         if key == "hygiene":
-            value = f"{d['restrikes']} / {d['double_onsets']} / {d['stuck']} / {d['off_grid']}"
+            value = f"{d['restrikes']} / {d['double_onsets']} / {d['stuck']} / {d['off_grid']} / {d['short_notes']}"
         else:
             value = fmt(d[key], key) if key else ""
         baseline = f"{fmt(d['baselines'].get(base, {}).get(base_key), base_key)} ({BASELINE_NAMES[base]})" if base else ""

@@ -40,7 +40,7 @@ def play(link, t0, beats=8, tempo=120.0):
         if i % 2:
             link.send(Pad(pad=0, down=True))
             link.send(Note(source="pet", note=60, velocity=110, on=True, channel=9))
-        time.sleep(0.02)
+        time.sleep(0.04)  # further apart than one onset (brain/corpus_style.py: ONSET_S)
 
 
 def test_events_in_accomp_and_neurons_out_on_the_beat_grid(ports):

@@ -193,7 +193,7 @@ def test_controls_tell_the_random_weight_model_apart(tmp_path):
 
     from tests.conftest import run_cli
 
-    melody = melody_from_midi(MELODY)[:96]
+    melody = melody_from_midi(MELODY)[:64]
     src = write_melody_session(tmp_path / "src", melody, pet_every_beats=3, seed=1)
     r = run_cli("score", str(src), "--controls", "--json", "--set", f"session.dir={tmp_path}", timeout=300)
     assert r.returncode == 0, r.stderr

@@ -181,7 +181,10 @@ function shortLabel(label) {  // the full label is the tooltip; the row keeps wh
   return String(label ?? "").replace(/^no clear trait \(best: (.*?), AUROC ([\d.]+)\)/, "unclear: $1? ($2)")
     .replace(/^position neuron: position < \d+ \(start of the window\)/, "position: start of window")
     .replace(/^position neuron: position ≥ \d+ \(late in the window\)/, "position: late in window")
-    .replace(/, AUROC ([\d.]+)/, " ($1)");
+    .replace(/, AUROC ([\d.]+)/, " ($1)")
+    .replace(/^fires on many things \(best: (.*?), (\d+%) of \d+ (held-out )?firings\)/, "many things (best: $1 $2)")
+    .replace(/ \((\d+%) of \d+ held-out firings\)/, " ($1)")
+    .replace(/ · true now$/, " ✓ now").replace(/ · not now$/, " · not now");
 }
 function esc(s) { return String(s ?? "").replace(/[&<>"]/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
 function renderTreats() {
