@@ -147,9 +147,12 @@ def kill_worker_row(spec: Path, root: Path) -> list[str]:
                 killed = int(ps[0])
                 os.kill(killed, signal.SIGKILL)
     stdout, _ = proc.communicate(timeout=3600)
-    ok = proc.returncode == 0 and same(root / "ray", out)
+    completed = proc.returncode == 0
+    identical = same(root / "ray", out)
+    line = next((x for x in stdout.splitlines() if x.startswith("study:")), stdout[-200:])
     return ["local Ray, one worker killed mid-study", "", "",
-            f"{'completed, identical tables' if ok else 'DID NOT COMPLETE: ' + stdout[-200:]} (killed pid {killed})"]
+            f"{'completed' if completed else 'DID NOT COMPLETE'} ({line.removeprefix('study: ').split(' in ')[0]}), "
+            f"{'identical tables' if identical else 'TABLES DIFFER'} (killed pid {killed})"]
 
 
 def interrupt_row(spec: Path, root: Path) -> list[str]:

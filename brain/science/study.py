@@ -68,9 +68,11 @@ class Task:
     """A session folder ('' for ``match``, which reads all of them)."""
     models: tuple[str, ...]
 
-    def id(self, spec: StudySpec, sessions: tuple[str, ...] = ()) -> str:
+    def id(self, spec: StudySpec, sessions: tuple[str, ...] = (), settings_key: str = "") -> str:
+        """``settings_key``: a hash of the brain settings replays use (``--set brain.sonify.gate=...`` is a new
+        study, not a finished one)."""
         what = [SCHEMA_VERSION, self.measure, self.session, self.models, spec.gate,
-                list(sessions) if self.measure == "match" else []]
+                list(sessions) if self.measure == "match" else [], settings_key]
         return hashlib.sha1(json.dumps(what).encode()).hexdigest()[:16]
 
 
@@ -105,10 +107,11 @@ def load_spec(path: str | Path) -> tuple[StudySpec, list[str]]:
 
 
 def plan(spec: StudySpec, sessions: list[str]) -> list[Task]:
-    tasks = [Task(m, s, (model,)) for s in sessions for model in spec.models for m in spec.measures if m != "match"]
-    if "match" in spec.measures:
-        tasks += [Task("match", "", (spec.models[0], other)) for other in spec.models[1:]]
-    return tasks
+    """The longest tasks first (a match reads every session), so no core waits for one at the end."""
+    tasks = [Task("match", "", (spec.models[0], other)) for other in spec.models[1:]] if "match" in spec.measures \
+        else []
+    return tasks + [Task(m, s, (model,)) for s in sessions for model in spec.models for m in spec.measures
+                    if m != "match"]
 
 
 # -- the work of one task (runs in a Ray worker, or here with --serial) ---------------------------------------------
@@ -264,9 +267,10 @@ def run_study(spec_path: str | Path, out: str | Path, settings, *, address: str 
     (out / "spec.json").write_text(json.dumps({"spec": msgspec.to_builtins(spec), "sessions": sessions}, indent=1))
     tasks = plan(spec, sessions)
     run = StudyRun(out, planned=len(tasks))
+    settings_key = hashlib.sha1(json.dumps(msgspec.to_builtins(settings.brain), sort_keys=True).encode()).hexdigest()
     todo = []
     for task in tasks:
-        tid = task.id(spec, tuple(sessions))
+        tid = task.id(spec, tuple(sessions), settings_key)
         if result_path(out, task, tid).exists():
             run.skipped += 1
         else:
