@@ -253,12 +253,36 @@ def precise_labels(choose: GateCounts, check: GateCounts) -> dict[str, PreciseLa
     return out
 
 
-def present_now(trait: str, window_words: list[str]) -> bool | None:
-    """Whether the last word of a live window has ``trait`` (the same rules as the labels'); None for no trait."""
+def traits_now(window_words: list[str]) -> set[str]:
+    """The traits of the last word of a live window, by the rules of :func:`token_traits` (a test holds the two
+    equal) but for one word: the brain asks this once per event."""
+    if not window_words:
+        return set()
+    word, i = window_words[-1], len(window_words) - 1
+    out = set()
+    if word == BAR:
+        out.add("bar line")
+    elif word == REST:
+        out.add("rest")
+    note = word_note(word)
+    if note is not None:
+        out.add(f"on {word}")
+        if i and window_words[i - 1] == BAR:
+            out.add("first note of a bar")
+        prev = next((n for w in reversed(window_words[:-1]) if (n := word_note(w)) is not None), None)
+        if prev is not None:
+            step = note - prev
+            out.add("repeated note" if step == 0 else "rising step" if 1 <= step <= 2 else "rising leap" if step >= 3
+                    else "falling step" if -2 <= step <= -1 else "falling leap")
+    if i < START:
+        out.add(POSITION_TRAITS[0])
+    if i >= LATE:
+        out.add(POSITION_TRAITS[1])
+    return out
+
+
+def present_now(trait: str, window_words: list[str] | set[str]) -> bool | None:
+    """Whether the last word of a live window (or its :func:`traits_now`) has ``trait``; None for no trait."""
     if not trait or not window_words:
         return None
-    n = len(window_words)
-    traits = token_traits(window_words, np.zeros(n), np.arange(n))
-    if trait not in traits.names:
-        return False  # an "on X" trait for a note not in the window
-    return bool(traits.matrix[-1, traits.names.index(trait)])
+    return trait in (window_words if isinstance(window_words, set) else traits_now(window_words))

@@ -207,3 +207,15 @@ def test_a_best_trait_under_the_bar_never_reads_as_the_bar():
     from brain.neuron_labels import CLEAR, Label
 
     assert Label("on A4", CLEAR - 0.0004, 0.1, False).text() == "no clear trait (best: on A4, AUROC 0.74)"
+
+
+def test_the_live_traits_of_a_word_are_the_labels_traits():
+    """traits_now (one word, live) and token_traits (every token, labelling) agree on every word of real windows."""
+    from brain.neuron_labels import token_traits, traits_now
+
+    words, chunk, position, _ = synthetic_tokens()
+    window = words[:100]
+    traits = token_traits(window, np.zeros(len(window)), np.arange(len(window)))
+    for i in range(len(window)):
+        expected = {name for name, on in zip(traits.names, traits.matrix[i]) if on}
+        assert traits_now(window[:i + 1]) == expected, (i, window[max(0, i - 3):i + 1])

@@ -27,7 +27,7 @@ from brain.live.sonify import Sonifier
 from brain.live.stage_feed import RigSnapshot, StageFeed
 from brain.voices import voices_of
 from brain.models import LoadedModel
-from brain.neuron_labels import present_now
+from brain.neuron_labels import present_now, traits_now
 from brain.neuron_stats import NeuronStats, load_stats
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.identity import IdentityBook
@@ -201,8 +201,9 @@ class BrainCore:
 
     def respond(self, r: StepResult, state: RigState, out: list[Answer]) -> None:
         self.step_ms.append(r.step_ms)
+        now = traits_now(r.window_words or [])
         hits = [NeuronHit(layer=h.layer, index=h.index, activation=h.activation, normalized=h.normalized,
-                          label=self.shown_label(h.id, r.window_words)) for h in r.hits]
+                          label=self.shown_label(h.id, now)) for h in r.hits]
         to = r.event.node
         self._to_rig(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
                              step_ms=round(r.step_ms, 3)), to, out)
@@ -219,15 +220,15 @@ class BrainCore:
         if self.stage.stages:
             self.stage.heard(to, r)
 
-    def shown_label(self, nid: str, window_words: list[str] | None) -> str:
+    def shown_label(self, nid: str, now: set[str]) -> str:
         """The neuron's label as shown live: a clear one (its held-out precision in it) says whether its trait is
-        true at this event."""
+        true at this event (``now``: the event's traits, :func:`brain.neuron_labels.traits_now`)."""
         label = self.labels.get(nid, "")
         score = ((self.neuron_stats.scores or {}) if self.neuron_stats else {}).get(nid) or {}
         if not label or not score.get("clear") or "held_out_precision" not in score:
             return label
-        now = present_now(score["trait"], window_words or [])
-        return label if now is None else f"{label} · {'true now' if now else 'not now'}"
+        true = present_now(score["trait"], now) if now else None
+        return label if true is None else f"{label} · {'true now' if true else 'not now'}"
 
     def _to_rig(self, msg: Message, rig: str, out: list[Answer]) -> None:
         """To rig ``rig`` only (and a copy to each stage)."""
