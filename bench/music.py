@@ -80,9 +80,9 @@ def controls_table(model, root: Path) -> None:
     """The demo tune (Soldier's Joy, D) and two held-out tunes, each through the trained model and the controls."""
     from brain.science.controls import run_controls
     from recording.synthetic import melody_from_midi
-    from tests.conftest import ROOT
 
-    cases = [("demo tune", melody_from_midi(ROOT / "configs" / "melodies" / "soldiers-joy.mid"))]
+    root_dir = Path(__file__).resolve().parents[1]
+    cases = [("demo tune", melody_from_midi(root_dir / "configs" / "melodies" / "soldiers-joy.mid"))]
     cases += [(tid.split("/")[-1], melody) for tid, melody in held_out_tunes(2)]
     rows = []
     config = load_config(None, [f"session.dir={root}"])
