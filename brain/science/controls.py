@@ -93,13 +93,6 @@ def held_out_texts(model, limit: int = CALIBRATION_TUNES) -> list[str]:
     return [t["text"] for t in corpus.load(path) if t["split"] == "test"][:limit]
 
 
-def own_stats(model, texts: list[str]):
-    """Calibration quantiles of ``model`` over ``texts`` (distinct contexts, no labels): a control's own scale."""
-    from brain.neuron_stats import compute_quantiles
-
-    return compute_quantiles(model, texts)
-
-
 def neuron_means(model, texts: list[str]) -> torch.Tensor:
     """[n_layers, d_mlp] each neuron's mean activation over ``texts`` (what mean ablation holds it at)."""
     from brain.activations import capture_activations
@@ -112,8 +105,9 @@ def run_controls(session: str | Path, config, *, model=None, progress: bool = Fa
                  work: str | Path | None = None) -> ControlsResult:
     """Replay ``session`` through the trained model and the three controls; distances from the trained band."""
     from brain.live.replay import replay
-    from brain.models import load_model
     from brain.config import BrainConfig
+    from brain.models import load_model
+    from brain.neuron_stats import compute_quantiles
     from recording import open_session
     from brain.stream import session_text
     from recording.log import read_session
@@ -137,7 +131,7 @@ def run_controls(session: str | Path, config, *, model=None, progress: bool = Fa
 
     controls: list[tuple[str, dict]] = []
     twin = random_weights(model, seed)
-    controls.append(("random weights", {"model": twin, "stats": own_stats(twin, texts)}))
+    controls.append(("random weights", {"model": twin, "stats": compute_quantiles(twin, texts)}))  # its own scale
     controls.append(("shuffled voices", {"model": model, "prepare": lambda core: setattr(
         core, "voices", core.voices.shuffled(seed))}))
     means = neuron_means(model, texts)

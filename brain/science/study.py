@@ -31,6 +31,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -155,10 +157,15 @@ def _score(task: Task, spec: StudySpec, sessions, work: Path, settings):
     from recording import open_session
     from recording.score import score_session
 
-    out = replay(task.session, settings, speed=None, out=work / f"replay-{Task.id(task, spec)}", progress=False,
-                 model=_model(task.models[0], spec.device))
-    session = open_session(out)
-    score = score_session(session, BrainConfig.of_session(session.meta).sonify)
+    work.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="replay-", dir=work))  # fresh: a retried task never appends to a half log
+    try:
+        out = replay(task.session, settings, speed=None, out=scratch / "session", progress=False,
+                     model=_model(task.models[0], spec.device))
+        session = open_session(out)
+        score = score_session(session, BrainConfig.of_session(session.meta).sonify)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the replay is a step, the rows are the result
     rows = _rows(task, spec)
     for f in dataclasses.fields(score):
         value = getattr(score, f.name)
