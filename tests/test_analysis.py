@@ -166,10 +166,18 @@ def test_report_has_every_section_and_is_self_contained(tmp_path):
     assert "direct logit effect" in out.read_text() and "calibration corpus" in out.read_text()
 
 
-def test_experiment_commands_print_json(tmp_path):
+def test_experiment_commands_print_json(tmp_path, capsys):
+    """The commands' own code in this process (the model loads once, not once per command: 30 s of CI)."""
     import json
+    from types import SimpleNamespace
 
-    from tests.conftest import NEURONS_VALID, run_cli
+    from neurojam.cli import main
+    from tests.conftest import NEURONS_VALID
+
+    def run_cli(*args):
+        code = main(list(args))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
     session = synthetic_session(tmp_path / "s", bars=6)
     r = run_cli("neuron", "ablate", "1.42", str(session), "--mode", "mean", "--json")
