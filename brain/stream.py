@@ -295,10 +295,10 @@ class NeuronStream:
             upto = max(wanted) + 1 if wanted else 0
             positions = [prefix_len + i for i, o in enumerate(owner) if o in wanted]
             hits, raw = self._top_k(positions)
+            likely = self.likely_notes(max(positions)) if positions else None  # one read of the note logits
             results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
                 self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
-                predicted_note=self.predicted_note(max(positions)) if positions else None,
-                likely_notes=self.likely_notes(max(positions)) if positions else None,
+                predicted_note=likely[0] if likely else None, likely_notes=likely,
                 acts=raw if self.keep_acts else None,
                 window_words=[self.text.text[s.start:s.end] for s in self.text.spans[:upto]]))
         return results
@@ -362,21 +362,13 @@ class NeuronStream:
                 for i in top_neurons(norm.flatten(), raw.flatten(), self.top_k)], raw
 
     def likely_notes(self, position: int, k: int = LIKELY) -> list[int] | None:
-        """The ``k`` notes the model finds most likely next after ``position`` of the last forward."""
+        """The ``k`` notes the model finds most likely next after ``position`` of the last forward, most likely
+        first (the first is the prediction voice's): each event's own, however events were batched."""
         if self._logits is None or not self.note_ids:
             return None
         row = self._logits[position].float()[self._note_index.to(self._logits.device)]
         top = row.topk(min(k, row.numel())).indices.cpu()
         return [self.note_ids[int(self._note_index[int(i)])] for i in top]
-
-    def predicted_note(self, position: int | None = None) -> int | None:
-        """The model's most likely next note after ``position`` of the last forward (default: its end), so each
-        event gets its own prediction however events were batched (note-vocabulary models only)."""
-        if self.last_logits is None or not self.note_ids:
-            return None
-        row = self.last_logits if position is None else self._logits[position].float()
-        logits = row[self._note_index.to(row.device)]
-        return self.note_ids[int(self._note_index[int(logits.argmax())])]
 
 
 @torch.inference_mode()

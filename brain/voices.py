@@ -60,13 +60,18 @@ class NeuronVoices:
         return NeuronVoices(self.home[rows, perm], self.push[rows, perm], self.from_model)
 
 
+def layer_shifts(n_layers: int, layer_octaves: list[int]) -> np.ndarray:
+    """Semitones each layer's homes move from the promoted notes' octave (the last octave serves deeper layers)."""
+    return np.array([12 * (layer_octaves[min(layer, len(layer_octaves) - 1)] - HOME_OCTAVE)
+                     for layer in range(n_layers)])
+
+
 def voices_of(model, layer_octaves: list[int]) -> NeuronVoices:
     """The voices of every neuron of ``model`` (its direct logit effects; a hash without note words)."""
     from brain.logit_effect import direct_logit_effect, trained_note_ids
 
     n_layers, d_mlp = model.n_layers, model.d_mlp
-    shift = np.array([12 * (layer_octaves[min(layer, len(layer_octaves) - 1)] - HOME_OCTAVE)
-                      for layer in range(n_layers)])
+    shift = layer_shifts(n_layers, layer_octaves)
     notes = trained_note_ids(model) if model.note_token_ids() else {}
     if not notes:
         return hashed_voices(n_layers, d_mlp, shift)

@@ -44,7 +44,7 @@ from collections import Counter
 from brain.config import SonifyConfig
 from brain.live.rig_view import RigView
 from brain.stream import Hit
-from brain.voices import NeuronVoices, hashed_voices
+from brain.voices import NeuronVoices, hashed_voices, layer_shifts
 from bridge.messages import AccompNote
 from recording.harmony import Key
 
@@ -97,14 +97,11 @@ class Sonifier:
         return max(0, min(127, self.voices.pitch(hit.layer, hit.index, allowed)))
 
     def _hashed(self, hit: Hit) -> NeuronVoices:
-        import numpy as np
-
-        layers, width = max(hit.layer + 1, 1), max(hit.index + 1, 1)
+        """Hashed voices at least as large as this hit needs (a sonifier made without a model's voices)."""
+        layers, width = hit.layer + 1, hit.index + 1
         if self.voices is not None:
             layers, width = max(layers, self.voices.home.shape[0]), max(width, self.voices.home.shape[1])
-        octaves = self.config.layer_octaves
-        shift = np.array([12 * (octaves[min(lay, len(octaves) - 1)] - 4) for lay in range(layers)])
-        return hashed_voices(layers, width, shift)
+        return hashed_voices(layers, width, layer_shifts(layers, self.config.layer_octaves))
 
     def velocity(self, normalized: float) -> int:
         c = self.config

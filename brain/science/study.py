@@ -37,12 +37,15 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable
 
 import msgspec
 
 from core.errors import ConfigError
 from core.units import NeuronId
+
+if TYPE_CHECKING:
+    import pandas
 
 MEASURES = ("score", "neuron_stats", "layer_skip", "match")
 SCHEMA_VERSION = 1
@@ -490,7 +493,7 @@ def write_plots(out: str | Path) -> list[Path]:
     return written
 
 
-def comparable(df) -> "Iterable":
+def comparable(df) -> "pandas.DataFrame":
     """A study's rows without the columns that say when they were made (two runs of one study compare equal)."""
     cols = [c for c in df.columns if c != "created_utc"]
     return df[cols].sort_values(cols).reset_index(drop=True)
