@@ -39,19 +39,23 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None, cwd: Path
 
 
 @pytest.fixture(scope="session")
-def jack_server():
+def jack_server(tmp_path_factory):
     """A real JACK server with the dummy driver, so rtmidi opens real MIDI ports."""
     if not shutil.which("jackd"):
         pytest.fail("jackd is not installed: run `make test` (it installs jackd2) or apt-get install jackd2")
     name = f"neurojam-test-{os.getpid()}"
     env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
-    proc = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # jackd writes a line per graph error (tens of kB a minute under load): to a file, never an unread pipe,
+    # whose full 64 kB buffer blocks the server and with it every MIDI port of the suite (CI hung so).
+    log = tmp_path_factory.mktemp("jack") / "jackd.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+                                stdout=sink, stderr=subprocess.STDOUT, env=env)
     os.environ["JACK_DEFAULT_SERVER"] = name
     os.environ["JACK_NO_START_SERVER"] = "1"
     time.sleep(1.0)
     if proc.poll() is not None:
-        pytest.fail(f"jackd did not start: {proc.stderr.read().decode()[-500:]}")
+        pytest.fail(f"jackd did not start: {log.read_text(errors='replace')[-500:]}")
     yield name
     proc.terminate()
     try:
