@@ -2,14 +2,17 @@
 
     python bench/brain.py [--quick] [--device cuda] [--gpt2-shape]
 
-Targets (issue 4): embedded default on CPU p99 < 10 ms on a 2-core machine; on a GPU a TL-native model with
-gpt2-small's shape (12 layers, d_model 768, d_mlp 3072, random weights) p50 < 4 ms (anchor: HF eager gpt2-small
-with a KV cache, 9.6 ms on an H100). Also reports throughput when 8 events arrive at once, and load time.
+Paths: the fixed-shape step (``brain/static_step.py``: static key/value buffers, answers chosen on the device,
+one read-back; on CUDA a graph per shape), the eager key/value step, and the full recompute (models without a
+cache). Beside them the floor: the fixed-shape step's device work alone (one event, no host glue), and 16 rigs
+with an event each in one step. Targets (issue 29, an H100/H200-class GPU): gpt2-small shape p50 < 1.5 ms, p99
+< 2 ms, 16 rigs < 2.5 ms a step; notes-default p50 < 0.5 ms. CPU (issue 4): notes-default p99 < 10 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -18,6 +21,7 @@ from common import machine, pct, table
 from brain.encoder import vocabulary
 from brain.models import build_tiny, load_model
 from brain.live.core import BrainCore
+from brain.static_step import StaticRow
 from bridge.messages import Beat, Note
 from neurojam.config import load_config
 
@@ -46,10 +50,50 @@ def measure(node: BrainCore, n: int, batch: int) -> list[float]:
     for i in range(300, 300 + n, batch):
         t = time.perf_counter()
         node.handle(stream[i:i + batch])
-        if node.model.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(node.model.device)
         times.append((time.perf_counter() - t) / batch)
     return times
+
+
+def measure_rigs(node: BrainCore, n: int, rigs: int = 16) -> list[float]:
+    """Step time when ``rigs`` rigs each send one event at the same moment (one padded step)."""
+    stream = events(n + 300)
+    times = []
+    for k, msg in enumerate(stream):
+        batch = []
+        for r in range(rigs):
+            m = copy.copy(msg)
+            m.node = f"rig{r}"
+            batch.append(m)
+        t = time.perf_counter()
+        node.handle(batch)
+        sync(node.model.device)
+        if k >= 300:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+@torch.inference_mode()
+def floor(node: BrainCore, n: int) -> list[float]:
+    """The fixed-shape step's device work alone: one event's packed inputs in, its packed answers read back."""
+    pool = node.static
+    packed = pool._pack([StaticRow(0, [5], 0, [[0]])], 1, 1, 1)
+    times = []
+    for _ in range(n + 50):
+        t = time.perf_counter()
+        pool._run(packed, 1, 1).tolist()
+        times.append(time.perf_counter() - t)
+    return times[50:]
+
+
+def sync(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+PATHS = {"fixed-shape step": ["brain.static_step=true"],
+         "key/value cache, eager": ["brain.static_step=false"],
+         "full recompute": ["brain.kv_cache=false"]}
 
 
 def main() -> None:
@@ -59,6 +103,9 @@ def main() -> None:
     ap.add_argument("--gpt2-shape", action="store_true", help="also a random gpt2-small-shaped TL-native model")
     args = ap.parse_args()
     n = 200 if args.quick else 1000
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"--device {args.device}: torch sees no CUDA GPU here, so the GPU rows are not measured.")
+        return
     print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads; device {args.device}"
           + (f" ({torch.cuda.get_device_name(0)})" if args.device.startswith("cuda") else ""))
     t = time.perf_counter()
@@ -72,20 +119,25 @@ def main() -> None:
     if args.gpt2_shape:
         models.append(("gpt2-small shape (random)", build_tiny(vocabulary(), n_layers=12, d_model=768, d_mlp=3072,
                                                                n_ctx=1024, device=args.device)))
-    for k, (name, m) in enumerate(models):
-        for kv in (True, False):
-            for ctx in (64, 128, 192):
-                cfg = load_config(None, [f"brain.context_tokens={ctx}", f"brain.device={args.device}",
-                                         f"brain.kv_cache={str(kv).lower()}"])
+    for name, m in models:
+        for path, sets in PATHS.items():
+            for ctx in (64, 128, 192) if path != "full recompute" else (128,):
+                cfg = load_config(None, [f"brain.context_tokens={ctx}", f"brain.device={args.device}", *sets])
                 node = BrainCore(cfg.brain, m)
-                path = "key/value cache" if node.rig_state("rig").stream._kv is not None else "full recompute"
+                node.warm()
                 one = measure(node, n, 1)
                 eight = measure(node, n, 8)
-                node.close()
+                sixteen = measure_rigs(node, n // 4 if path == "full recompute" else n)
                 rows.append([name, path, ctx, pct(one, .5) * 1e3, pct(one, .99) * 1e3, pct(eight, .5) * 1e3,
-                             1 / pct(eight, .5)])
+                             pct(sixteen, .5) * 1e3, pct(sixteen, .99) * 1e3])
+                if path == "fixed-shape step" and ctx == 128:
+                    low = floor(node, n)
+                    rows.append([name, "floor: the fixed-shape step's device work, 1 event", ctx, pct(low, .5) * 1e3,
+                                 pct(low, .99) * 1e3, "–", "–", "–"])
+                node.close()
     table("brain: event in → accompaniment + neurons out (the brain core, no network)",
-          ["model", "path", "context tokens", "p50 ms", "p99 ms", "8 at once: ms/event", "events/s"], rows)
+          ["model", "path", "context tokens", "p50 ms", "p99 ms", "8 at once: ms/event", "16 rigs: p50 ms/step",
+           "16 rigs: p99 ms/step"], rows)
     print(f"notes-default load: {load_s * 1000:.0f} ms after import ({first_s * 1000:.0f} ms for the first load, "
           f"which imports transformer_lens)")
 

@@ -81,6 +81,9 @@ class BrainConfig(Section):
     4.8 ms vs 15 ms with two, bench/loop.py); raise it for a big model on a many-core box."""
     kv_cache: bool = True
     """Run only new tokens against cached keys/values (embedded models); else recompute the window."""
+    static_step: bool = True
+    """With the key/value cache: every rig's step at fixed shapes over static buffers, its answers chosen on the
+    device and read back once (``brain/static_step.py``; a CUDA graph per shape on a GPU). Off: the eager step."""
     sonify: SonifyConfig = msgspec.field(default_factory=SonifyConfig)
     reward: BrainRewardConfig = msgspec.field(default_factory=BrainRewardConfig)
     steering: list[SteerConfig] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,6 +32,9 @@ from brain.encoder import EventSpan, NoteText, align_tokens
 from brain.models import LoadedModel
 from brain.neuron_stats import NeuronStats
 from core.errors import ModelError
+
+if TYPE_CHECKING:
+    from brain.static_step import StaticKV
 
 
 def session_text(log) -> NoteText:
@@ -195,9 +199,10 @@ class Steering:
 class NeuronStream:
     def __init__(self, model: LoadedModel, *, layers: list[int] | None = None, top_k: int = 4,
                  context_tokens: int = 128, stats: NeuronStats | None = None, kv_cache: bool = False,
-                 keep_acts: bool = False, written: bool = False) -> None:
+                 keep_acts: bool = False, written: bool = False, static: "StaticKV | None" = None) -> None:
         """``written``: the events come already written (:func:`session_events`); else they are the rig's, and
-        are written here as :mod:`brain.corpus_style` says."""
+        are written here as :mod:`brain.corpus_style` says. ``static``: the live step's buffer pool
+        (:mod:`brain.static_step`), shared by the rigs of one brain; this stream takes a slot in it."""
         from brain.corpus_style import CorpusStyle
 
         self.model = model
@@ -223,6 +228,11 @@ class NeuronStream:
         self._kv = KVCachedForward(model) if kv_cache and supports_kv_cache(model) else None
         self._fed = 0  # words of the text already in the key/value cache
         self._steering_version = 0
+        usable = static is not None and self._kv is not None and not keep_acts
+        self._static = static if usable else None
+        self._slot = static.acquire() if usable else None
+        self._static_len = 0  # tokens of this stream in its static slot
+        self._path = ""  # the cache the last step ran on: "static" or "eager"
 
     # -- hooks -------------------------------------------------------------------------
     def _hook_point(self, layer: int):
@@ -244,6 +254,9 @@ class NeuronStream:
         """Take our hooks off the model (it may be shared with analysis code)."""
         for layer in range(self.model.n_layers):
             self._hook_point(layer).remove_hooks(including_permanent=True)
+        if self._static is not None and self._slot is not None:
+            self._static.release(self._slot)
+            self._slot = None
 
     # -- text ------------------------------------------------------------------------------
     def _append(self, event: StreamEvent) -> list[EventSpan]:
@@ -255,8 +268,7 @@ class NeuronStream:
     @torch.inference_mode()
     def step(self, events: list[StreamEvent]) -> list[StepResult]:
         """Read new events; one result per event that added words to the text."""
-        results, pending = self._read(events)
-        return results + (self._run(pending) if pending else [])
+        return step_streams([(self, events)])[0]
 
     def _read(self, events: list[StreamEvent]) -> tuple[list[StepResult], list[tuple[StreamEvent, list[EventSpan]]]]:
         """Append events to the text; what must run before a trim runs now. Returns those results and the
@@ -277,30 +289,49 @@ class NeuronStream:
                 pending.append((event, spans))
         return results, pending
 
+    def _static_ready(self) -> bool:
+        """The fixed-shape step serves this stream now (a layer plan changes the graph: the eager path)."""
+        return self._static is not None and self.steering.corruption is None
+
     def _run(self, pending: list[tuple[StreamEvent, list[EventSpan]]]) -> list[StepResult]:
+        if self._static_ready():
+            return _run_static([(self, pending)])[0]
+        return self._run_eager(pending)
+
+    def _run_eager(self, pending: list[tuple[StreamEvent, list[EventSpan]]]) -> list[StepResult]:
         start = time.perf_counter()
         if self._kv is not None:
-            tokens, prefix_len, owner = self._kv_input()
+            tokens, prefix_len, owner = self._kv_input("eager")
             logits, posts = self._kv.forward(tokens, self.steering)
             n_tokens = self._kv_output(logits, posts)
         else:
             prefix_len, owner, n_tokens = self._forward_full()
         return self._results(pending, prefix_len, owner, n_tokens, (time.perf_counter() - start) * 1000)
 
-    def _results(self, pending, prefix_len: int, owner: list[int], n_tokens: int, elapsed: float) -> list[StepResult]:
+    def _event_positions(self, pending, prefix_len: int, owner: list[int]) -> list[tuple[list[int], int]]:
+        """Per pending event: the indices of its tokens among this step's, and how many words of the window
+        reach up to it."""
         span_index = {id(s): i for i, s in enumerate(self.text.spans)}
-        results = []
-        for event, spans in pending:
+        out = []
+        for _, spans in pending:
             wanted = {span_index[id(s)] for s in spans if id(s) in span_index}
-            upto = max(wanted) + 1 if wanted else 0
-            positions = [prefix_len + i for i, o in enumerate(owner) if o in wanted]
+            out.append(([prefix_len + i for i, o in enumerate(owner) if o in wanted], max(wanted) + 1 if wanted else 0))
+        return out
+
+    def _result(self, event: StreamEvent, spans: list[EventSpan], upto: int, hits: list[Hit], likely,
+                raw: torch.Tensor | None, elapsed: float, n_tokens: int) -> StepResult:
+        return StepResult(event=event, spans=spans, hits=hits, text=" ".join(
+            self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
+            predicted_note=likely[0] if likely else None, likely_notes=likely,
+            acts=raw if self.keep_acts else None,
+            window_words=[self.text.text[s.start:s.end] for s in self.text.spans[:upto]])
+
+    def _results(self, pending, prefix_len: int, owner: list[int], n_tokens: int, elapsed: float) -> list[StepResult]:
+        results = []
+        for (event, spans), (positions, upto) in zip(pending, self._event_positions(pending, prefix_len, owner)):
             hits, raw = self._top_k(positions)
             likely = self.likely_notes(max(positions)) if positions else None  # one read of the note logits
-            results.append(StepResult(event=event, spans=spans, hits=hits, text=" ".join(
-                self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
-                predicted_note=likely[0] if likely else None, likely_notes=likely,
-                acts=raw if self.keep_acts else None,
-                window_words=[self.text.text[s.start:s.end] for s in self.text.spans[:upto]]))
+            results.append(self._result(event, spans, upto, hits, likely, raw, elapsed, n_tokens))
         return results
 
     def _forward_full(self) -> tuple[int, list[int], int]:
@@ -325,18 +356,22 @@ class NeuronStream:
         self.last_logits = logits[0, -1].float()
         return len(prefix), align_tokens(offsets, self.text.spans), len(prefix) + len(ids)
 
-    def _kv_input(self) -> tuple[list[int], int, list[int]]:
-        """The words not yet in the key/value cache, as tokens (word-level tokenizers: one word, one token):
-        the tokens, how many lead them (BOS), and which span each token belongs to."""
-        if self._fed == 0 or self._steering_version != self.steering.version:
+    def _kv_input(self, path: str) -> tuple[list[int], int, list[int]]:
+        """The words not yet in the key/value cache of ``path`` ("static" or "eager"), as tokens (word-level
+        tokenizers: one word, one token): the tokens, how many lead them (BOS), and which span each token
+        belongs to. A change of steering or of path starts the cache again from the window's first word."""
+        if self._fed == 0 or self._steering_version != self.steering.version or self._path != path:
             self._kv.reset()
+            self._static_len = 0
             self._fed = 0
             self._steering_version = self.steering.version
+            self._path = path
         tok = self.model.tokenizer
         first = self.text.spans[self._fed].start
         ids, offsets = tok.encode(self.text.text[first:])
         offsets = [(a + first, b + first) for a, b in offsets]
-        prefix = [tok.bos_id] if self._kv.length == 0 and tok.bos_id is not None else []
+        length = self._static_len if path == "static" else self._kv.length
+        prefix = [tok.bos_id] if length == 0 and tok.bos_id is not None else []
         return prefix + ids, len(prefix), align_tokens(offsets, self.text.spans)
 
     def _kv_output(self, logits: torch.Tensor, posts: dict[int, torch.Tensor]) -> int:
@@ -379,25 +414,61 @@ def step_streams(work: list[tuple[NeuronStream, list[StreamEvent]]]) -> list[lis
     cache and steering); only the Python and dispatch overhead is shared, which is most of a small model's step."""
     out: list[list[StepResult]] = []
     batch: list[tuple[int, NeuronStream, list]] = []
+    static: dict[int, list[tuple[int, NeuronStream, list]]] = {}  # pool → its streams' work
     for i, (stream, events) in enumerate(work):
         results, pending = stream._read(events)
         out.append(results)
-        if pending and stream._kv is not None and (not batch or (stream.model is batch[0][1].model and
-                                                              stream.steering.corruption == batch[0][1].steering.corruption)):
+        if pending and stream._static_ready():
+            static.setdefault(id(stream._static), []).append((i, stream, pending))
+        elif pending and stream._kv is not None and (not batch or (stream.model is batch[0][1].model and
+                                                                stream.steering.corruption == batch[0][1].steering.corruption)):
             batch.append((i, stream, pending))
         elif pending:
             out[i] += stream._run(pending)
+    for group in static.values():
+        for (i, _, _), results in zip(group, _run_static([(stream, pending) for _, stream, pending in group])):
+            out[i] += results
     if len(batch) == 1:
         i, stream, pending = batch[0]
-        out[i] += stream._run(pending)
+        out[i] += stream._run_eager(pending)
     elif batch:
         from brain.kv_cache import forward_batch
 
         start = time.perf_counter()
-        inputs = [stream._kv_input() for _, stream, _ in batch]
+        inputs = [stream._kv_input("eager") for _, stream, _ in batch]
         rows = forward_batch([s._kv for _, s, _ in batch], [t for t, _, _ in inputs], [s.steering for _, s, _ in batch])
         elapsed = (time.perf_counter() - start) * 1000
         for (i, stream, pending), (_, prefix_len, owner), (logits, posts) in zip(batch, inputs, rows):
             n_tokens = stream._kv_output(logits, posts)
             out[i] += stream._results(pending, prefix_len, owner, n_tokens, elapsed)
+    return out
+
+
+def _run_static(work: list[tuple[NeuronStream, list]]) -> list[list[StepResult]]:
+    """Streams sharing one :class:`~brain.static_step.StaticKV` in one fixed-shape step (one read-back); a stream
+    whose step does not fit it runs eagerly."""
+    from brain.static_step import StaticRow
+
+    start = time.perf_counter()
+    pool = work[0][0]._static
+    rows, placed, out = [], [], [[] for _ in work]
+    for j, (stream, pending) in enumerate(work):
+        tokens, prefix_len, owner = stream._kv_input("static")
+        where = stream._event_positions(pending, prefix_len, owner)
+        events = [positions for positions, _ in where]
+        if pool.fits(stream._static_len, len(tokens), events):
+            pool.load_steering(stream._slot, stream.steering)
+            rows.append(StaticRow(stream._slot, tokens, stream._static_len, events))
+            placed.append((j, stream, pending, where, len(tokens)))
+        else:
+            out[j] = stream._run_eager(pending)
+    answers = pool.step(rows) if rows else []
+    elapsed = (time.perf_counter() - start) * 1000
+    for (j, stream, pending, where, n_new), mine in zip(placed, answers):
+        stream._static_len += n_new
+        stream._fed = len(stream.text.spans)
+        for (event, spans), (_, upto), answer in zip(pending, where, mine):
+            hits = [Hit(layer=layer, index=index, activation=round(a, 5), normalized=round(n, 5))
+                    for layer, index, a, n in answer.hits]
+            out[j].append(stream._result(event, spans, upto, hits, answer.likely, None, elapsed, stream._static_len))
     return out

@@ -6,6 +6,7 @@ answers over HTTP; nothing here reads what a node prints to decide that.
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -28,18 +29,38 @@ class NodeDidNotStart(RuntimeError):
 
 def free_port_pair() -> int:
     """A free loopback port whose next port is free too (a brain binds both)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free TCP port pair on loopback")
+    return _free_ports(2)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out: set[int] = set()
+
+
+def _free_ports(n: int) -> int:
+    """The first of ``n`` consecutive free loopback ports, below the kernel's ephemeral range: a port the kernel
+    hands out itself (bind to 0) can be taken by any outgoing connection before the node binds it, which made
+    a brain fail to start now and then ("Address already in use") while other nodes were connecting."""
+    low = min(_ephemeral_low(), 65000)
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(max(1024, low - 12000), low - n)
+        if any(p in _handed_out for p in range(port, port + n)):
+            continue
+        try:
+            for p in range(port, port + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        _handed_out.update(range(port, port + n))
+        return port
+    raise RuntimeError("no free TCP ports on loopback")
 
 
 def port_args(port: int) -> list[str]:
@@ -117,6 +138,5 @@ def start_stage(port: int, stage_port: int, *args: str, log: Path, timeout_s: fl
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port (see :func:`_free_ports`)."""
+    return _free_ports(1)

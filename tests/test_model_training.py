@@ -129,3 +129,16 @@ def test_stats_only_promotes_the_score_only_run_not_the_card_of_the_weights_it_r
     run = {"model": {"n_layers": 4}, "training": {"steps": 9000}, "curve": [{"step": 9000}]}
     (tmp_path / "training.json").write_text(json.dumps(run))
     assert saved_run(tmp_path) == run
+
+
+def test_training_on_a_device_torch_cannot_see_is_refused_in_one_line(capsys):
+    import pytest
+
+    from brain.training.train import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal cannot happen here")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--device", "cuda", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--device cuda" in err and "--device cpu" in err and "Traceback" not in err

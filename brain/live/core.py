@@ -29,6 +29,7 @@ from brain.voices import voices_of
 from brain.models import LoadedModel
 from brain.neuron_labels import present_now, traits_now
 from brain.neuron_stats import NeuronStats, load_stats
+from brain.static_step import BATCH_SIZES
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.identity import IdentityBook
 from bridge.link import LinkSnapshot
@@ -100,6 +101,19 @@ class BrainCore:
         self.dropped_in: Counter = Counter()
         """Controls refused for who sent them, for the link's counters (the node adds them there)."""
         self.wire = LinkSnapshot()
+        self.static = self._static_pool()
+        """Every rig's keys and values at fixed shapes, one read-back a step (:mod:`brain.static_step`)."""
+
+    def _static_pool(self):
+        from brain.kv_cache import supports_kv_cache
+        from brain.static_step import StaticKV
+
+        bc = self.config
+        if not (bc.static_step and bc.kv_cache and supports_kv_cache(self.model)):
+            return None
+        layers = list(range(self.model.n_layers)) if bc.layers == "all" else list(bc.layers)
+        scale = self.neuron_stats.scale if self.neuron_stats is not None else None
+        return StaticKV(self.model, context_tokens=bc.context_tokens, layers=layers, top_k=bc.top_k, scale=scale)
 
     def rig_state(self, node: str) -> RigState:
         """The state of rig ``node``, made on its first event."""
@@ -125,11 +139,16 @@ class BrainCore:
         """A reader as configured: the window, top-k and layers every rig gets."""
         bc = self.config
         return NeuronStream(self.model, layers=None if bc.layers == "all" else list(bc.layers), top_k=bc.top_k,
-                            context_tokens=bc.context_tokens, stats=self.neuron_stats, kv_cache=bc.kv_cache)
+                            context_tokens=bc.context_tokens, stats=self.neuron_stats, kv_cache=bc.kv_cache,
+                            static=self.static)
 
     def warm(self) -> None:
-        """One beat and one note through a throwaway stream: the first jam step pays no first-call costs (the
-        step statistics never see this)."""
+        """Every step shape (each padded batch size × token count; on CUDA each captured as a graph), then one
+        beat and one note through a throwaway stream: no jam step pays a first-call cost. The step statistics
+        start after this (they exclude warm-up)."""
+        if self.static is not None:
+            shapes = self.static.warm()
+            log.info("warmed %d step shapes (batch sizes %s)", shapes, ", ".join(map(str, BATCH_SIZES)))
         stream = self._new_stream()
         try:
             for msg in (Beat(index=0, bar=0, beat=0, time=0.0), Note(source="human", note=62, velocity=80, t=0.1)):
@@ -323,7 +342,8 @@ class BrainCore:
     def step_percentiles(self) -> dict:
         ms = sorted(self.step_ms)
         pick = (lambda q: round(ms[min(len(ms) - 1, int(len(ms) * q))], 3)) if ms else (lambda q: None)
-        return {"step_ms_p50": pick(0.5), "step_ms_p99": pick(0.99)}
+        return {"step_ms_p50": pick(0.5), "step_ms_p99": pick(0.99), "step_ms_max": pick(1.0),
+                "step_ms_excludes": "warm-up (every step shape runs before the brain says it is ready)"}
 
     def stats(self) -> dict:
         return {"node": "brain", "model": self.model.name, "counts": dict(self.counts),

@@ -190,5 +190,6 @@ def run_brain(config: BrainSettings, seconds: float | None = None, session_dir: 
             signal.signal(sig, handler)
     s = node.stats()
     print(f"brain: stopped. {s['counts']['events']} events, {s['counts']['accomp_notes']} accompaniment notes, "
-          f"step p50 {s['step_ms_p50']} ms, p99 {s['step_ms_p99']} ms", flush=True)
+          f"step p50 {s['step_ms_p50']} ms, p99 {s['step_ms_p99']} ms, max {s['step_ms_max']} ms (warm-up "
+          f"excluded)", flush=True)
     return 0

@@ -207,7 +207,7 @@ def hypothesis_test(model: LoadedModel, layer: int, neuron: int, match: list[str
 
 # -- cross-model search ---------------------------------------------------------------------------
 
-def word_activations(model: LoadedModel, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+def word_activations(model: LoadedModel, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
     """[n_words, n_layers * d_mlp]: each whitespace word's activations, read at the token
     covering the word's last character — the same text positions in every model."""
     cap = capture_activations(model, texts, batch_size=batch_size, progress=progress)

@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="augment: each training window moved by a random shift in -N..N+1 semitones (0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu",
+                    help="where to train: cpu, cuda (or cuda:N), auto. Batches are drawn on the CPU with the same "
+                         "generator, so a GPU run sees the same windows in the same order")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: the forward and backward under bfloat16 autocast (weights and optimizer in fp32)")
     ap.add_argument("--score-only", action="store_true",
                     help="train, save and score on the test split only (no neuron statistics, no card): to try settings")
     ap.add_argument("--stats-only", action="store_true",
@@ -80,6 +85,14 @@ def main(argv: list[str] | None = None) -> dict:
                          "--score-only, to promote a run that was worth it)")
     args = ap.parse_args(argv)
     args.n_ctx = args.n_ctx or args.ctx
+    from brain.models import resolve_device
+    from core.errors import NeurojamError
+
+    try:
+        device = resolve_device(args.device)
+    except NeurojamError:
+        ap.exit(2, f"brain.train: --device {args.device} asked for, but torch sees no CUDA GPU here: train with "
+                   f"--device cpu (or auto).\n")
     import transformer_lens.model_bridge.sources.native  # noqa: F401
     from tqdm import tqdm
     from transformer_lens.model_bridge import TransformerBridge
@@ -106,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. model and training
     cfg = native_config(tok.get_vocab_size(), n_layers=args.layers, d_model=args.d_model, d_mlp=args.d_mlp,
                         n_ctx=args.n_ctx, seed=args.seed, act_fn=args.act)
-    bridge = TransformerBridge.boot_native(cfg, model_name="notes-default")
+    bridge = TransformerBridge.boot_native(cfg, device=device, model_name="notes-default")
     net = bridge.original_model
     add_dropout(net, args.dropout)
     net.train()
@@ -150,11 +163,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     curve = []
     t0 = time.time()
-    bar = tqdm(range(args.steps), desc="training", unit="step")
+    val_x, val_y = val_x.to(device), val_y.to(device)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    bar = tqdm(range(args.steps), desc=f"training on {device}", unit="step")
     for step in bar:
-        x, y = next_batch()
-        logits = net(x)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+        x, y = (t.to(device, non_blocking=True) for t in next_batch())
+        with autocast:
+            logits = net(x)  # (B, T, vocab)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -162,8 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
         sched.step()
         if step % 100 == 0 or step == args.steps - 1:
             net.eval()
-            with torch.no_grad():
-                vl = F.cross_entropy(net(val_x).reshape(-1, logits.shape[-1]), val_y.reshape(-1),
+            with torch.no_grad(), autocast:
+                vl = F.cross_entropy(net(val_x).reshape(-1, logits.shape[-1]).float(), val_y.reshape(-1),
                                      ignore_index=IGNORE).item()
             net.train()
             curve.append({"step": step, "train_loss": round(loss.item(), 4), "val_loss": round(vl, 4)})
@@ -174,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     # 6a. weights first, so evaluation runs on exactly what ships
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in bridge.state_dict().items()}, str(args.out / "model.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in bridge.state_dict().items()},
+              str(args.out / "model.safetensors"))
     (args.out / "config.json").write_text(json.dumps(cfg, indent=1))
     model = load_embedded(args.out, "cpu", torch.float32)
     training = {**{k: v for k, v in vars(args).items() if k not in ("out", "corpus", "stats_only", "score_only")},
