@@ -39,6 +39,7 @@ MAX_TOKENS_PER_EVENT = 4
 TIE = 1e-4
 """The tie quantum of :func:`brain.stream.top_neurons`."""
 RAW_SPAN = 2 ** 20
+NORM_SPAN = 2 ** 25
 
 
 def token_sizes(capacity: int) -> list[int]:
@@ -56,12 +57,16 @@ def _bucket(n: int, sizes) -> int:
 
 def choose_top(norm: torch.Tensor, raw: torch.Tensor, k: int) -> torch.Tensor:
     """The indices of the ``k`` best along the last dim in :func:`brain.stream.top_neurons`' order — rounded
-    normalized value, then rounded raw value (both descending), then index — with no host sync: one int64 key,
-    and a stable sort keeps index order among equals. The raw part is clamped to ±2^20 quanta (±104.8), which
-    only matters between neurons of equal rounded normalized value that are both beyond it."""
+    normalized value, then rounded raw value (both descending), then index — with no host sync: all three in one
+    int64 key per neuron, unique, so a plain top-k gives that order. Clamped to fit: normalized beyond ±2^25
+    quanta (±3,355) and raw beyond ±2^20 (±104.8) tie at the clamp, then go by the next part."""
+    n = norm.shape[-1]
+    index_bits = max(1, (n - 1).bit_length())
+    norm_q = torch.round(norm / TIE).long().clamp(-NORM_SPAN, NORM_SPAN - 1)
     raw_q = torch.round(raw / TIE).long().clamp(-RAW_SPAN, RAW_SPAN - 1)
-    key = torch.round(norm / TIE).long() * (2 * RAW_SPAN) + raw_q
-    return key.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+    last = torch.arange(n - 1, -1, -1, device=norm.device)  # the lower index, the higher key
+    key = ((norm_q * (2 * RAW_SPAN) + raw_q) << index_bits) + last
+    return key.topk(min(k, n), dim=-1).indices
 
 
 @dataclass
@@ -182,8 +187,10 @@ class StaticKV:
         B, T = len(rows), max(len(r.tokens) for r in rows)
         if self.pad:
             B, T = _bucket(B, BATCH_SIZES), _bucket(T, self.token_sizes)
-        E = min(T, MAX_EVENTS)
-        packed = self._run(self._pack(rows, B, T, E), B, T).tolist()  # the step's one read-back
+        E = min(T, MAX_EVENTS) if self.pad else max(1, max(len(r.events) for r in rows))
+        # unpadded (a CPU), the attention reads the caches only as far as the longest one: no fixed shape to keep
+        reach = None if self.pad else max(r.start for r in rows)
+        packed = self._run(self._pack(rows, B, T, E), B, T, reach=reach).tolist()  # the step's one read-back
         k, L = self.top_k, self.likely
         answers = []
         for r, row_out in zip(rows, packed):
@@ -217,7 +224,7 @@ class StaticKV:
                 events += e + [e[-1]] * (W - len(e))
         return torch.tensor(ids + start + slot + n_real + events, dtype=torch.long)
 
-    def _run(self, packed: torch.Tensor, B: int, T: int, warming: bool = False) -> torch.Tensor:
+    def _run(self, packed: torch.Tensor, B: int, T: int, warming: bool = False, reach: int | None = None) -> torch.Tensor:
         shape = (B, T)
         if shape not in self.shapes_seen:
             self.shapes_seen.add(shape)
@@ -231,7 +238,7 @@ class StaticKV:
                 return static_out
         if packed.device != self.device:  # the step's one upload
             packed = packed.to(self.device, non_blocking=True)
-        return self._compute(packed, B, T)
+        return self._compute(packed, B, T, reach)
 
     def _capture(self, B: int, T: int):
         """The step at shape (B, T) as one CUDA graph, over inputs that touch only the padding slot."""
@@ -246,10 +253,16 @@ class StaticKV:
             g = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g):
                 static_out = self._compute(static_in, B, T)
+            # a graph must answer as the eager step does (these inputs touch only the padding slot, and read
+            # nothing of it but the padding's own token: the same answer every time)
+            g.replay()
+            eager = self._compute(static_in.clone(), B, T)
+            if not torch.allclose(static_out, eager, atol=1e-3, rtol=1e-3):
+                raise RuntimeError("the replayed graph's answers differ from the eager step's")
             self.graphs[(B, T)] = (g, static_in, static_out)
             return self.graphs[(B, T)]
         except Exception as exc:  # noqa: BLE001 — a capture that fails must not stop the jam
-            log.warning("CUDA graph capture at batch %d × %d tokens failed (%s): that shape runs eagerly", B, T, exc)
+            log.warning("CUDA graph at batch %d × %d tokens failed (%s): the live step runs eagerly", B, T, exc)
             self.use_graphs = False
             return None
 
@@ -272,9 +285,11 @@ class StaticKV:
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return torch.nn.functional.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
 
-    def _compute(self, packed: torch.Tensor, B: int, T: int) -> torch.Tensor:
-        """The forward pass and the choice of answers, all on the device, fixed shapes, no host sync."""
-        E, W = min(T, MAX_EVENTS), MAX_TOKENS_PER_EVENT
+    def _compute(self, packed: torch.Tensor, B: int, T: int, reach: int | None = None) -> torch.Tensor:
+        """The forward pass and the choice of answers, all on the device, fixed shapes, no host sync. ``reach``:
+        how many cached positions the rows can see (default: all, the fixed shape)."""
+        W = MAX_TOKENS_PER_EVENT
+        E = (packed.numel() - 3 * B - B * T) // (B * W)  # the events per row the inputs were packed with
         H, dh, C, w = self.n_heads, self.d_head, self.positions, self.w
         ids = packed[:B * T].view(B, T)
         o = B * T
@@ -285,11 +300,12 @@ class StaticKV:
         at = torch.where(real, start[:, None] + t[None, :], C - 1)  # (B, T): where each token's key is written
         x = w["embed.weight"][ids] + w["pos_embed.weight"][at.clamp(max=self.n_ctx - 1)]
         # a query sees the cache before its row's start, and the new tokens up to itself (padding: only itself)
-        old_hidden = (torch.arange(C, device=packed.device)[None, :] >= start[:, None])[:, None, None, :]  # B,1,1,C
+        R = C if reach is None else reach
+        old_hidden = (torch.arange(R, device=packed.device)[None, :] >= start[:, None])[:, None, None, :]  # B,1,1,R
         new_hidden = (t[None, :] > t[:, None])[None] | ~real[:, None, :]  # (B, T, T)
         new_hidden = (new_hidden & (t[None, :] != t[:, None])[None])[:, None]  # (B, 1, T, T)
-        old_keys = self.keys[:, slot].transpose(2, 3)  # (L, B, H, C, dh): this step's rows' caches, read once
-        old_values = self.values[:, slot].transpose(2, 3)
+        old_keys = self.keys[:, slot, :R].transpose(2, 3)  # (L, B, H, R, dh): this step's rows' caches, read once
+        old_values = self.values[:, slot, :R].transpose(2, 3)
         factor, offset = self.factor[slot][:, :, None], self.offset[slot][:, :, None]  # (B, L, 1, d_mlp)
         posts, new_keys, new_values = [], [], []
         for layer in range(self.n_layers):
@@ -300,8 +316,8 @@ class StaticKV:
             new_values.append(v)
             scores = torch.cat([(q @ old_keys[layer].transpose(-2, -1)).masked_fill(old_hidden, float("-inf")),
                                 (q @ k.transpose(-2, -1)).masked_fill(new_hidden, float("-inf"))], dim=-1)
-            pattern = (scores / math.sqrt(dh)).softmax(-1)  # (B, H, T, C + T)
-            attn = pattern[..., :C] @ old_values[layer] + pattern[..., C:] @ v
+            pattern = (scores / math.sqrt(dh)).softmax(-1)  # (B, H, T, R + T)
+            attn = pattern[..., :R] @ old_values[layer] + pattern[..., R:] @ v
             x = x + self._linear(attn.transpose(1, 2).reshape(B, T, H * dh), f"{p}.attn.o")
             post = self.act(self._linear(self._ln(x, f"{p}.ln2"), f"{p}.mlp.in"))  # blocks.{L}.mlp.hook_post
             post = post * factor[:, layer] + offset[:, layer]

@@ -98,8 +98,15 @@ def window_full(text: NoteText, context_tokens: int) -> bool:
     return len(text.spans) + 2 > context_tokens - 1
 
 
+def kept_from(context_tokens: int) -> int:
+    """The first word a cut keeps: always the same index (the cut comes at ``context_tokens - 2`` or ``- 1``
+    words and keeps about half), so the words a cut will keep are known, and read, before it (the live step's
+    shadow cache, :mod:`brain.static_step`)."""
+    return context_tokens - 2 - (context_tokens - 1) // 2
+
+
 def cut_window(text: NoteText, context_tokens: int) -> None:
-    text.trim((context_tokens - 1) // 2)
+    text.trim(len(text.spans) - kept_from(context_tokens))
 
 
 def live_window(events: list[StreamEvent], upto: int, context_tokens: int) -> NoteText:
@@ -233,6 +240,13 @@ class NeuronStream:
         self._slot = static.acquire() if usable else None
         self._static_len = 0  # tokens of this stream in its static slot
         self._path = ""  # the cache the last step ran on: "static" or "eager"
+        self._shadow_slot = static.acquire() if usable else None
+        """The words the next cut keeps (from :func:`kept_from`), read at the positions they will have after it,
+        step by step beside the live window: at the cut this becomes the cache, and nothing is read again."""
+        self._shadow_len = 0  # tokens in the shadow slot
+        self.cuts_from_shadow = 0
+        """Cuts that read nothing again (the shadow became the cache)."""
+        self._shadow_fed = -1  # window words whose tokens are in the shadow (from kept_from); -1: not valid
 
     # -- hooks -------------------------------------------------------------------------
     def _hook_point(self, layer: int):
@@ -256,7 +270,8 @@ class NeuronStream:
             self._hook_point(layer).remove_hooks(including_permanent=True)
         if self._static is not None and self._slot is not None:
             self._static.release(self._slot)
-            self._slot = None
+            self._static.release(self._shadow_slot)
+            self._slot = self._shadow_slot = None
 
     # -- text ------------------------------------------------------------------------------
     def _append(self, event: StreamEvent) -> list[EventSpan]:
@@ -282,12 +297,28 @@ class NeuronStream:
                 if pending:
                     results += self._run(pending)
                     pending = []
+                shadow_ready = self._shadow_ready()
                 cut_window(self.text, self.context_tokens)
-                self._fed = 0  # positions moved: the cache must be re-read
+                if shadow_ready:  # the kept words were read at their new positions already
+                    self._adopt_shadow()
+                else:
+                    self._fed = 0  # positions moved: the cache must be re-read
             spans = self._append(event)
             if spans:
                 pending.append((event, spans))
         return results, pending
+
+    def _shadow_ready(self) -> bool:
+        """The shadow holds every word a cut now keeps, under the steering of the live cache."""
+        return (self._path == "static" and self._static_ready() and self._shadow_fed == len(self.text.spans)
+                and self._fed == len(self.text.spans) and self._steering_version == self.steering.version)
+
+    def _adopt_shadow(self) -> None:
+        self.cuts_from_shadow += 1
+        self._slot, self._shadow_slot = self._shadow_slot, self._slot
+        self._static_len = self._shadow_len
+        self._fed = len(self.text.spans)
+        self._shadow_len, self._shadow_fed = 0, kept_from(self.context_tokens)
 
     def _static_ready(self) -> bool:
         """The fixed-shape step serves this stream now (a layer plan changes the graph: the eager path)."""
@@ -299,6 +330,7 @@ class NeuronStream:
         return self._run_eager(pending)
 
     def _run_eager(self, pending: list[tuple[StreamEvent, list[EventSpan]]]) -> list[StepResult]:
+        self._shadow_fed = -1  # the shadow misses these words: the next cut reads the window again
         start = time.perf_counter()
         if self._kv is not None:
             tokens, prefix_len, owner = self._kv_input("eager")
@@ -363,6 +395,7 @@ class NeuronStream:
         if self._fed == 0 or self._steering_version != self.steering.version or self._path != path:
             self._kv.reset()
             self._static_len = 0
+            self._shadow_len, self._shadow_fed = 0, kept_from(self.context_tokens)
             self._fed = 0
             self._steering_version = self.steering.version
             self._path = path
@@ -373,6 +406,18 @@ class NeuronStream:
         length = self._static_len if path == "static" else self._kv.length
         prefix = [tok.bos_id] if length == 0 and tok.bos_id is not None else []
         return prefix + ids, len(prefix), align_tokens(offsets, self.text.spans)
+
+    def _shadow_tokens(self, ids: list[int], owner: list[int]) -> list[int] | None:
+        """This step's tokens (``ids``, BOS aside; ``owner``: each one's word) of the words the next cut keeps, for
+        the shadow cache (BOS first if it is empty); None when the shadow is not being kept (it missed words: the
+        next cut reads the window again)."""
+        first = kept_from(self.context_tokens)
+        if self._shadow_fed < first or self._shadow_slot is None:
+            return None
+        mine = [t for t, o in zip(ids, owner) if o >= first]
+        if mine and self._shadow_len == 0 and self.model.tokenizer.bos_id is not None:
+            mine = [self.model.tokenizer.bos_id] + mine
+        return mine
 
     def _kv_output(self, logits: torch.Tensor, posts: dict[int, torch.Tensor]) -> int:
         self._captured = {layer: posts[layer][None] for layer in self.layers}
@@ -456,17 +501,28 @@ def _run_static(work: list[tuple[NeuronStream, list]]) -> list[list[StepResult]]
         tokens, prefix_len, owner = stream._kv_input("static")
         where = stream._event_positions(pending, prefix_len, owner)
         events = [positions for positions, _ in where]
-        if pool.fits(stream._static_len, len(tokens), events):
+        shadow = stream._shadow_tokens(tokens[prefix_len:], owner)
+        if pool.fits(stream._static_len, len(tokens), events) and (not shadow or pool.fits(
+                stream._shadow_len, len(shadow), [])):
             pool.load_steering(stream._slot, stream.steering)
             rows.append(StaticRow(stream._slot, tokens, stream._static_len, events))
-            placed.append((j, stream, pending, where, len(tokens)))
+            if shadow:
+                pool.load_steering(stream._shadow_slot, stream.steering)
+                rows.append(StaticRow(stream._shadow_slot, shadow, stream._shadow_len, []))
+            placed.append((j, stream, pending, where, len(tokens), len(shadow) if shadow is not None else None))
         else:
             out[j] = stream._run_eager(pending)
-    answers = pool.step(rows) if rows else []
+    answers = iter(pool.step(rows) if rows else [])
     elapsed = (time.perf_counter() - start) * 1000
-    for (j, stream, pending, where, n_new), mine in zip(placed, answers):
+    for j, stream, pending, where, n_new, n_shadow in placed:
+        mine = next(answers)
         stream._static_len += n_new
         stream._fed = len(stream.text.spans)
+        if n_shadow is not None:
+            if n_shadow:
+                next(answers)  # the shadow row answers nothing
+            stream._shadow_len += n_shadow
+            stream._shadow_fed = max(len(stream.text.spans), kept_from(stream.context_tokens))
         for (event, spans), (_, upto), answer in zip(pending, where, mine):
             hits = [Hit(layer=layer, index=index, activation=round(a, 5), normalized=round(n, 5))
                     for layer, index, a, n in answer.hits]

@@ -98,6 +98,8 @@ def test_the_static_step_answers_as_the_eager_step_on_a_replayed_session(model, 
     static_core = core(model, static=True, pad=pad)
     static = jam(static_core, session_events, batch=5)  # batched otherwise: rigs share steps, several events a row
     assert static_core.static is not None and static_core.rigs["rig-a"].stream._path == "static"
+    # the window was cut, and at least one cut read nothing again (its shadow, read beside the window, took over)
+    assert all(static_core.rigs[r].stream.cuts_from_shadow >= 1 for r in RIGS)
     for rig in RIGS:
         answers, values = static[rig]
         assert len(answers) > 150 and any(a["kind"] == "accomp" for a in answers)
@@ -187,13 +189,13 @@ def test_more_rigs_than_slots_grow_the_pool_and_keep_answers(model, session_even
     slots = brain.static.keys.shape[1]
     solo = core(model, static=False)
     events = [m for m in session_events if m.node == "rig-a"][:80]
-    for k in range(slots + 2):  # more rigs than the pool has slots: it doubles
+    for k in range(slots):  # more rigs than the pool has slots (each rig takes two: its cache and its shadow)
         for m in events[:4]:
             c = copy.copy(m)
             c.node = f"x{k}"
             brain.handle([c])
-    assert brain.static.keys.shape[1] == 2 * slots
-    last = f"x{slots + 1}"
+    assert brain.static.keys.shape[1] >= 2 * slots
+    last = f"x{slots - 1}"
     mine, theirs = [], []
     for m in events[4:]:
         c = copy.copy(m)
