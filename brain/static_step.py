@@ -4,7 +4,7 @@ A live event adds one or two words. On a GPU the work for them is tiny (well und
 gpt2-small shape) and the host's share — a hundred kernel launches, a sync per ``.item()``, a shape that
 changes every step — is what the musician waits for. So the step here:
 
-- keeps every rig's keys and values in one buffer pool (``[layer, slot, position, head, d_head]``), written in
+- keeps every rig's keys and values in one buffer pool (``[layer, slot, head, position, d_head]``), written in
   place; a rig owns a slot while it plays, slot 0 takes the padding rows;
 - runs rows padded to a few batch sizes (:data:`BATCH_SIZES`) and token counts (powers of two), so a shape
   repeats and, on CUDA, is captured once in a CUDA graph (eager elsewhere, the same code);
@@ -31,8 +31,9 @@ from brain.kv_cache import ACTIVATIONS
 
 log = logging.getLogger("neurojam.brain")
 
-BATCH_SIZES = (1, 2, 4, 8, 16)
-"""Rows are padded up to one of these; more rigs at once run in several steps of 16."""
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+"""Rows are padded up to one of these (a rig is one row, two while its shadow is read); more rows at once run in
+several steps of 32."""
 MAX_EVENTS = 8
 """Events of one rig answered by one step (more: the eager path)."""
 MAX_TOKENS_PER_EVENT = 4
@@ -128,7 +129,7 @@ class StaticKV:
         """Steps that met a shape for the first time (after :meth:`warm`, a jam should see none)."""
 
     def _allocate(self, slots: int) -> None:
-        shape = (self.n_layers, slots, self.positions, self.n_heads, self.d_head)
+        shape = (self.n_layers, slots, self.n_heads, self.positions, self.d_head)  # a head's positions contiguous
         self.keys = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.values = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.factor = torch.ones(slots, self.n_layers, self.d_mlp, dtype=self.dtype, device=self.device)
@@ -177,10 +178,11 @@ class StaticKV:
     # -- the step ------------------------------------------------------------------------------
     @torch.inference_mode()
     def step(self, rows: list[StaticRow]) -> list[list[EventAnswer]]:
-        """Each row's answers, one per event; one device → host read per :data:`BATCH_SIZES` chunk."""
+        """Each row's answers, one per event; one device → host read (padded: one per :data:`BATCH_SIZES` chunk)."""
+        size = BATCH_SIZES[-1] if self.pad else len(rows)
         out: list[list[EventAnswer]] = []
-        for i in range(0, len(rows), BATCH_SIZES[-1]):
-            out += self._step(rows[i:i + BATCH_SIZES[-1]])
+        for i in range(0, len(rows), size):
+            out += self._step(rows[i:i + size])
         return out
 
     def _step(self, rows: list[StaticRow]) -> list[list[EventAnswer]]:
@@ -304,8 +306,8 @@ class StaticKV:
         old_hidden = (torch.arange(R, device=packed.device)[None, :] >= start[:, None])[:, None, None, :]  # B,1,1,R
         new_hidden = (t[None, :] > t[:, None])[None] | ~real[:, None, :]  # (B, T, T)
         new_hidden = (new_hidden & (t[None, :] != t[:, None])[None])[:, None]  # (B, 1, T, T)
-        old_keys = self.keys[:, slot, :R].transpose(2, 3)  # (L, B, H, R, dh): this step's rows' caches, read once
-        old_values = self.values[:, slot, :R].transpose(2, 3)
+        old_keys = self.keys[:, slot, :, :R]  # (L, B, H, R, dh): this step's rows' caches, read once
+        old_values = self.values[:, slot, :, :R]
         factor, offset = self.factor[slot][:, :, None], self.offset[slot][:, :, None]  # (B, L, 1, d_mlp)
         posts, new_keys, new_values = [], [], []
         for layer in range(self.n_layers):
@@ -324,8 +326,8 @@ class StaticKV:
             posts.append(post)
             x = x + self._linear(post, f"{p}.mlp.out")
         rows = slot[:, None].expand(B, T)  # the new keys and values into the cache, every layer at once
-        self.keys.permute(1, 2, 0, 3, 4).index_put_((rows, at), torch.stack(new_keys).permute(1, 3, 0, 2, 4))
-        self.values.permute(1, 2, 0, 3, 4).index_put_((rows, at), torch.stack(new_values).permute(1, 3, 0, 2, 4))
+        self.keys.permute(1, 3, 0, 2, 4).index_put_((rows, at), torch.stack(new_keys).permute(1, 3, 0, 2, 4))
+        self.values.permute(1, 3, 0, 2, 4).index_put_((rows, at), torch.stack(new_values).permute(1, 3, 0, 2, 4))
         logits = self._linear(self._ln(x, "ln_final"), "unembed")  # (B, T, vocab)
         acts = torch.stack([posts[layer] for layer in self.layers], dim=2).float().reshape(B, T, -1)  # (B, T, F)
         F = acts.shape[-1]

@@ -9,13 +9,16 @@ never by index — give that event's top-k neurons.
 Several pending events share one forward pass (the model is causal, so an
 earlier event's activations do not depend on later text). The window is cut
 by a rule that depends only on the event sequence (when it outgrows
-``context_tokens``, drop the oldest half), so replaying a session gives the
+``context_tokens``, drop the words before a fixed index, about half), so replaying a session gives the
 same contexts whatever the batching.
 
 The TL-native models have no key/value cache of their own: ``brain/kv_cache.py``
 runs only the new tokens against cached keys/values, and :func:`step_streams`
 runs the new tokens of several rigs (each its own context and cache) in one
 padded forward pass. Other models recompute the window, one rig at a time.
+Live, the brain's rigs step through :mod:`brain.static_step` instead (static
+buffers, the answers chosen on the device, one read-back a step); the eager
+path stays the reference it is tested against, and serves layer plans.
 """
 
 from __future__ import annotations
@@ -240,7 +243,7 @@ class NeuronStream:
         self._slot = static.acquire() if usable else None
         self._static_len = 0  # tokens of this stream in its static slot
         self._path = ""  # the cache the last step ran on: "static" or "eager"
-        self._shadow_slot = static.acquire() if usable else None
+        self._shadow_slot: int | None = None  # taken when the window first reaches the words a cut keeps
         """The words the next cut keeps (from :func:`kept_from`), read at the positions they will have after it,
         step by step beside the live window: at the cut this becomes the cache, and nothing is read again."""
         self._shadow_len = 0  # tokens in the shadow slot
@@ -268,9 +271,10 @@ class NeuronStream:
         """Take our hooks off the model (it may be shared with analysis code)."""
         for layer in range(self.model.n_layers):
             self._hook_point(layer).remove_hooks(including_permanent=True)
-        if self._static is not None and self._slot is not None:
-            self._static.release(self._slot)
-            self._static.release(self._shadow_slot)
+        if self._static is not None:
+            for slot in (self._slot, self._shadow_slot):
+                if slot is not None:
+                    self._static.release(slot)
             self._slot = self._shadow_slot = None
 
     # -- text ------------------------------------------------------------------------------
@@ -412,9 +416,11 @@ class NeuronStream:
         the shadow cache (BOS first if it is empty); None when the shadow is not being kept (it missed words: the
         next cut reads the window again)."""
         first = kept_from(self.context_tokens)
-        if self._shadow_fed < first or self._shadow_slot is None:
+        if self._shadow_fed < first or self._static is None:
             return None
         mine = [t for t, o in zip(ids, owner) if o >= first]
+        if mine and self._shadow_slot is None:
+            self._shadow_slot = self._static.acquire()
         if mine and self._shadow_len == 0 and self.model.tokenizer.bos_id is not None:
             mine = [self.model.tokenizer.bos_id] + mine
         return mine

@@ -53,16 +53,27 @@ class Key:
 ALL_KEYS = [Key(t, m) for m in ("major", "minor") for t in range(12)]
 
 
-def _correlation(hist: list[float], profile: tuple[float, ...], tonic: int) -> float:
-    xs = [hist[(tonic + i) % 12] for i in range(12)]
-    mx, my = sum(xs) / 12, sum(profile) / 12
-    num = sum((x - mx) * (y - my) for x, y in zip(xs, profile))
-    den = math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in profile))
-    return num / den if den else 0.0
+def _centered(profile: tuple[float, ...]) -> tuple[list[float], float]:
+    mean = sum(profile) / 12
+    centered = [y - mean for y in profile]
+    return centered, sum(y * y for y in centered)
+
+
+_CENTERED = {"major": _centered(MAJOR_PROFILE), "minor": _centered(MINOR_PROFILE)}
 
 
 def key_scores(hist: list[float]) -> dict[Key, float]:
-    return {k: _correlation(hist, MAJOR_PROFILE if k.mode == "major" else MINOR_PROFILE, k.tonic) for k in ALL_KEYS}
+    """Each key's Pearson correlation of its profile with the histogram rotated to its tonic. A rotation keeps the
+    histogram's mean and spread, so they are computed once (this runs for every note of every rig, live)."""
+    mean = sum(hist) / 12
+    xs = [h - mean for h in hist]
+    spread = sum(x * x for x in xs)
+    out = {}
+    for k in ALL_KEYS:
+        profile, profile_spread = _CENTERED[k.mode]
+        den = math.sqrt(spread * profile_spread)
+        out[k] = sum(xs[(k.tonic + i) % 12] * y for i, y in enumerate(profile)) / den if den else 0.0
+    return out
 
 
 class KeyTracker:
