@@ -38,6 +38,14 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None, cwd: Path
                           timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
 
+def run_cli_each(calls: list[tuple[str, ...]], timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """Independent CLI runs side by side (each mostly waits on its own imports), results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: run_cli(*args, timeout=timeout), calls))
+
+
 @pytest.fixture(scope="session")
 def jack_server(tmp_path_factory):
     """A real JACK server with the dummy driver, so rtmidi opens real MIDI ports."""

@@ -11,7 +11,7 @@ import pytest
 from bridge.link import Link
 from bridge.messages import Accomp, Beat, Hello, MessageError, Neurons, Note, Pad, Ping, Steer, SteerReply
 from neurojam import processes
-from tests.conftest import LAYERS_VALID, NEURONS_VALID, ROOT, run_cli
+from tests.conftest import LAYERS_VALID, NEURONS_VALID, ROOT, run_cli, run_cli_each
 
 
 def start_brain(ports, *sets, security=None):
@@ -107,10 +107,10 @@ def test_brain_survives_garbage_and_refuses_bad_requests(ports):
 
 
 def test_friendly_errors_exit_2():
-    for args, text in ((["--model", "solu-11"], "Did you mean 'solu-1l'"),
-                       (["--set", "brain.layers=[99]"], LAYERS_VALID),
-                       (["--set", "brain.steering=[{layer: 0, neuron: 100000}]"], NEURONS_VALID)):
-        r = run_cli("brain", "--seconds", "1", *args)
+    cases = ((["--model", "solu-11"], "Did you mean 'solu-1l'"),
+             (["--set", "brain.layers=[99]"], LAYERS_VALID),
+             (["--set", "brain.steering=[{layer: 0, neuron: 100000}]"], NEURONS_VALID))
+    for (_, text), r in zip(cases, run_cli_each([("brain", "--seconds", "1", *args) for args, _ in cases])):
         assert r.returncode == 2, r.stderr
         assert text in r.stderr and "Traceback" not in r.stderr
 

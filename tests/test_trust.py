@@ -17,7 +17,7 @@ from bridge.link import Link
 from bridge.messages import Accomp, Hello, Monitor, Neurons, Note, Ping, Steer, SteerReply, Tempo, TreatRequest
 from bridge.security import CurveClient, Security, create_keys, load_keys, public_key_text
 from recording.log import SessionRecorder, read_session
-from tests.conftest import DEFAULT_MODEL, ROOT, run_cli
+from tests.conftest import DEFAULT_MODEL, ROOT, run_cli, run_cli_each
 from tests.test_brain_node import collect, play, start_brain
 
 
@@ -384,13 +384,11 @@ def test_one_line_errors_for_what_an_owner_gets_wrong(ports, tmp_path):
     pads.write_text("rig:\n  pads:\n    - {pin: 5, name: a, sound: {notes: [36]}}\n"
                     "    - {pin: 5, name: b, sound: {notes: [38]}}\n")
     checks[("config", "check", str(pads))] = "share BCM pin 5"
-    for args, words in checks.items():
-        r = run_cli(*args)
-        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     binary = tmp_path / "lab.yaml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
-    r = run_cli("config", "check", str(binary))
-    assert r.returncode == 2 and "not a text file" in r.stderr
+    checks[("config", "check", str(binary))] = "not a text file"
+    for (args, words), r in zip(checks.items(), run_cli_each(list(checks))):
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     session = tmp_path / "s"
     from tests.test_sessions import synthetic_session
 
@@ -400,7 +398,7 @@ def test_one_line_errors_for_what_an_owner_gets_wrong(ports, tmp_path):
     assert r.returncode == 2 and "not readable stats" in r.stderr and "Traceback" not in r.stderr
     with open(session / "events.njlog", "ab") as f:
         f.write(b"\x40\x00\x00\x00half")  # a record cut off mid-write
-    r = run_cli("replay", str(session), "--fast", "--out", str(tmp_path / "r"), timeout=200)
-    assert r.returncode == 0 and "truncated" in r.stderr
-    r = run_cli("report", str(session), "--out", str(tmp_path / "report.html"), timeout=200)
-    assert r.returncode == 0 and "truncated" in r.stderr
+    replay, report = run_cli_each([("replay", str(session), "--fast", "--out", str(tmp_path / "r")),
+                                   ("report", str(session), "--out", str(tmp_path / "report.html"))], timeout=200)
+    assert replay.returncode == 0 and "truncated" in replay.stderr
+    assert report.returncode == 0 and "truncated" in report.stderr
