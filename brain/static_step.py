@@ -122,6 +122,7 @@ class StaticKV:
         self.free = list(range(1, slots))
         self.steering_version: dict[int, int] = {}
         self.graphs: dict[tuple[int, int], tuple] = {}
+        self._graph_pool = None
         self.use_graphs = self.device.type == "cuda"
         self.pad = self.use_graphs if pad is None else pad
         self.shapes_seen: set[tuple[int, int]] = set()
@@ -151,6 +152,7 @@ class StaticKV:
                             "(a one-time stall per shape)", old - 1)
                 self.graphs.clear()
                 self.shapes_seen.clear()
+                self._graph_pool = None
         return self.free.pop(0)
 
     def release(self, slot: int) -> None:
@@ -253,7 +255,11 @@ class StaticKV:
                     self._compute(static_in, B, T)
             torch.cuda.current_stream().wait_stream(side)
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
+            if self._graph_pool is None:
+                self._graph_pool = torch.cuda.graph_pool_handle()
+            # one memory pool for all shapes: graphs replay one at a time and each output is read at once, so one
+            # shape's temporaries may reuse another's (48 private pools would hold GBs for a gpt2-small shape)
+            with torch.cuda.graph(g, pool=self._graph_pool):
                 static_out = self._compute(static_in, B, T)
             # a graph must answer as the eager step does (these inputs touch only the padding slot, and read
             # nothing of it but the padding's own token: the same answer every time)
