@@ -18,8 +18,11 @@ from tests.conftest import ROOT, run_cli
 
 
 def demo(out, seconds):
+    """A demo whose pet starts at level 1: its progress goes under ``out``, not the checkout's sessions/pets/, which
+    every demo run from the checkout levels up (a developer's demos made a later test's pet level 3)."""
     return subprocess.Popen([sys.executable, "-m", "neurojam.cli", "demo", "--seconds", str(seconds), "--out", str(out),
-                             "--no-view"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--no-view", "--set", f"session.dir={out}/home"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def test_short_demo_leaves_a_full_jam(tmp_path):
