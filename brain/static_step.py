@@ -95,7 +95,6 @@ class StaticKV:
         """``pad``: pad rows to the fixed shapes (default: where graphs are captured, i.e. on CUDA; a CPU gains
         nothing from a fixed shape and pays for the padding)."""
         cfg = model.bridge.cfg
-        self.model = model
         self.n_layers, self.n_heads, self.d_head = cfg.n_layers, cfg.n_heads, cfg.d_head
         self.d_mlp, self.eps, self.n_ctx = cfg.d_mlp, cfg.eps, cfg.n_ctx
         self.act = ACTIVATIONS[cfg.act_fn or "gelu"]
@@ -112,7 +111,6 @@ class StaticKV:
             d = self.d_mlp
             self.scale = (scale[self.layers].float().reshape(-1).to(self.device) if scale is not None
                           else torch.ones(len(self.layers) * d, device=self.device))
-            self.layer_index = torch.tensor(self.layers, device=self.device)
             note_ids = model.note_token_ids()
             self.likely = min(likely, len(note_ids)) if note_ids else 0
             cols = sorted(note_ids)
