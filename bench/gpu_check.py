@@ -12,7 +12,6 @@ session with one runs before `bench/brain.py --device cuda --gpt2-shape` and `be
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from brain.live.core import BrainCore
 from brain.models import build_tiny, load_model
 from neurojam.config import load_config
 from recording.log import read_session
-from recording.synthetic import write_melody_session
+from recording.synthetic import played_by_rigs, write_melody_session
 
 RIGS = ("rig-a", "rig-b", "rig-c")
 
@@ -36,15 +35,7 @@ RIGS = ("rig-a", "rig-b", "rig-c")
 def session_events() -> list:
     melody = [(b * 0.5, 0.45, 60 + [0, 4, 7, 12, 7, 4, 2, 5][b % 8]) for b in range(160)]
     src = write_melody_session(Path(tempfile.mkdtemp()) / "src", melody, tempo_bpm=120, pet_every_beats=3)
-    out = []
-    for m in read_session(src).rig_side():
-        for k, rig in enumerate(RIGS):
-            c = copy.copy(m)
-            c.node = rig
-            if hasattr(c, "note") and k:
-                c.note += k
-            out.append(c)
-    return out
+    return played_by_rigs(read_session(src).rig_side(), RIGS)
 
 
 def controls(at: int) -> list[Steer]:

@@ -8,7 +8,9 @@ so silence after stopping can be measured.
 
 from __future__ import annotations
 
+import copy
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from bridge.messages import Beat, Note, Pad, encode
@@ -67,3 +69,17 @@ def melody_from_midi(path: str | Path, tempo_bpm: float = 112.0) -> list[tuple[f
             s = starts.pop(msg.note)
             out.append((s / beat_s, max(0.1, (t - s) / beat_s), msg.note))
     return sorted(out)
+
+
+def played_by_rigs(messages: list, rigs: Sequence[str]) -> list:
+    """The same recorded messages as if each rig played them at once (interleaved), rig k's notes k semitones up,
+    so the rigs' contexts differ: a many-rig jam for the brain's tests and benches."""
+    out = []
+    for m in messages:
+        for k, rig in enumerate(rigs):
+            c = copy.copy(m)
+            c.node = rig
+            if hasattr(c, "note") and k:
+                c.note += k
+            out.append(c)
+    return out

@@ -11,7 +11,7 @@ from torch.overrides import TorchFunctionMode
 
 from bridge.messages import Accomp, Neurons, Steer, TreatRequest
 from recording.log import read_session
-from recording.synthetic import write_melody_session
+from recording.synthetic import played_by_rigs, write_melody_session
 
 RIGS = ("rig-a", "rig-b", "rig-c")
 
@@ -28,16 +28,7 @@ def session_events(tmp_path_factory):
     """A recorded jam's rig-side events, played by three rigs (the second and third a little transposed)."""
     melody = [(b * 0.5, 0.45, 60 + [0, 4, 7, 12, 7, 4, 2, 5][b % 8]) for b in range(96)]
     src = write_melody_session(tmp_path_factory.mktemp("s") / "src", melody, tempo_bpm=120, pet_every_beats=3)
-    events = read_session(src).rig_side()
-    out = []
-    for m in events:
-        for k, rig in enumerate(RIGS):
-            c = copy.copy(m)
-            c.node = rig
-            if hasattr(c, "note") and k:
-                c.note += k
-            out.append(c)
-    return out
+    return played_by_rigs(read_session(src).rig_side(), RIGS)
 
 
 def core(model, static: bool, pad: bool = False):
