@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MELODY = ROOT / "configs" / "melodies" / "soldiers-joy.mid"
 
 
-def start_brain(port: int, keys: Path | None, rig_keys: list[str], session: Path, device: str) -> subprocess.Popen:
-    args = ["--session", str(session), "--set", f"brain.device={device}"]
+def start_brain(port: int, keys: Path | None, rig_keys: list[str], session: Path, device: str,
+                sets: list[str]) -> subprocess.Popen:
+    args = ["--session", str(session), "--set", f"brain.device={device}", *(a for s in sets for a in ("--set", s))]
     if keys:
         allowed = "[" + ", ".join(f"'{k}'" for k in rig_keys) + "]"
         args += ["--set", "bridge.curve=true", "--set", f"bridge.keys_dir={keys}",
@@ -43,7 +44,7 @@ def start_brain(port: int, keys: Path | None, rig_keys: list[str], session: Path
     return processes.start_brain(port, *args, log=session.parent / "brain.log", cwd=ROOT, security=security)
 
 
-def run(n_rigs: int, seconds: float, curve: bool, device: str = "cpu") -> tuple[list[float], dict]:
+def run(n_rigs: int, seconds: float, curve: bool, device: str = "cpu", sets: list[str] = ()) -> tuple[list[float], dict]:
     port = free_port_pair()
     tmp = Path(tempfile.mkdtemp())
     keys = tmp / "keys" if curve else None
@@ -53,7 +54,7 @@ def run(n_rigs: int, seconds: float, curve: bool, device: str = "cpu") -> tuple[
         for i in range(n_rigs):
             create_keys(keys, f"sim-{i}")
             rig_keys.append(public_key_text(keys / f"sim-{i}.key"))
-    brain = start_brain(port, keys, rig_keys, tmp / "brain", device)
+    brain = start_brain(port, keys, rig_keys, tmp / "brain", device, list(sets))
     links = []
     for i in range(n_rigs):
         security = None
@@ -113,6 +114,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="cpu", help="the brain's device (cuda: the GPU rows)")
     ap.add_argument("--runs", type=int, default=1, help="full runs one after another, each its own table")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a brain setting, e.g. brain.static_step=false for the eager step (the baseline)")
     args = ap.parse_args()
     if args.device.startswith("cuda"):
         import torch
@@ -120,13 +123,13 @@ def main() -> None:
         if not torch.cuda.is_available():
             print(f"--device {args.device}: torch sees no CUDA GPU here, so the GPU rows are not measured.")
             return
-    print(f"machine: {machine()}; brain on {args.device}")
+    print(f"machine: {machine()}; brain on {args.device}" + "".join(f"; {s}" for s in args.set))
     seconds = 8 if args.quick else 20
     for k in range(args.runs):
         rows = []
         for n in (1, 4, 16):
             for curve in (False, True):
-                rtt, stats = run(n, seconds, curve, args.device)
+                rtt, stats = run(n, seconds, curve, args.device, args.set)
                 ms = [x * 1000 for x in rtt]
                 rows.append([n, "CurveZMQ" if curve else "plain", len(ms), pct(ms, 0.5), pct(ms, 0.99), max(ms),
                              stats.get("step_ms_p50"), stats.get("step_ms_p99"), stats.get("step_ms_max")])
