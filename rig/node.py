@@ -1,7 +1,7 @@
 """The rig node: pads, keyboard, beat, accompaniment and treats, with or without a brain.
 
 Everything the pet and the human play sounds at once from here; the brain
-only adds to it. Threads: GPIO/rtmidi callbacks and the timeline thread make
+only adds to it. Threads: GPIO callbacks, MIDI inputs' reader threads and the timeline thread make
 sounds and send events (``Link.send`` is thread-safe); the main loop receives
 the brain's commands, keeps heartbeats and writes stats once a second.
 """
@@ -185,7 +185,10 @@ class RigNode:
 
     # -- the human's keyboard ------------------------------------------------------
     def _keyboard_msg(self, msg: mido.Message) -> None:
-        self._keyboard_msg_at(msg, self.clock())
+        """From a MIDI input's reader thread (rig.midi_io.MidiInput): its ``time`` is when it arrived, by the MIDI
+        system's stamps, which the clock follower wants rather than when the 1 ms poll saw it."""
+        arrived = msg.time if self.clock is time.monotonic and msg.time else self.clock()
+        self._keyboard_msg_at(msg, arrived)
 
     def _keyboard_msg_at(self, msg: mido.Message, t: float) -> None:
         if msg.type in ("note_on", "note_off"):
@@ -325,22 +328,29 @@ class RigNode:
                     on_second(self)
 
     def close(self) -> None:
-        """All notes off, dispenser pin low, sockets closed, recording finished. Safe twice."""
+        """The session's end comes first: the dispenser's pin low, the inputs quiet, the timeline stopped, then the
+        stats, the pet's progress and the recording written and closed, and only then what can block on a MIDI or
+        network system (ports, Link, OSC, sockets), so a port that misbehaves can never cost a session its end.
+        Safe twice."""
         if self._closed:
             return
         self._closed = True
-        for port in (self.keyboard, self.daw_input):
-            if port is not None:
-                port.close()
-        self.devices.close()
-        self.osc.close()
+        self.dispenser.close()  # a treat pending or pulsing is cancelled before anything else
+        inputs = [port for port in (self.keyboard, self.daw_input) if port is not None]
+        for port in inputs:
+            port.stop()  # our reader threads: nothing more comes in
+        self.timeline.stop()  # nothing more is scheduled or sent
         stats = self.stats()
         if self.devices.curriculum is not None:
             self._save_progress(self._session_summary())
-        self.link.close()
         if self.recorder:
             self.recorder.write_stats(stats)
             self.recorder.close(counts=stats["counts"])
+        for port in inputs:
+            port.close()
+        self.devices.close()
+        self.osc.close()
+        self.link.close()
 
 
 def run_rig(config: RigSettings, seconds: float | None = None, session_dir: str | None = None,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,27 +44,8 @@ def run_cli_each(calls: list[tuple[str, ...]], timeout: float = 120) -> list[sub
         return list(pool.map(lambda args: run_cli(*args, timeout=timeout), calls))
 
 
-@pytest.fixture(scope="session")
-def jack_server(tmp_path_factory):
-    """A real JACK server with the dummy driver, so rtmidi opens real MIDI ports."""
-    if not shutil.which("jackd"):
-        pytest.fail("jackd is not installed: run `make test` (it installs jackd2) or apt-get install jackd2")
-    name = f"neurojam-test-{os.getpid()}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
-    # jackd writes a line per graph error (tens of kB a minute under load): to a file, never an unread pipe,
-    # whose full 64 kB buffer blocks the server and with it every MIDI port of the suite (CI hung so).
-    log = tmp_path_factory.mktemp("jack") / "jackd.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
-                                stdout=sink, stderr=subprocess.STDOUT, env=env)
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    time.sleep(1.0)
-    if proc.poll() is not None:
-        pytest.fail(f"jackd did not start: {log.read_text(errors='replace')[-500:]}")
-    yield name
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+# A real JACK server for real MIDI ports, and the hooks that run each test using it in a child process under a
+# hard kill, with a C-level watchdog on every test (tests/isolation.py says why).
+from tests.isolation import (jack_server, pytest_configure, pytest_runtest_logfinish,  # noqa: E402,F401
+                             pytest_runtest_protocol, pytest_sessionfinish, pytest_timeout_cancel_timer,
+                             pytest_timeout_set_timer)

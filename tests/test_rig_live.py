@@ -11,6 +11,7 @@ import mido
 
 from bridge.link import Link
 from bridge.messages import Accomp, AccompNote, Beat, Note, Pad
+from rig.midi_io import open_input
 from tests.conftest import ROOT
 
 JACK = "mido.backends.rtmidi/UNIX_JACK"
@@ -34,7 +35,7 @@ class RigProcess:
         while time.monotonic() < deadline and self.listen is None:
             names = [n for n in self.backend.get_input_names() if self.out_name in n]
             if names:
-                self.listen = self.backend.open_input(names[0])
+                self.listen = open_input(names[0], JACK)  # read on our thread, never JACK's
             time.sleep(0.05)
         assert self.listen is not None, self.stop()
 

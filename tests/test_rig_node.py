@@ -68,3 +68,44 @@ def test_missing_audio_file_is_a_clear_error(tmp_path, ports, monkeypatch):
     from core.errors import DeviceError
     with pytest.raises(DeviceError, match="not found"):
         make_node(tmp_path, ports, "rig.pads=[{pin: 5, sound: {file: /nope/bark.mp3}}]")
+
+
+class StuckOutput(RecordingOutput):
+    """A MIDI output whose close never returns until released: a port that misbehaves as the rig ends."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.release = threading.Event()
+        self.closing = threading.Event()
+
+    def close(self):
+        self.closing.set()
+        self.release.wait(10)
+
+
+def test_the_session_ends_before_any_port_closes(tmp_path, ports):
+    import json
+    import threading
+
+    cfg = load_config(None, [f"bridge.events_port={ports}", f"bridge.commands_port={ports + 1}",
+                             f"session.dir={tmp_path}"])
+    output = StuckOutput()
+    node = RigNode(cfg, output=output, session_dir=tmp_path / "session", record=True)
+    node.timeline.start()
+    node.beats.start()
+    press(node, 0)
+    closer = threading.Thread(target=node.close)
+    closer.start()
+    try:
+        assert output.closing.wait(5)
+        # the port is stuck closing: the session's stats and its end are already on disk
+        stats = json.loads((tmp_path / "session" / "stats.json").read_text())
+        assert stats["counts"]["pad_presses"] == 1
+        meta = json.loads((tmp_path / "session" / "meta.json").read_text())
+        assert meta.get("stopped_utc") and meta["recorded"] > 0
+        assert node.devices.factory.outputs[27].level is False  # and the treat pin low
+    finally:
+        output.release.set()
+        closer.join(10)

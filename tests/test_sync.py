@@ -9,7 +9,7 @@ import pytest
 
 from bridge.messages import Tempo
 from neurojam.config import load_config
-from rig.midi_io import RecordingOutput
+from rig.midi_io import RecordingOutput, open_input
 from rig.node import RigNode
 from tests.conftest import ROOT
 
@@ -76,8 +76,8 @@ def test_the_rig_as_midi_clock_master_sends_start_and_24_ticks_a_beat(jack_serve
     backend = mido.Backend(JACK)
     assert wait(lambda: any(name in n for n in backend.get_input_names()))
     got: list[tuple[float, str]] = []
-    port = backend.open_input(next(n for n in backend.get_input_names() if name in n),
-                              callback=lambda m: got.append((time.monotonic(), m.type)))
+    port = open_input(next(n for n in backend.get_input_names() if name in n), JACK,
+                      callback=lambda m: got.append((m.time, m.type)))  # m.time: when it arrived
     beat_times: list[float] = []
     node.beats.listeners.append(lambda i, bar, b, tempo, t: beat_times.append(t))
     try:
@@ -104,8 +104,8 @@ def test_midi_routing_a_port_per_source_and_a_virtual_input(jack_server, tmp_pat
                      "rig.training.enabled=false", ports_from_config=True)
     backend = mido.Backend(JACK)
     assert wait(lambda: any(f"nj-pet-{tag}" in n for n in backend.get_input_names()))
-    pet_port = backend.open_input(next(n for n in backend.get_input_names() if f"nj-pet-{tag}" in n))
-    main_port = backend.open_input(next(n for n in backend.get_input_names() if f"nj-main-{tag}" in n))
+    pet_port = open_input(next(n for n in backend.get_input_names() if f"nj-pet-{tag}" in n), JACK)
+    main_port = open_input(next(n for n in backend.get_input_names() if f"nj-main-{tag}" in n), JACK)
     daw = backend.open_output(next(n for n in backend.get_output_names() if f"nj-in-{tag}" in n))
     try:
         node.timeline.start()
