@@ -62,14 +62,25 @@ def is_cached(repo: str) -> bool:
     return snapshots.is_dir() and any(p.is_dir() for p in snapshots.iterdir())
 
 
+def is_transformers_folder(path: Path) -> bool:
+    """A Hugging Face transformers model folder (its config names a ``model_type``), not a TL-native one."""
+    try:
+        return "model_type" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def resolve(name: str) -> tuple[str, str | None]:
     """('embedded', None) for a model shipped here or a model directory; ('hub', repo) for one whose weights are
     in the local cache. ModelError (with a suggestion or the download command) otherwise."""
-    if (MODELS_DIR / name / "config.json").exists():
+    if name in embedded_names():
         return "embedded", None
-    path = Path(name)
-    if path.is_dir() and (path / "config.json").exists() and (path / "model.safetensors").exists():
-        return "embedded", None
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").exists():
+        if is_transformers_folder(path):  # saved by transformers' save_pretrained (or a hub snapshot copied here)
+            return "hub", str(path.resolve())
+        if (path / "model.safetensors").exists():
+            return "embedded", None
     aliases = legacy_aliases()
     repo = aliases.get(name.lower())
     if repo is None and "/" not in name:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brain.model_names import DEFAULT_MODEL, MODELS_DIR, hf_cache_dir, resolve
+from brain.model_names import DEFAULT_MODEL, MODELS_DIR, embedded_names, hf_cache_dir, resolve
 from core.errors import ModelError
 from core.units import NeuronId
 
@@ -65,6 +65,33 @@ class LoadedModel:
     device: str
     directory: Path | None = None
     card: dict = field(default_factory=dict)
+    _pieces: int | None = field(default=None, repr=False)
+    _note_ids: dict[int, int] | None = field(default=None, repr=False)
+
+    @property
+    def pieces_per_word(self) -> int:
+        """The most tokens a word of the piano's range, a bar line or a rest takes after a space: 1 for the shipped
+        word-level tokenizer, 3 for a byte-level BPE that splits ``C#5`` into ``ĠC``, ``#``, ``5``. (A rarer word
+        that takes more, ``C#-1``, makes the window drop its oldest tokens rather than shrink for all.)"""
+        if self._pieces is None:
+            from brain.encoder import BAR, REST, note_word
+
+            words = [BAR, REST, *(note_word(n) for n in range(21, 109))]
+            self._pieces = max(len(self.tokenizer.encode(" " + w)[0]) - (1 if self._space_is_a_token() else 0)
+                               for w in words)
+        return max(1, self._pieces)
+
+    def _space_is_a_token(self) -> bool:
+        """Whether a leading space is a token of its own (then it belongs to the word before: not counted)."""
+        ids, offsets = self.tokenizer.encode(" C4")
+        return len(ids) > 1 and offsets[0][1] - offsets[0][0] == 1 and offsets[0][0] == 0
+
+    def window_words(self, context_tokens: int) -> int:
+        """How many words the rolling window holds so its tokens fit ``context_tokens`` (BOS aside): every rule of
+        the window (when to cut, what a cut keeps) counts words, so a tokenizer that splits note words gets a
+        window of fewer words rather than words that fall off its front unread (which played silence)."""
+        words = min(context_tokens, self.n_ctx) // self.pieces_per_word
+        return words if self.pieces_per_word == 1 else max(words, 4)
 
     def hook_name(self, layer: int) -> str:
         return f"blocks.{layer}.mlp.hook_post"
@@ -88,15 +115,42 @@ class LoadedModel:
         return layer, neuron
 
     def note_token_ids(self) -> dict[int, int]:
-        """token id → MIDI note, for tokens that are note words (empty for text models)."""
-        from brain.encoder import word_note
+        """token id → MIDI note: what a logit of the model means as a note (the prediction voice, a unit's logit
+        effect, note accuracy). Cached.
 
-        out = {}
-        for tok, idx in self.tokenizer.vocab().items():
-            note = word_note(tok.strip().lstrip("Ġ▁"))
-            if note is not None and tok.strip().lstrip("Ġ▁") == tok.lstrip("Ġ▁"):
-                out[idx] = note
-        return out
+        A token that is a whole note word is that note. A tokenizer that splits note words (byte-level BPE:
+        ``C#5`` → ``ĠC``, ``#``, ``5``) has a logit only for a word's first piece, which names the pitch letter
+        and not the octave or the sharp: that piece stands for the note nearest middle C among the words it
+        starts, a natural (``ĠC`` → C4, ``ĠA`` → A3). One forward pass says no more without scoring every continuation.
+        """
+        if self._note_ids is None:
+            self._note_ids = note_tokens(self.tokenizer)
+        return self._note_ids
+
+
+def note_tokens(tokenizer: TextTokenizer) -> dict[int, int]:
+    """See :meth:`LoadedModel.note_token_ids`."""
+    from brain.encoder import note_word, word_note
+
+    out: dict[int, int] = {}
+    for tok, idx in tokenizer.vocab().items():
+        word = tok.lstrip("Ġ▁")
+        note = word_note(word)
+        if note is not None and word == tok.strip().lstrip("Ġ▁") and note_word(note) == word:
+            out[idx] = note
+    whole = set(out.values())
+    starts: dict[int, list[int]] = {}
+    for note in range(128):
+        if note in whole:
+            continue
+        ids, offsets = tokenizer.encode(" " + note_word(note))
+        pieces = [i for i, (a, b) in zip(ids, offsets) if b > a and not (a == 0 and b == 1)] or ids
+        if pieces:
+            starts.setdefault(pieces[0], []).append(note)
+    for idx, notes in starts.items():
+        if idx not in out:
+            out[idx] = min(notes, key=lambda n: ("#" in note_word(n), abs(n - 60), n))  # the letter: a natural
+    return out
 
 
 def resolve_device(device: str) -> str:
@@ -119,7 +173,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "fl
     dev = resolve_device(device)
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     if kind == "embedded":
-        return load_embedded(MODELS_DIR / name if (MODELS_DIR / name).is_dir() else Path(name), dev, torch_dtype)
+        return load_embedded(MODELS_DIR / name if name in embedded_names() else Path(name), dev, torch_dtype)
     return _load_from_hub(name, repo, dev, torch_dtype)
 
 

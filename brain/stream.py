@@ -9,7 +9,8 @@ never by index — give that event's top-k neurons.
 Several pending events share one forward pass (the model is causal, so an
 earlier event's activations do not depend on later text). The window is cut
 by a rule that depends only on the event sequence (when it outgrows
-``context_tokens``, drop the words before a fixed index, about half), so replaying a session gives the
+the window's words (``context_tokens`` for a word-level tokenizer, fewer for one that splits note words:
+``LoadedModel.window_words``), drop the words before a fixed index, about half), so replaying a session gives the
 same contexts whatever the batching.
 
 The TL-native models have no key/value cache of their own: ``brain/kv_cache.py``
@@ -95,29 +96,29 @@ def top_neurons(norm: torch.Tensor, raw: torch.Tensor, k: int) -> list[int]:
     return [i for *_, i in sorted(keys)[:k]]
 
 
-def window_full(text: NoteText, context_tokens: int) -> bool:
+def window_full(text: NoteText, context_words: int) -> bool:
     """The window rule, in one place: cut before an event (at most 2 words) could overflow the context (BOS
     included). It depends only on the event sequence, so live, replays, the report and the experiments agree."""
-    return len(text.spans) + 2 > context_tokens - 1
+    return len(text.spans) + 2 > context_words - 1
 
 
-def kept_from(context_tokens: int) -> int:
-    """The first word a cut keeps: always the same index (the cut comes at ``context_tokens - 2`` or ``- 1``
+def kept_from(context_words: int) -> int:
+    """The first word a cut keeps: always the same index (the cut comes at ``context_words - 2`` or ``- 1``
     words and keeps about half), so the words a cut will keep are known, and read, before it (the live step's
     shadow cache, :mod:`brain.static_step`)."""
-    return context_tokens - 2 - (context_tokens - 1) // 2
+    return context_words - 2 - (context_words - 1) // 2
 
 
-def cut_window(text: NoteText, context_tokens: int) -> None:
-    text.trim(len(text.spans) - kept_from(context_tokens))
+def cut_window(text: NoteText, context_words: int) -> None:
+    text.trim(len(text.spans) - kept_from(context_words))
 
 
-def live_window(events: list[StreamEvent], upto: int, context_tokens: int) -> NoteText:
+def live_window(events: list[StreamEvent], upto: int, context_words: int) -> NoteText:
     """The note text the live brain held when it read written event ``upto`` (same rule as :class:`NeuronStream`)."""
     text = NoteText()
     for e in events[:upto + 1]:
-        if window_full(text, context_tokens):
-            cut_window(text, context_tokens)
+        if window_full(text, context_words):
+            cut_window(text, context_words)
         if e.kind == "note":
             text.add_note(e.note, e.source, e.seq, e.time, drum=e.drum)
         else:
@@ -223,6 +224,9 @@ class NeuronStream:
         self.top_k = top_k
         self.keep_acts = keep_acts
         self.context_tokens = min(context_tokens, model.n_ctx)
+        self.context_words = model.window_words(self.context_tokens)
+        """The window's rules count words (one token each for the shipped tokenizer; fewer words for one that
+        splits note words into pieces, so every word of the window fits the context)."""
         self.stats = stats
         self.scale = stats.scale.to(model.device) if stats is not None else None
         self.steering = Steering(model)
@@ -297,12 +301,12 @@ class NeuronStream:
         if self.style is not None:
             events = [w for e in events for w in self.style.feed(e)]
         for event in events:
-            if window_full(self.text, self.context_tokens):
+            if window_full(self.text, self.context_words):
                 if pending:
                     results += self._run(pending)
                     pending = []
                 shadow_ready = self._shadow_ready()
-                cut_window(self.text, self.context_tokens)
+                cut_window(self.text, self.context_words)
                 if shadow_ready:  # the kept words were read at their new positions already
                     self._adopt_shadow()
                 else:
@@ -322,7 +326,7 @@ class NeuronStream:
         self._slot, self._shadow_slot = self._shadow_slot, self._slot
         self._static_len = self._shadow_len
         self._fed = len(self.text.spans)
-        self._shadow_len, self._shadow_fed = 0, kept_from(self.context_tokens)
+        self._shadow_len, self._shadow_fed = 0, kept_from(self.context_words)
 
     def _static_ready(self) -> bool:
         """The fixed-shape step serves this stream now (a layer plan changes the graph: the eager path)."""
@@ -399,7 +403,7 @@ class NeuronStream:
         if self._fed == 0 or self._steering_version != self.steering.version or self._path != path:
             self._kv.reset()
             self._static_len = 0
-            self._shadow_len, self._shadow_fed = 0, kept_from(self.context_tokens)
+            self._shadow_len, self._shadow_fed = 0, kept_from(self.context_words)
             self._fed = 0
             self._steering_version = self.steering.version
             self._path = path
@@ -415,7 +419,7 @@ class NeuronStream:
         """This step's tokens (``ids``, BOS aside; ``owner``: each one's word) of the words the next cut keeps, for
         the shadow cache (BOS first if it is empty); None when the shadow is not being kept (it missed words: the
         next cut reads the window again)."""
-        first = kept_from(self.context_tokens)
+        first = kept_from(self.context_words)
         if self._shadow_fed < first or self._static is None:
             return None
         mine = [t for t, o in zip(ids, owner) if o >= first]
@@ -528,7 +532,7 @@ def _run_static(work: list[tuple[NeuronStream, list]]) -> list[list[StepResult]]
             if n_shadow:
                 next(answers)  # the shadow row answers nothing
             stream._shadow_len += n_shadow
-            stream._shadow_fed = max(len(stream.text.spans), kept_from(stream.context_tokens))
+            stream._shadow_fed = max(len(stream.text.spans), kept_from(stream.context_words))
         for (event, spans), (_, upto), answer in zip(pending, where, mine):
             hits = [Hit(layer=layer, index=index, activation=round(a, 5), normalized=round(n, 5))
                     for layer, index, a, n in answer.hits]

@@ -100,6 +100,10 @@ def load_spec(path: str | Path) -> tuple[StudySpec, list[str]]:
         raise ConfigError(f"study spec {path}: name at least one model under `models:`.")
     if "match" in spec.measures and len(spec.models) < 2:
         raise ConfigError(f"study spec {path}: `match` compares models: name at least two.")
+    # a model named by a folder beside the spec (`twin`, `models/mine`) is found there, as its session globs are;
+    # a name that is no folder there stays a model name (notes-default, gpt2, a Hugging Face repo id)
+    spec.models = [str((path.parent / m).resolve()) if not Path(m).is_absolute() and (path.parent / m).is_dir()
+                   else m for m in spec.models]
     sessions: list[str] = []
     for pattern in spec.sessions:
         full = pattern if Path(pattern).is_absolute() else str(path.parent / pattern)

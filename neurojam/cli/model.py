@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from core.units import NeuronId
@@ -69,7 +70,7 @@ def cmd_model_stats(args: argparse.Namespace) -> int:
     from brain import corpus
     from brain.models import MODELS_DIR, load_model
     from brain.neuron_stats import compute_stats
-    from brain.live.node import stats_dir_for
+    from brain.neuron_stats import stats_dir_for
 
     config = load_config_from(args)
     model = load_model(config.brain.model, config.brain.device, config.brain.dtype)
@@ -143,7 +144,7 @@ def cmd_model_corrupt(args: argparse.Namespace) -> int:
             if value is not None:
                 rows.add(metric, value, site="corruption", token="none")
         path = rows.write(args.out)
-        print(f"results: {len(rows.rows)} rows → {path}")
+        print(f"results: {len(rows.rows)} rows → {path}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)  # stdout stays JSON
     if args.json:
         from dataclasses import asdict
 

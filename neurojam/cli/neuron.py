@@ -4,6 +4,7 @@ of one results table with --out (``brain/science/results.py``), and a PNG where 
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -77,7 +78,7 @@ def _rows(args: argparse.Namespace, experiment: str, model_name: str, **settings
 def _save(rows, args: argparse.Namespace) -> None:
     if rows is not None:
         path = rows.write(args.out)
-        print(f"results: {len(rows.rows)} rows → {path}")
+        print(f"results: {len(rows.rows)} rows → {path}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)  # stdout stays JSON
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -136,7 +137,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     log, _ = _session_text(args.session)
     events = session_events(log)
     k = note_event_index(events, args.event)
-    context = min(load_config().brain.context_tokens, model.n_ctx)
+    context = model.window_words(load_config().brain.context_tokens)  # in words, as the live brain cuts
     window = live_window(events, k, context)  # exactly what the brain had read at that event
     target, rows = attribute(model, window.text, window.spans[-1].end, top=args.top, target=args.target)
     table = _rows(args, "attribute", model.name, event=args.event, target=target)
@@ -213,7 +214,7 @@ def _patch_windows(args, model) -> tuple[str, str, str]:
     from brain.stream import live_window, session_events
     from neurojam.config import load_config
 
-    context = min(load_config().brain.context_tokens, model.n_ctx)
+    context = model.window_words(load_config().brain.context_tokens)  # in words, as the live brain cuts
     log, _ = _session_text(args.session)
     events = session_events(log)
     k = note_event_index(events, args.event if args.event >= 0 else _note_count(events) + args.event)
