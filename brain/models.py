@@ -128,6 +128,14 @@ class LoadedModel:
         return self._note_ids
 
 
+def first_piece(tokenizer: TextTokenizer, word: str) -> int | None:
+    """The token a word starts with, written as the encoder writes it (after a space; a space that is a token of
+    its own is skipped)."""
+    ids, offsets = tokenizer.encode(" " + word)
+    pieces = [i for i, (a, b) in zip(ids, offsets) if b > a and (a, b) != (0, 1)] or ids
+    return pieces[0] if pieces else None
+
+
 def note_tokens(tokenizer: TextTokenizer) -> dict[int, int]:
     """See :meth:`LoadedModel.note_token_ids`."""
     from brain.encoder import note_word, word_note
@@ -143,10 +151,9 @@ def note_tokens(tokenizer: TextTokenizer) -> dict[int, int]:
     for note in range(128):
         if note in whole:
             continue
-        ids, offsets = tokenizer.encode(" " + note_word(note))
-        pieces = [i for i, (a, b) in zip(ids, offsets) if b > a and not (a == 0 and b == 1)] or ids
-        if pieces:
-            starts.setdefault(pieces[0], []).append(note)
+        piece = first_piece(tokenizer, note_word(note))
+        if piece is not None:
+            starts.setdefault(piece, []).append(note)
     for idx, notes in starts.items():
         if idx not in out:
             out[idx] = min(notes, key=lambda n: ("#" in note_word(n), abs(n - 60), n))  # the letter: a natural

@@ -94,13 +94,18 @@ class CorruptionEffect:
 
 
 def test_texts(model: LoadedModel, limit: int | None = None) -> list[str]:
-    """The deduplicated test split the card was scored on (its first ``limit`` tunes)."""
+    """The deduplicated test split the card was scored on (its first ``limit`` tunes); for a model that ships no
+    corpus (a Hugging Face model), the shipped corpus's test split, which the lab's own models never train on."""
     from brain import corpus
+    from brain.models import MODELS_DIR
     from brain.science.evaluate import dedup_test
 
-    if model.directory is None or not (model.directory / "corpus.jsonl.gz").exists():
+    path = model.directory / "corpus.jsonl.gz" if model.directory is not None else None
+    if path is None or not path.exists():
+        path = MODELS_DIR / "notes-default" / "corpus.jsonl.gz"
+    if not path.exists():
         raise ModelError(f"{model.name} ships no corpus with a test split: corrupt it on a session instead.")
-    kept, _ = dedup_test(corpus.load(model.directory / "corpus.jsonl.gz"))
+    kept, _ = dedup_test(corpus.load(path))
     return [t["text"] for t in kept[:limit]]
 
 

@@ -115,6 +115,14 @@ def resolve_target(model: LoadedModel, target: str) -> int | None:
     for form in (target, "Ġ" + target, "▁" + target):
         if form in vocab:
             return vocab[form]
+    from brain.encoder import word_note
+
+    if word_note(target) is not None:  # a note word the tokenizer splits: its first piece (LoadedModel.note_token_ids)
+        from brain.models import first_piece
+
+        piece = first_piece(model.tokenizer, target)
+        if piece is not None:
+            return piece
     from core.errors import ModelError, did_you_mean
 
     raise ModelError(f"--target {target!r} is not a token of {model.name}: give a note word (e.g. G4), a token "

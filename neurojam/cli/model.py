@@ -118,8 +118,8 @@ def cmd_model_corrupt(args: argparse.Namespace) -> int:
 
         session_text = _session_text(args.session)[1].text
     limit = None if args.test_limit < 0 else args.test_limit
-    if limit != 0 and model.directory is None:
-        limit = 0  # a hub model has no test split of ours
+    if limit is None and model.directory is None:
+        limit = 200  # a hub model is scored on the shipped corpus's test tunes (its first 200: no card to read)
     from rich.progress import track
 
     effects = [corruption_effect(model, plan, test_limit=limit, session_text=session_text)

@@ -1,0 +1,119 @@
+"""Bring your own model (issue 37): Hugging Face architectures made here without a network, through the lab's
+commands as a user types them. GPT-2 (byte-level BPE that splits note words, found by repo id in a Hugging Face
+cache, as `hf download gpt2` leaves it) and LLaMA (a gated MLP, a model folder)."""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_sessions import synthetic_session
+
+GPT2 = "neurojam/gpt2-notes"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """Two small trained models (GPT-2 in a hub cache, LLaMA as a folder), a HOME of their own for statistics."""
+    from brain.training.architectures import make, save_folder, save_to_hub_cache
+
+    root = tmp_path_factory.mktemp("any-model")
+    cache, home = root / "hub", root / "home"
+    home.mkdir()
+    model, tok, losses = make("gpt2", steps=120, progress=False)
+    assert losses[-1] < losses[0] - 2  # it learned something of the tunes
+    snapshot = save_to_hub_cache(model, tok, cache, GPT2)
+    model, tok, _ = make("llama", steps=120, progress=False)
+    llama = save_folder(model, tok, root / "llama-notes")
+    env = {"HF_HUB_CACHE": str(cache), "HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    session = synthetic_session(root / "session", bars=12, seed=3)
+    return {"env": env, "llama": str(llama), "session": session, "root": root, "gpt2_folder": str(snapshot)}
+
+
+def cli(lab, *args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "neurojam.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **lab["env"]}, cwd=ROOT)
+
+
+def each(lab, calls) -> list[subprocess.CompletedProcess]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda args: cli(lab, *args), calls))
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert r.returncode == 0 and "Traceback" not in r.stderr, f"{r.args[3:]}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def test_a_split_note_word_is_read_and_predicted(lab):
+    from brain.models import load_model
+    from brain.stream import read_session, session_events
+    from recording import open_session
+
+    model = load_model(lab["gpt2_folder"], "cpu")  # in this process the hub's cache was fixed at its import
+    assert model.tokenizer.encode(" C#5")[0].__len__() == 3  # the tokenizer splits note words
+    assert model.pieces_per_word == 3 and model.window_words(128) == 42
+    notes = model.note_token_ids()
+    assert {model.tokenizer.token_str(i): n for i, n in notes.items()}["ĠC"] == 60  # a first piece: its natural
+    events = session_events(open_session(lab["session"]).log)
+    results = read_session(model, events, context_tokens=128)
+    assert all(r.acts is not None for r in results)  # every event read, the oldest too
+    assert sum(r.predicted_note is not None for r in results) == len(results)
+    assert len({r.predicted_note for r in results}) > 1
+
+
+def test_stats_then_demo_then_report_on_each_architecture(lab, tmp_path):
+    for r in each(lab, [("model", "stats", "--model", GPT2, "--limit", "150"),
+                        ("model", "stats", "--model", lab["llama"], "--limit", "150")]):
+        assert "saved to" in ok(r).stdout
+    info = ok(cli(lab, "model", "info", "--model", GPT2)).stdout
+    assert "2 layers × 256 MLP neurons" in info and "no neuron statistics" not in info
+    runs = each(lab, [("demo", "--model", GPT2, "--seconds", "8", "--no-view", "--out", str(tmp_path / "gpt2")),
+                      ("demo", "--model", lab["llama"], "--seconds", "8", "--no-view", "--out", str(tmp_path / "llama"))])
+    for name, r in zip(("gpt2", "llama"), runs):
+        ok(r)
+        stats = json.loads((tmp_path / name / "brain-session" / "stats.json").read_text())
+        assert stats["counts"]["accomp_notes"] > 10, (name, stats["counts"])  # not silence
+        assert (tmp_path / name / "report.html").stat().st_size > 10_000
+
+
+def test_the_experiments_on_a_model_whose_tokenizer_splits_notes(lab, tmp_path):
+    session, out = str(lab["session"]), tmp_path / "rows.parquet"
+    texts = tmp_path / "m.txt"
+    texts.write_text("| C4 D4 E4 F4 | G4 A4 B4 C5 |\n| D4 F#4 A4 D5 | A4 F#4 D4 r |\n")
+    runs = each(lab, [
+        ("neuron", "ablate", "1.3", session, "--model", GPT2, "--json"),
+        ("neuron", "attribute", session, "--event", "5", "--model", GPT2, "--json"),
+        ("neuron", "test", "0.1", "--match", str(texts), "--nomatch", str(texts), "--model", GPT2),
+        ("neuron", "match", "--a", GPT2, "--b", lab["llama"], "--corpus", str(texts), "--json"),
+        ("neuron", "patch", session, "--event", "-1", "--transpose", "3", "--layer", "1", "--model", GPT2,
+         "--target", "D5", "--json", "--out", str(out)),  # D5 is split: its first piece is the target
+        ("model", "corrupt", "--each", "skip", "--test-limit", "20", "--session", session, "--model", GPT2, "--json"),
+        ("replay", session, "--fast", "--model", GPT2, "--out", str(tmp_path / "replay")),
+        ("neuron", "ablate", "5.3", session, "--model", GPT2),
+    ])
+    for r in runs[:-1]:
+        ok(r)
+    assert json.loads(runs[4].stdout)["neuron_layer"] == 1  # --json with --out: stdout is JSON alone
+    corrupt = json.loads(runs[5].stdout)
+    assert corrupt["clean"]["test"]["accuracy"] is not None  # no dashes: the note logits are read
+    assert runs[-1].returncode == 2 and "out of range" in runs[-1].stderr and "Traceback" not in runs[-1].stderr
+
+
+def test_a_study_with_two_architectures_finds_a_model_folder_beside_its_spec(lab, tmp_path):
+    import shutil
+
+    study = tmp_path / "study"
+    study.mkdir()
+    shutil.copytree(lab["llama"], study / "twin")
+    shutil.copytree(lab["session"], study / "s1")
+    (study / "spec.yaml").write_text(f"sessions: ['s*']\nmodels: [{GPT2}, twin]\nmeasures: [neuron_stats, match]\n")
+    r = ok(cli(lab, "study", str(study / "spec.yaml"), "--out", str(tmp_path / "out"), "--serial", timeout=600))
+    from brain.science.study import errors, read_results
+
+    assert errors(tmp_path / "out") == [], r.stdout
+    assert len(read_results(tmp_path / "out", "match")) > 0
