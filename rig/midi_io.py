@@ -26,6 +26,15 @@ ever runs on a MIDI system's thread:
 
 ``tests/test_midi_teardown.py`` opens and closes ports hundreds of times with
 notes flowing both ways to hold this.
+
+The rig's other native threads, and why none of them can do the same: Link
+(LinkPython) gets no callbacks from the rig, whose timeline thread polls its
+session state (``rig/link_sync.py``); OSC (python-osc) is plain sockets sent
+from the caller's thread; FluidSynth runs as a process of its own and hears
+the rig through a MIDI port; pygame's mixer plays samples on SDL's thread in
+C, with no Python. One remains: on a Pi, RPi.GPIO calls a pad's edge callback
+from a C thread of its own, and how that thread ends at ``cleanup`` is
+RPi.GPIO's (not checked here: the stand-in GPIO module has no thread).
 """
 
 from __future__ import annotations

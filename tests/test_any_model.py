@@ -24,10 +24,10 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("any-model")
     cache, home = root / "hub", root / "home"
     home.mkdir()
-    model, tok, losses = make("gpt2", steps=120, progress=False)
+    model, tok, losses = make("gpt2", steps=100, progress=False)
     assert losses[-1] < losses[0] - 2  # it learned something of the tunes
     snapshot = save_to_hub_cache(model, tok, cache, GPT2)
-    model, tok, _ = make("llama", steps=120, progress=False)
+    model, tok, _ = make("llama", steps=100, progress=False)
     llama = save_folder(model, tok, root / "llama-notes")
     env = {"HF_HUB_CACHE": str(cache), "HOME": str(home), "HF_HUB_OFFLINE": "1"}
     session = synthetic_session(root / "session", bars=12, seed=3)
@@ -67,13 +67,13 @@ def test_a_split_note_word_is_read_and_predicted(lab):
 
 
 def test_stats_then_demo_then_report_on_each_architecture(lab, tmp_path):
-    for r in each(lab, [("model", "stats", "--model", GPT2, "--limit", "150"),
-                        ("model", "stats", "--model", lab["llama"], "--limit", "150")]):
+    for r in each(lab, [("model", "stats", "--model", GPT2, "--limit", "100"),
+                        ("model", "stats", "--model", lab["llama"], "--limit", "100")]):
         assert "saved to" in ok(r).stdout
     info = ok(cli(lab, "model", "info", "--model", GPT2)).stdout
     assert "2 layers × 256 MLP neurons" in info and "no neuron statistics" not in info
-    runs = each(lab, [("demo", "--model", GPT2, "--seconds", "8", "--no-view", "--out", str(tmp_path / "gpt2")),
-                      ("demo", "--model", lab["llama"], "--seconds", "8", "--no-view", "--out", str(tmp_path / "llama"))])
+    runs = each(lab, [("demo", "--model", GPT2, "--seconds", "6", "--no-view", "--out", str(tmp_path / "gpt2")),
+                      ("demo", "--model", lab["llama"], "--seconds", "6", "--no-view", "--out", str(tmp_path / "llama"))])
     for name, r in zip(("gpt2", "llama"), runs):
         ok(r)
         stats = json.loads((tmp_path / name / "brain-session" / "stats.json").read_text())
