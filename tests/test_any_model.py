@@ -79,6 +79,10 @@ def test_stats_then_demo_then_report_on_each_architecture(lab, tmp_path):
         stats = json.loads((tmp_path / name / "brain-session" / "stats.json").read_text())
         assert stats["counts"]["accomp_notes"] > 10, (name, stats["counts"])  # not silence
         assert (tmp_path / name / "report.html").stat().st_size > 10_000
+    # the controls on a hub model: a random-weight copy (its own quantiles) must predict the human worse
+    scored = json.loads(ok(cli(lab, "score", str(tmp_path / "gpt2" / "session"), "--controls", "--json")).stdout)
+    random = next(c for c in scored["controls"]["controls"] if c["name"] == "random weights")
+    assert scored["controls"]["trained_prediction_hits"] > random["prediction_hits"] + 0.1, scored["controls"]
 
 
 def test_the_experiments_on_a_model_whose_tokenizer_splits_notes(lab, tmp_path):
