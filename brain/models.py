@@ -65,6 +65,8 @@ class LoadedModel:
     device: str
     directory: Path | None = None
     card: dict = field(default_factory=dict)
+    neuron_site: str = "post"
+    """``post`` or ``mid`` (SoLU models only): :data:`NEURON_SITES`."""
     _pieces: int | None = field(default=None, repr=False)
     _note_ids: dict[int, int] | None = field(default=None, repr=False)
 
@@ -94,6 +96,10 @@ class LoadedModel:
         return words if self.pieces_per_word == 1 else max(words, 4)
 
     def hook_name(self, layer: int) -> str:
+        """Where a neuron is read: ``hook_post``, or for a SoLU model read at ``mid`` the SoLU's output before the
+        MLP's LayerNorm (``ln.hook_in``; TransformerLens 3 called it ``hook_mid``). See :data:`NEURON_SITES`."""
+        if self.neuron_site == "mid":
+            return f"blocks.{layer}.mlp.ln.hook_in"
         return f"blocks.{layer}.mlp.hook_post"
 
     def check_neuron(self, layer: int, neuron: int | None = None) -> None:
@@ -160,6 +166,22 @@ def note_tokens(tokenizer: TextTokenizer) -> dict[int, int]:
     return out
 
 
+NEURON_SITES = ("post", "mid")
+"""Where a SoLU (``solu_ln``) model's neurons are read, set by ``neuron_site`` in its config.json (default ``mid``).
+``mid``, the SoLU's own output x·softmax(x), is each neuron's value alone; the LayerNorm after it divides every
+neuron at a position by the spread of all of them and adds a learned bias, so at ``post`` a neuron's value also
+moves with every other neuron's. Labels, quantiles and steering are about one neuron: ``mid`` is the one that
+means that. (Its direct logit effect is still read through ``W_out``, i.e. as if the LayerNorm's scale were 1.)
+Other activations have one site, ``hook_post``."""
+
+
+def neuron_site_of(cfg: dict) -> str:
+    site = cfg.get("neuron_site") or ("mid" if cfg.get("act_fn") == "solu_ln" else "post")
+    if site not in NEURON_SITES or (site == "mid" and cfg.get("act_fn") != "solu_ln"):
+        raise ModelError(f"neuron_site {site!r} in the model's config.json: use post, or mid for a solu_ln model.")
+    return site
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -200,7 +222,8 @@ def load_embedded(directory: Path, device: str, dtype: "torch.dtype") -> LoadedM
     card = json.loads((directory / "card.json").read_text()) if (directory / "card.json").exists() else {}
     return LoadedModel(name=directory.name, kind="embedded", bridge=bridge,
                        tokenizer=TextTokenizer(tok, tok.token_to_id("<bos>")), n_layers=cfg["n_layers"],
-                       d_mlp=cfg["d_mlp"], n_ctx=cfg["n_ctx"], device=device, directory=directory, card=card)
+                       d_mlp=cfg["d_mlp"], n_ctx=cfg["n_ctx"], device=device, directory=directory, card=card,
+                       neuron_site=neuron_site_of(cfg))
 
 
 def _load_from_hub(name: str, repo: str, device: str, dtype: "torch.dtype") -> LoadedModel:
@@ -253,7 +276,7 @@ def build_tiny(tokenizer_vocab: list[str] | None = None, *, n_layers: int = 2, d
     bridge = TransformerBridge.boot_native(cfg, device=device, model_name="tiny")
     bridge.eval()
     return LoadedModel(name="tiny", kind="embedded", bridge=bridge, tokenizer=TextTokenizer(tok, tok.token_to_id("<bos>")),
-                       n_layers=n_layers, d_mlp=d_mlp, n_ctx=n_ctx, device=device)
+                       n_layers=n_layers, d_mlp=d_mlp, n_ctx=n_ctx, device=device, neuron_site=neuron_site_of(cfg))
 
 
 def native_config(d_vocab: int, *, n_layers: int, d_model: int, d_mlp: int, n_ctx: int, seed: int = 0,

@@ -29,9 +29,14 @@ def lab(tmp_path_factory):
     snapshot = save_to_hub_cache(model, tok, cache, GPT2)
     model, tok, _ = make("llama", steps=100, progress=False)
     llama = save_folder(model, tok, root / "llama-notes")
+    solu = root / "solu-notes"  # TL-native, solu_ln: the shipped trainer, briefly (no card)
+    subprocess.run([sys.executable, "-m", "brain.training.train", "--act", "solu_ln", "--layers", "2", "--d-model", "64",
+                    "--d-mlp", "256", "--steps", "100", "--score-only", "--out", str(solu)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
     env = {"HF_HUB_CACHE": str(cache), "HOME": str(home), "HF_HUB_OFFLINE": "1"}
     session = synthetic_session(root / "session", bars=12, seed=3)
-    return {"env": env, "llama": str(llama), "session": session, "root": root, "gpt2_folder": str(snapshot)}
+    return {"env": env, "llama": str(llama), "session": session, "root": root, "gpt2_folder": str(snapshot),
+            "solu": str(solu)}
 
 
 def cli(lab, *args, timeout=300) -> subprocess.CompletedProcess:
@@ -121,3 +126,23 @@ def test_a_study_with_two_architectures_finds_a_model_folder_beside_its_spec(lab
 
     assert errors(tmp_path / "out") == [], r.stdout
     assert len(read_results(tmp_path / "out", "match")) > 0
+
+
+def test_a_solu_model_is_read_before_its_layernorm_and_plays(lab, tmp_path):
+    """SoLU: neurons at the SoLU's own output (``ln.hook_in``, TransformerLens 3's hook_mid), steered there."""
+    import torch
+
+    from brain.models import load_model
+
+    model = load_model(lab["solu"], "cpu")
+    assert model.neuron_site == "mid" and model.hook_name(1) == "blocks.1.mlp.ln.hook_in"
+    x = torch.tensor([[2, 5, 40, 44, 47, 5]])
+    _, cache = model.bridge.run_with_cache(x, names_filter=lambda n: n.startswith("blocks.0.mlp."))
+    assert not torch.allclose(cache["blocks.0.mlp.ln.hook_in"], cache["blocks.0.mlp.hook_post"])
+    silenced = model.bridge.run_with_hooks(x, fwd_hooks=[(model.hook_name(0), lambda act, hook: act * 0)])
+    assert (silenced - model.bridge(x)).abs().max() > 0.1  # what is read there is what the model goes on with
+    assert "ln.hook_in" in ok(cli(lab, "model", "info", "--model", lab["solu"], "--short")).stdout
+    ok(cli(lab, "model", "stats", "--model", lab["solu"], "--limit", "100"))
+    ok(cli(lab, "demo", "--model", lab["solu"], "--seconds", "6", "--no-view", "--out", str(tmp_path / "solu")))
+    stats = json.loads((tmp_path / "solu" / "brain-session" / "stats.json").read_text())
+    assert stats["counts"]["accomp_notes"] > 10, stats["counts"]

@@ -25,7 +25,6 @@ from core.errors import ModelError
 
 SITES = {"resid_pre": "blocks.{L}.hook_resid_pre", "attn_out": "blocks.{L}.hook_attn_out",
          "mlp_out": "blocks.{L}.hook_mlp_out"}
-NEURON_SITE = "blocks.{L}.mlp.hook_post"
 
 
 @dataclass
@@ -117,7 +116,7 @@ def patch(model: LoadedModel, inputs: PatchInputs, *, sites: tuple[str, ...] = t
     names = {SITES[s].format(L=L) for s in sites for L in range(model.n_layers)}
     if neuron_layer is not None:
         model.check_neuron(neuron_layer)
-        names.add(NEURON_SITE.format(L=neuron_layer))
+        names.add(model.hook_name(neuron_layer))
     clean_logits, clean_cache = model.bridge.run_with_cache(clean_x, names_filter=lambda n: n in names)
     corrupt_logits, corrupt_cache = model.bridge.run_with_cache(corrupt_x, names_filter=lambda n: n in names)
     ld_clean = float(_logit_diff(clean_logits, inputs)[0])
@@ -157,7 +156,7 @@ def patch(model: LoadedModel, inputs: PatchInputs, *, sites: tuple[str, ...] = t
 
 def _patch_neurons(model, inputs, clean_cache, corrupt_cache, corrupt_x, layer, neurons, top_k, positions, batch,
                    ld_corrupt, span, progress) -> list[tuple[int, float, float]]:
-    name = NEURON_SITE.format(L=layer)
+    name = model.hook_name(layer)
     T = corrupt_x.shape[1]
     pos = torch.tensor(positions if positions is not None else list(range(T)), device=corrupt_x.device)
     if ((pos < 0) | (pos >= T)).any():

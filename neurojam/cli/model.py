@@ -29,6 +29,8 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     else:
         console.print(f"[bold]{model.name}[/bold] ({model.kind}): {model.n_layers} layers × {model.d_mlp} MLP neurons, "
                       f"context {model.n_ctx}")
+    console.print(f"neurons read at {model.hook_name(0).replace('blocks.0.', 'blocks.L.')}"
+                  + (" (the SoLU's output, before its LayerNorm: neuron_site mid)" if model.neuron_site == "mid" else ""))
     stats = load_stats(model, config.brain.stats_dir)
     if stats is None:
         console.print("no neuron statistics yet: `neurojam model stats` computes them")
