@@ -22,7 +22,7 @@ from brain.science.corruption_effects import corrupted_forward, test_texts
 from brain.encoder import note_word, word_note
 from brain.science.evaluate import model_scores, note_id_set
 from brain.models import MODELS_DIR, load_model
-from brain.science.patching import NEURON_SITE, aligned, patch
+from brain.science.patching import aligned, patch
 
 
 def window(model) -> tuple[str, str]:
@@ -36,8 +36,8 @@ def window(model) -> tuple[str, str]:
 
 def loop_patch(model, inputs, layer: int, neurons: list[int]) -> float:
     """The unbatched reference: one forward per patched neuron."""
-    _, cache = model.bridge.run_with_cache(torch.tensor([inputs.clean]), names_filter=lambda n: "hook_post" in n)
-    clean = cache[NEURON_SITE.format(L=layer)][0]
+    _, cache = model.bridge.run_with_cache(torch.tensor([inputs.clean]), names_filter=lambda n: n == model.hook_name(layer))
+    clean = cache[model.hook_name(layer)][0]
     x = torch.tensor([inputs.corrupt])
     start = time.perf_counter()
     for n in neurons:
@@ -46,7 +46,7 @@ def loop_patch(model, inputs, layer: int, neurons: list[int]) -> float:
             act[0, :, n] = clean[:, n]
             return act
         with torch.inference_mode():
-            model.bridge.run_with_hooks(x, fwd_hooks=[(NEURON_SITE.format(L=layer), hook)])
+            model.bridge.run_with_hooks(x, fwd_hooks=[(model.hook_name(layer), hook)])
     return time.perf_counter() - start
 
 
