@@ -37,7 +37,7 @@ class Running:
 
     def write(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")  # two demos started at once each write their own
         tmp.write_text(json.dumps(asdict(self), indent=1))
         tmp.replace(self.path)
         return self.path

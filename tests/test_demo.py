@@ -138,3 +138,18 @@ def test_a_replay_is_as_long_as_the_jam_it_replays(tmp_path):
     replayed = open_session(tmp_path / "r").jam
     period = 60 / source.beats[0].tempo_bpm
     assert abs(replayed.duration - source.duration) <= period, (replayed.duration, source.duration)
+
+
+def test_two_demos_writing_their_running_file_at_once_both_succeed(tmp_path):
+    """Two demos started together each wrote running.json through one shared temporary name, and one crashed
+    (FileNotFoundError: the other had moved it). Each writer now has its own."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nfrom neurojam.runtime import Running\n"
+            "for i in range(300):\n    Running(pid=os.getpid(), kind='demo', events_port=i, commands_port=i + 1).write()\n")
+    env = {**__import__("os").environ, "NEUROJAM_RUNTIME_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert (tmp_path / "running.json").exists() and not list(tmp_path.glob("*.tmp"))
