@@ -79,14 +79,8 @@ class LoadedModel:
             from brain.encoder import BAR, REST, note_word
 
             words = [BAR, REST, *(note_word(n) for n in range(21, 109))]
-            self._pieces = max(len(self.tokenizer.encode(" " + w)[0]) - (1 if self._space_is_a_token() else 0)
-                               for w in words)
+            self._pieces = max(len(word_pieces(self.tokenizer, w)) for w in words)
         return max(1, self._pieces)
-
-    def _space_is_a_token(self) -> bool:
-        """Whether a leading space is a token of its own (then it belongs to the word before: not counted)."""
-        ids, offsets = self.tokenizer.encode(" C4")
-        return len(ids) > 1 and offsets[0][1] - offsets[0][0] == 1 and offsets[0][0] == 0
 
     def window_words(self, context_tokens: int) -> int:
         """How many words the rolling window holds so its tokens fit ``context_tokens`` (BOS aside): every rule of
@@ -134,11 +128,16 @@ class LoadedModel:
         return self._note_ids
 
 
-def first_piece(tokenizer: TextTokenizer, word: str) -> int | None:
-    """The token a word starts with, written as the encoder writes it (after a space; a space that is a token of
-    its own is skipped)."""
+def word_pieces(tokenizer: TextTokenizer, word: str) -> list[int]:
+    """The tokens of a word written as the encoder writes it (after a space); a space that is a token of its own
+    belongs to the word before and is left out."""
     ids, offsets = tokenizer.encode(" " + word)
-    pieces = [i for i, (a, b) in zip(ids, offsets) if b > a and (a, b) != (0, 1)] or ids
+    return [i for i, (a, b) in zip(ids, offsets) if b > a and (a, b) != (0, 1)] or ids
+
+
+def first_piece(tokenizer: TextTokenizer, word: str) -> int | None:
+    """The token a word starts with (the one whose logit stands for the word: :meth:`LoadedModel.note_token_ids`)."""
+    pieces = word_pieces(tokenizer, word)
     return pieces[0] if pieces else None
 
 

@@ -36,7 +36,7 @@ KILL_S = 60
 """How long past the limit the parent waits before it kills a child."""
 
 
-def test_limit(item: pytest.Item) -> float:
+def limit_of(item: pytest.Item) -> float:
     """The test's pytest-timeout limit (its marker's, else the ini's), 300 s if none is set."""
     marker = item.get_closest_marker("timeout")
     if marker is not None and marker.args:
@@ -137,7 +137,7 @@ def _outcome(rc: int, output: str) -> tuple[str, str]:
 
 def run_in_child(item: pytest.Item) -> list[TestReport]:
     """Run one test in a child pytest with this run's JACK server; its reports, as if it ran here."""
-    limit = test_limit(item)
+    limit = limit_of(item)
     server = JACK.start()
     env = {**os.environ, CHILD_ENV: "1", JACK_ENV: server, "JACK_DEFAULT_SERVER": server,
            "JACK_NO_START_SERVER": "1"}
@@ -187,7 +187,7 @@ def pytest_configure(config):
 def pytest_runtest_protocol(item, nextitem):
     """Real-MIDI tests run in a child pytest under a hard kill (see above); every test here under a
     C-level watchdog that prints every thread's stack and exits if the test outlives pytest-timeout."""
-    limit = test_limit(item)
+    limit = limit_of(item)
     if needs_child(item):
         arm_backstop(limit + KILL_S + 60)  # the child is killed first
         try:
