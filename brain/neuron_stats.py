@@ -34,6 +34,29 @@ QUANTILES = (0.5, 0.9, 0.99, 0.999, 1 - 1e-5)
 MIN_TOKENS = 1_000_000
 """Distinct calibration contexts for the quantiles: the 1 − 1e-5 quantile of fewer is just the maximum."""
 SAMPLE = 200_000
+"""Tokens sampled per layer for the median and 0.9 quantile, and for the labels' selectivity; fewer where a layer is
+wide (``sample_size``)."""
+MEMORY_BUDGET = 2 << 30
+"""Bytes each of the three big buffers may take (activations captured at once, the quantile sample, the label
+sample), so gpt2-small's shape (12 × 3,072 neurons) fits a laptop: captured whole it held 14.7 GB per 100k tokens.
+The shipped model keeps its full sample and is captured in one run, as before."""
+
+
+def sample_size(model) -> int:
+    return max(1000, min(SAMPLE, MEMORY_BUDGET // (4 * model.n_layers * model.d_mlp)))
+
+
+def text_chunks(model, texts: list[str], lengths: list[int]) -> list[list[str]]:
+    """The texts in runs whose activations fit the memory budget (one run for a small model: as captured before)."""
+    per_token = 4 * model.n_layers * model.d_mlp
+    runs, run, size = [], [], 0
+    for text, n in zip(texts, lengths):
+        if run and (size + n) * per_token > MEMORY_BUDGET:
+            runs.append(run)
+            run, size = [], 0
+        run.append(text)
+        size += n
+    return runs + [run] if run else runs
 
 
 @dataclass
@@ -144,9 +167,9 @@ class DistinctContexts:
 class _Quantiles:
     """Exact high quantiles from a running top-K per neuron; the median and 0.9 from a uniform sample."""
 
-    def __init__(self, capacity: int, d_mlp: int, seed: int = 0) -> None:
-        """``capacity``: at least as many values as will be added."""
-        self.capacity, self.n_total = capacity, 0
+    def __init__(self, capacity: int, d_mlp: int, seed: int = 0, sample: int = SAMPLE) -> None:
+        """``capacity``: at least as many values as will be added; ``sample``: about how many to keep uniformly."""
+        self.capacity, self.n_total, self.sample_size = capacity, 0, sample
         self.k = min(capacity, int(capacity * (1 - QUANTILES[2])) + 2)  # enough for the 0.99 quantile
         self.top = torch.full((self.k, d_mlp), float("-inf"))
         self.sample: list[torch.Tensor] = []
@@ -156,18 +179,18 @@ class _Quantiles:
         self.n_total += acts.shape[0]
         merged = torch.cat([self.top, acts.float()])
         self.top = merged.topk(min(self.k, merged.shape[0]), dim=0).values
-        keep = torch.rand(acts.shape[0], generator=self.gen) < min(1.0, SAMPLE / self.capacity)
+        keep = torch.rand(acts.shape[0], generator=self.gen) < min(1.0, self.sample_size / self.capacity)
         self.sample.append(acts[keep].float())
 
     def result(self) -> torch.Tensor:  # [d_mlp, len(QUANTILES)]
-        sample = torch.cat(self.sample).sort(dim=0).values
+        sample = torch.cat(self.sample)
         cols = []
         for q in QUANTILES:
             rank_from_top = int(round((1 - q) * (self.n_total - 1)))
             if rank_from_top < self.k:
                 cols.append(self.top[rank_from_top])
-            else:
-                cols.append(sample[int(round(q * (sample.shape[0] - 1)))])
+            else:  # one order statistic, not a sort of the whole sample (12 × 3,072 neurons took 14 s)
+                cols.append(sample.kthvalue(int(round(q * (sample.shape[0] - 1))) + 1, dim=0).values)
         return torch.stack(cols, dim=1)
 
 
@@ -175,35 +198,83 @@ def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int 
                   progress: bool = True, min_tokens: int = MIN_TOKENS) -> NeuronStats:
     """Quantiles over ≥ ``min_tokens`` distinct calibration contexts (the texts, then transpositions of them); labels by
     selectivity (``brain/neuron_labels.py``) and max-activating examples on the texts as they are."""
-    from brain.neuron_labels import auroc, best_labels, token_traits
-
     passes = calibration_texts(texts, min_tokens)
-    capacity = sum(len(model.tokenizer.encode(t)[0]) for p in passes for t in p)
-    quant = [_Quantiles(capacity, model.d_mlp, seed=layer) for layer in range(model.n_layers)]
-    contexts = DistinctContexts()
-    promoted = promoted_notes(model)
-    labels: dict[str, str] = {}
-    scores: dict[str, dict] = {}
-    examples: dict[str, list[dict]] = {}
     tok = model.tokenizer
+    lengths = [[len(tok.encode(t)[0]) for t in p] for p in passes]
+    capacity = sum(map(sum, lengths))
+    sample = sample_size(model)
+    quant = [_Quantiles(capacity, model.d_mlp, seed=layer, sample=sample) for layer in range(model.n_layers)]
+    contexts = DistinctContexts()
+    first = _FirstPass(model, sum(lengths[0]), sample, top_k_examples * 4, window)
     for k, texts_k in enumerate(passes):
-        cap: Capture = capture_activations(model, texts_k, progress=progress)
-        new = contexts.mask(cap.token_ids, cap.position)
-        for layer in cap.layers:
-            quant[layer].add(cap.acts[layer][new])
-        if k:
-            continue
-        # the texts as they are: traits, selectivity, examples
-        words = [tok.token_str(int(t)) for t in cap.token_ids]
-        chunk = (cap.position == 0).cumsum(0)  # pieces are stored one after another, each from position 0
-        traits = token_traits(words, chunk.numpy(), cap.position.numpy())
+        done = 0
+        for run in text_chunks(model, texts_k, lengths[k]):
+            cap: Capture = capture_activations(model, run, progress=progress)
+            new = contexts.mask(cap.token_ids, cap.position)
+            for layer in cap.layers:
+                quant[layer].add(cap.acts[layer][new])
+            if k == 0:  # the texts as they are: kept for the labels and the examples
+                cap.text_index = cap.text_index + done
+                first.add(cap)
+            done += len(run)
+            del cap
+    labels, scores, examples = first.labels(top_k_examples)
+    quantiles = torch.stack([q.result() for q in quant])
+    return NeuronStats(quantiles, fingerprint(model), labels, examples, scores, quant[0].n_total)
+
+
+class _FirstPass:
+    """What the labels and the max-activating examples need from the texts as they are, gathered run by run: the
+    tokens, a uniform sample of activations, and each neuron's strongest tokens with the activations around them."""
+
+    def __init__(self, model, n_tokens: int, sample: int, top: int, window: int) -> None:
+        self.model, self.top, self.window = model, top, window
         gen = torch.Generator().manual_seed(0)
-        pick = torch.randperm(cap.n_tokens, generator=gen)[:SAMPLE].sort().values
-        sampled = type(traits)(traits.names, traits.matrix[pick.numpy()])
+        self.pick = torch.randperm(n_tokens, generator=gen)[:sample].sort().values
+        self.seen = 0
+        self.token_ids, self.text_index, self.position = [], [], []
+        self.sampled: dict[int, list[torch.Tensor]] = {}
+        self.best: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # values, indices, windows
+
+    def add(self, cap: Capture) -> None:
+        lo, hi = self.seen, self.seen + cap.n_tokens
+        here = self.pick[(self.pick >= lo) & (self.pick < hi)] - lo
+        steps = torch.arange(-self.window, 1)
         for layer in cap.layers:
             acts = cap.acts[layer]
-            layer_labels = best_labels(auroc(acts[pick], sampled), sampled)
-            top_idx = acts.topk(min(top_k_examples * 4, acts.shape[0]), dim=0).indices
+            self.sampled.setdefault(layer, []).append(acts[here])
+            vals, idx = acts.topk(min(self.top, acts.shape[0]), dim=0)  # [m, d_mlp]
+            around = (idx[None] + steps[:, None, None]).clamp(min=0)  # [window + 1, m, d_mlp]
+            windows = acts.gather(0, around.reshape(-1, acts.shape[1])).reshape(around.shape)
+            vals, idx = vals, idx + lo
+            if layer in self.best:
+                v0, i0, w0 = self.best[layer]
+                vals, idx, windows = torch.cat([v0, vals]), torch.cat([i0, idx]), torch.cat([w0, windows], dim=1)
+                order = vals.topk(min(self.top, vals.shape[0]), dim=0).indices
+                vals, idx = vals.gather(0, order), idx.gather(0, order)
+                windows = windows.gather(1, order[None].expand(windows.shape[0], -1, -1))
+            self.best[layer] = (vals, idx, windows)
+        self.token_ids.append(cap.token_ids)
+        self.text_index.append(cap.text_index)
+        self.position.append(cap.position)
+        self.seen = hi
+
+    def labels(self, top_k_examples: int) -> tuple[dict, dict, dict]:
+        from brain.neuron_labels import auroc, best_labels, token_traits
+
+        model, tok = self.model, self.model.tokenizer
+        token_ids, text_index, position = (torch.cat(x) for x in (self.token_ids, self.text_index, self.position))
+        words = [tok.token_str(int(t)) for t in token_ids]
+        chunk = (position == 0).cumsum(0)  # pieces are stored one after another, each from position 0
+        traits = token_traits(words, chunk.numpy(), position.numpy())
+        sampled = type(traits)(traits.names, traits.matrix[self.pick.numpy()])
+        promoted = promoted_notes(model)
+        labels: dict[str, str] = {}
+        scores: dict[str, dict] = {}
+        examples: dict[str, list[dict]] = {}
+        for layer in sorted(self.sampled):
+            layer_labels = best_labels(auroc(torch.cat(self.sampled[layer]), sampled), sampled)
+            _, top_idx, windows = self.best[layer]
             for n, label in enumerate(layer_labels):
                 nid = f"{layer}.{n}"
                 note = int(promoted[layer, n])
@@ -212,20 +283,20 @@ def compute_stats(model, texts: list[str], top_k_examples: int = 3, window: int 
                                "base_rate": round(label.base_rate, 5), "clear": label.clear,
                                "position": label.position}
                 exs, seen = [], set()
-                for i in top_idx[:, n].tolist():
-                    lo = max(0, i - window)
-                    same = cap.text_index[lo:i + 1] == cap.text_index[i]
+                for j, i in enumerate(top_idx[:, n].tolist()):
+                    lo = max(0, i - self.window)
+                    same = text_index[lo:i + 1] == text_index[i]
                     lo = lo + int((~same).sum())
-                    ctx = [tok.token_str(int(t)) for t in cap.token_ids[lo:i + 1]]
+                    ctx = [tok.token_str(int(t)) for t in token_ids[lo:i + 1]]
                     if tuple(ctx) in seen:
                         continue
                     seen.add(tuple(ctx))
-                    exs.append({"tokens": ctx, "acts": [round(float(a), 3) for a in acts[lo:i + 1, n]]})
+                    acts = windows[self.window - (i - lo):, j, n]
+                    exs.append({"tokens": ctx, "acts": [round(float(a), 3) for a in acts]})
                     if len(exs) == top_k_examples:
                         break
                 examples[nid] = exs
-    quantiles = torch.stack([q.result() for q in quant])
-    return NeuronStats(quantiles, fingerprint(model), labels, examples, scores, quant[0].n_total)
+        return labels, scores, examples
 
 
 LABEL_SHIFTS = (0, 1, -1, 2, -2)

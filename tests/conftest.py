@@ -44,6 +44,44 @@ def run_cli_each(calls: list[tuple[str, ...]], timeout: float = 120) -> list[sub
         return list(pool.map(lambda args: run_cli(*args, timeout=timeout), calls))
 
 
+def steer_a_running_brain_and_watch_its_stage(model: str, env: dict, cwd: Path) -> str:
+    """`neurojam brain --model M`, then `neurojam stage` and `neurojam steer` against it, as a user runs them in
+    three terminals. Returns steer's answer; fails on a traceback in any of them."""
+    import time
+    import urllib.request
+
+    port, web = free_port_pair(), free_port_pair()
+    bridge = ["--set", f"bridge.events_port={port}", "--set", f"bridge.commands_port={port + 1}"]
+    start = [sys.executable, "-m", "neurojam.cli"]
+    brain = subprocess.Popen([*start, "brain", "--model", model, "--seconds", "90", *bridge], env=env, cwd=cwd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stage = subprocess.Popen([*start, "stage", "--port", str(web), "--seconds", "90", *bridge], env=env, cwd=cwd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the brain answers once its model is loaded
+            steer = subprocess.run([*start, "steer", "1.3", "0", "--timeout", "3", *bridge], capture_output=True,
+                                   text=True, env=env, cwd=cwd, timeout=60)
+            if steer.returncode == 0 or time.monotonic() > deadline or brain.poll() is not None:
+                break
+        assert steer.returncode == 0 and "Traceback" not in steer.stderr, steer.stdout + steer.stderr
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=2) as page:
+                    assert "neurojam" in page.read().decode().lower()
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and stage.poll() is None, stage.communicate()[1][-2000:]
+                time.sleep(0.3)
+    finally:
+        for p in (brain, stage):
+            p.terminate()
+        for p in (brain, stage):
+            _, err = p.communicate(timeout=30)
+            assert "Traceback" not in err, err[-2500:]
+    return steer.stdout
+
+
 # A real JACK server for real MIDI ports, and the hooks that run each test using it in a child process under a
 # hard kill, with a C-level watchdog on every test (tests/isolation.py says why).
 from tests.isolation import (jack_server, pytest_configure, pytest_runtest_logfinish,  # noqa: E402,F401

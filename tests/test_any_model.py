@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, steer_a_running_brain_and_watch_its_stage
 from tests.test_sessions import synthetic_session
 
 GPT2 = "neurojam/gpt2-notes"
@@ -69,11 +69,19 @@ def test_a_split_note_word_is_read_and_predicted(lab):
     assert all(r.acts is not None for r in results)  # every event read, the oldest too
     assert sum(r.predicted_note is not None for r in results) == len(results)
     assert len({r.predicted_note for r in results}) > 1
+    # a neuron's direct logit effect names a note by its word's first piece (`ĠC`), never by `#` or `5`
+    from brain.logit_effect import direct_logit_effect, promoted_notes, trained_note_ids
+
+    candidates = trained_note_ids(model)
+    assert candidates and all(model.tokenizer.token_str(i)[:2] in {f"Ġ{c}" for c in "ABCDEFG"} for i in candidates)
+    promoted, effect = promoted_notes(model), direct_logit_effect(model, 1, 7)
+    assert promoted[1, 7] == candidates[max(candidates, key=lambda i: float(effect[i]))]
+    assert len(set(promoted[1].tolist())) > 3  # the neurons of a layer name several notes
 
 
 def test_stats_then_demo_then_report_on_each_architecture(lab, tmp_path):
-    for r in each(lab, [("model", "stats", "--model", GPT2, "--limit", "100"),
-                        ("model", "stats", "--model", lab["llama"], "--limit", "100")]):
+    for r in each(lab, [("model", "stats", "--model", GPT2, "--limit", "100", "--tokens", "50000"),
+                        ("model", "stats", "--model", lab["llama"], "--limit", "100", "--tokens", "50000")]):
         assert "saved to" in ok(r).stdout
     info = ok(cli(lab, "model", "info", "--model", GPT2)).stdout
     assert "2 layers × 256 MLP neurons" in info and "no neuron statistics" not in info
@@ -85,9 +93,17 @@ def test_stats_then_demo_then_report_on_each_architecture(lab, tmp_path):
         assert stats["counts"]["accomp_notes"] > 10, (name, stats["counts"])  # not silence
         assert (tmp_path / name / "report.html").stat().st_size > 10_000
     # the controls on a hub model: a random-weight copy (its own quantiles) must predict the human worse
-    scored = json.loads(ok(cli(lab, "score", str(tmp_path / "gpt2" / "session"), "--controls", "--json")).stdout)
+    score, report = each(lab, [("score", str(tmp_path / "gpt2" / "session"), "--controls", "--json"),
+                               ("report", str(tmp_path / "gpt2" / "session"), "--controls", "--out",
+                                str(tmp_path / "controls.html"))])
+    assert "random weights" in (tmp_path / "controls.html").read_text() if ok(report) else False
+    scored = json.loads(ok(score).stdout)
     random = next(c for c in scored["controls"]["controls"] if c["name"] == "random weights")
     assert scored["controls"]["trained_prediction_hits"] > random["prediction_hits"] + 0.1, scored["controls"]
+
+
+def test_steer_and_the_stage_on_a_hub_model(lab, tmp_path):
+    steer_a_running_brain_and_watch_its_stage(GPT2, {**os.environ, **lab["env"]}, tmp_path)
 
 
 def test_the_experiments_on_a_model_whose_tokenizer_splits_notes(lab, tmp_path):
@@ -142,7 +158,7 @@ def test_a_solu_model_is_read_before_its_layernorm_and_plays(lab, tmp_path):
     silenced = model.bridge.run_with_hooks(x, fwd_hooks=[(model.hook_name(0), lambda act, hook: act * 0)])
     assert (silenced - model.bridge(x)).abs().max() > 0.1  # what is read there is what the model goes on with
     assert "ln.hook_in" in ok(cli(lab, "model", "info", "--model", lab["solu"], "--short")).stdout
-    ok(cli(lab, "model", "stats", "--model", lab["solu"], "--limit", "100"))
+    ok(cli(lab, "model", "stats", "--model", lab["solu"], "--limit", "100", "--tokens", "50000"))
     ok(cli(lab, "demo", "--model", lab["solu"], "--seconds", "6", "--no-view", "--out", str(tmp_path / "solu")))
     stats = json.loads((tmp_path / "solu" / "brain-session" / "stats.json").read_text())
     assert stats["counts"]["accomp_notes"] > 10, stats["counts"]

@@ -5,6 +5,7 @@ import time
 import sys
 
 import pytest
+import torch
 
 from brain import corpus
 from brain.science import evaluate
@@ -109,6 +110,24 @@ def test_quantiles_file_matches_the_model(model):
     assert stats.model_fingerprint == fingerprint(model)
     assert (stats.quantiles[..., 1:] >= stats.quantiles[..., :-1]).all()  # quantiles ascend
     assert len(stats.labels) == model.n_layers * model.d_mlp
+
+
+def test_statistics_read_in_runs_that_fit_memory_match_one_run(model, monkeypatch):
+    """A wide model's activations are captured a few texts at a time (gpt2-small's shape held 14.7 GB per 100k
+    tokens at once): the exact top quantiles and every neuron's strongest examples come out as from one run."""
+    from brain import neuron_stats
+
+    texts = [t["text"] for t in corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz")
+             if t["split"] == "validation"][:40]
+    whole = neuron_stats.compute_stats(model, texts, progress=False, min_tokens=8000)
+    per_token = 4 * model.n_layers * model.d_mlp
+    monkeypatch.setattr(neuron_stats, "MEMORY_BUDGET", per_token * 900)  # a few texts per run
+    assert len(neuron_stats.text_chunks(model, texts, [len(model.tokenizer.encode(t)[0]) for t in texts])) > 3
+    runs = neuron_stats.compute_stats(model, texts, progress=False, min_tokens=8000)
+    assert torch.equal(whole.quantiles[..., 2:], runs.quantiles[..., 2:])  # the exact top-K part
+    same = sum(whole.top_examples[k] == runs.top_examples[k] for k in whole.top_examples)
+    assert same >= 0.99 * len(whole.top_examples)  # ties among equal activations may swap
+    assert runs.calibration_tokens == whole.calibration_tokens
 
 
 def test_model_info_command():

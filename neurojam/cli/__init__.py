@@ -13,6 +13,7 @@ import sys
 from typing import Callable
 
 from core.errors import NeurojamError
+from neurojam.extras import missing_extra_message
 from neurojam.cli import (
     bridge_commands,
     config_commands,
@@ -85,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     except NeurojamError as exc:
         print(f"neurojam: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"neurojam {args.command}: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("neurojam: stopped.", file=sys.stderr)
         return 130

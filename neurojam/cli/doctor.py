@@ -155,13 +155,15 @@ def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
 
 
 def check_model(config: Config) -> Check:
-    try:
-        from brain.models import load_model
-    except ImportError as exc:
-        return Check("model", False, f"brain packages missing ({exc.name})", "pip install 'neurojam[brain]'")
     start = time.perf_counter()
     try:
+        from brain.models import load_model
+
         model = load_model(config.brain.model, "cpu")
+    except ModuleNotFoundError as exc:  # the brain's packages load lazily: torch only when a model loads
+        return Check("model", None if exc.name in ("torch", "transformer_lens") else False,
+                     f"brain packages missing ({exc.name}): fine on a rig-only machine",
+                     "pip install 'neurojam[brain]' where the brain runs")
     except NeurojamError as exc:
         return Check("model", False, str(exc), "fix brain.model")
     return Check("model", True, f"{model.name}: {model.n_layers}×{model.d_mlp} neurons, loaded in "
@@ -235,6 +237,7 @@ def run_checks(node: str, profile: str | None, overrides: list[str]) -> list[Che
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -245,7 +248,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         table.add_column(col)
     for c in checks:
         mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[yellow]![/yellow]"}[c.ok]
-        table.add_row(mark, c.name, c.detail, c.fix if c.ok is not True else "")
+        table.add_row(mark, escape(c.name), escape(c.detail), escape(c.fix) if c.ok is not True else "")
     console.print(table)
     return 1 if any(c.ok is False for c in checks) else 0
 

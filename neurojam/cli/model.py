@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
+from core.errors import ConfigError
 from core.units import NeuronId
 from neurojam.cli.args import config_args, load_config_from
 from neurojam.cli.neuron import parquet_out
@@ -81,10 +83,14 @@ def cmd_model_stats(args: argparse.Namespace) -> int:
         texts = [t["text"] for t in corpus.load(corpus_path) if t["split"] == "validation"][: args.limit]
     else:
         texts = [line.strip() for line in corpus_path.read_text().splitlines() if line.strip()][: args.limit]
-    stats = compute_stats(model, texts)
+    if args.tokens < 1000:
+        raise ConfigError(f"model stats: --tokens {args.tokens} is too few for a 1-in-1000 quantile; give 1000 or more")
+    start = time.perf_counter()
+    stats = compute_stats(model, texts, min_tokens=args.tokens)
     out = stats_dir_for(model, config.brain.stats_dir)
     stats.save(out)
-    print(f"model stats: {len(texts)} texts, saved to {out}")
+    print(f"model stats: {len(texts)} texts, {stats.calibration_tokens:,} calibration tokens, "
+          f"{time.perf_counter() - start:.0f} s; saved to {out}")
     return 0
 
 
@@ -242,6 +248,9 @@ def register(sub, add) -> None:
     p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
     p.add_argument("--corpus", help="a text file (one text per line) or the shipped corpus (default)")
     p.add_argument("--limit", type=int, default=2000, help="texts read from the corpus (default 2000)")
+    p.add_argument("--tokens", type=int, default=1_000_000,
+                   help="distinct contexts the quantiles are read on, the texts then transpositions of them "
+                        "(default 1,000,000; 100,000 is quicker for a big model, its top quantiles coarser)")
     p = add("corrupt", cmd_model_corrupt, "skip, repeat or permute layers, or zero/mean-ablate a layer's attention "
             "or MLP: next-note quality on the test split beside the baselines, on a session, and a sample", model)
     config_args(p)

@@ -54,7 +54,7 @@ def cmd_pet(args: argparse.Namespace) -> int:
     try:
         draw_progress(progress, png, levels=len(load_config_from(args).rig.training.levels))
     except ModuleNotFoundError:
-        console.print("no picture: matplotlib is not installed (`pip install neurojam[brain]`)")
+        console.print("no picture: matplotlib is not installed (`pip install 'neurojam\\[brain]'`)")
         return 0
     console.print(f"picture: {png}")
     return 0
