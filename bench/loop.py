@@ -1,6 +1,6 @@
 """The live loop where a musician feels it: a rig's event leaving → its accompaniment arriving back at the rig.
 
-    python bench/loop.py [--quick] [--device cuda] [--runs N]
+    python bench/loop.py [--quick] [--device cuda] [--runs N] [--rigs 1,4] [--set brain.model=DIR]
 
 A real `neurojam brain` process and, in this process, N simulated rigs (each a real bridge Link: PUSH + DEALER,
 its own node id), each playing a folk tune's notes and a beat at 112 BPM plus a pet on a pad. The round trip is
@@ -115,7 +115,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="the brain's device (cuda: the GPU rows)")
     ap.add_argument("--runs", type=int, default=1, help="full runs one after another, each its own table")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a brain setting, e.g. brain.static_step=false for the eager step (the baseline)")
+                    help="a brain setting, e.g. brain.static_step=false for the eager step (the baseline), or "
+                         "brain.model=DIR for another model")
+    ap.add_argument("--rigs", default="1,4,16", help="rig counts to run, comma-separated (default 1,4,16)")
     args = ap.parse_args()
     if args.device.startswith("cuda"):
         import torch
@@ -127,7 +129,7 @@ def main() -> None:
     seconds = 8 if args.quick else 20
     for k in range(args.runs):
         rows = []
-        for n in (1, 4, 16):
+        for n in (int(x) for x in args.rigs.split(",")):
             for curve in (False, True):
                 rtt, stats = run(n, seconds, curve, args.device, args.set)
                 ms = [x * 1000 for x in rtt]

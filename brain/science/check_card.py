@@ -5,6 +5,8 @@
 Split counts (tunes, tokens, the deduplication's counts) must match exactly; top-1 accuracy within 0.05
 points, perplexity within 0.1 %, target counts exactly, for the model, all four baselines and the ways of
 writing the pet's presses; and the neuron labels by precision (how many are clear, their median held-out precision).
+Then the dictionary's card and its control's (``dictionary/`` and ``dictionary-control/`` beside the model): FVU,
+L0, dead latents, near-duplicates, next-note top-1 spliced in, and both sides of the labels, features and neurons.
 """
 
 from __future__ import annotations
@@ -54,6 +56,29 @@ def check(labels: bool = False) -> tuple[dict, list[str]]:
     return measured, compare({k: card[k] for k in keys}, measured)
 
 
+DICTIONARY_KEYS = ("layers", "next_note_top1", "test_tokens", "test_tunes", "labels")
+
+
+def check_dictionary(folder, labels: bool = True) -> tuple[dict, list[str]]:
+    """Recompute a dictionary's card on the test tunes (a control's on the same shuffled copy it was trained on);
+    ``labels``: both sides of every feature's and neuron's label too (minutes)."""
+    from brain.science.controls import random_weights
+    from brain.training.dictionary import card_figures, corpus_splits, label_summary
+    from brain.units.dictionary import Dictionary
+
+    dictionary = Dictionary.load(folder)
+    card = dictionary.card
+    model = load_model("notes-default", "cpu")
+    if card.get("random_weights"):
+        model = random_weights(model, seed=card["seed"])
+    _, _, test = corpus_splits(model)
+    measured = card_figures(model, dictionary, test)
+    keys = [k for k in DICTIONARY_KEYS if labels or k != "labels"]
+    if labels:
+        measured["labels"], _ = label_summary(model, dictionary)
+    return measured, compare({k: card[k] for k in keys}, measured)
+
+
 def main() -> int:
     measured, mismatches = check(labels=True)
     t = measured["test"]
@@ -68,6 +93,18 @@ def main() -> int:
     print(f"labels at gate {lab['gate']}: {lab['clear']} of {lab['neurons']} clear (held-out precision ≥ 80 %, median "
           f"{lab['median_held_out_precision_clear']:.1%}), {lab['chosen_at_80']} chosen at ≥ 80 % on validation, "
           f"{lab['too_rare']} too rare to label")
+    for name in ("dictionary", "dictionary-control"):
+        folder = MODELS_DIR / "notes-default" / name
+        if not folder.exists():
+            continue
+        got, wrong = check_dictionary(folder)
+        mismatches += [f"{name}: {w}" for w in wrong]
+        f, n = got["labels"]["features"], got["labels"]["neurons"]
+        print(f"{name}: FVU {', '.join(str(v['fvu']) for v in got['layers'].values())}; top-1 spliced "
+              f"{got['next_note_top1']['spliced'] * 100:.2f}% (clean {got['next_note_top1']['clean'] * 100:.2f}%); "
+              f"features clearly read {f['clear_reads_fraction']:.0%}, of those doing what they say "
+              f"{f['does_among_clear_fraction']:.0%} (neurons: {n['clear_reads_fraction']:.0%}, "
+              f"{n['does_among_clear_fraction']:.0%})")
     if mismatches:
         print("MISMATCH with the card:\n  " + "\n  ".join(mismatches))
         return 1

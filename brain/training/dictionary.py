@@ -1,0 +1,204 @@
+"""Train the sparse dictionary of a model's MLP neurons, one TopK SAE per layer, and write its card.
+
+    python -m brain.training.dictionary                      # notes-default → brain/models/notes-default/dictionary
+    python -m brain.training.dictionary --model DIR --out X  # any model folder
+    python -m brain.training.dictionary --random-weights     # the control: a shuffled-weight copy, its own dictionary
+
+The activations come from the corpus's training tunes (``blocks.L.mlp.hook_post``, captured once), the card's
+figures from the deduplicated test tunes, which the dictionary never saw. EleutherAI's sparsify supplies the
+SparseCoder (TopK, AuxK for dead latents, unit-norm decoder); the loop is ours, a page long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from brain.units.dictionary import Dictionary, LayerDictionary
+
+NEAR_DUPLICATE = 0.9
+"""Decoder cosine above which two features are counted as one direction (they would share a voice)."""
+DEAD_AFTER = 50_000
+"""Tokens without firing after which a latent counts as dead and AuxK trains it on what the others miss."""
+
+
+def corpus_splits(model) -> tuple[list[str], list[str], list[str]]:
+    """(training, validation, deduplicated test) texts of the shipped corpus."""
+    from brain import corpus
+    from brain.models import MODELS_DIR
+    from brain.science.evaluate import dedup_test
+
+    tunes = list(corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz"))
+    test, _ = dedup_test(tunes)
+    return ([t["text"] for t in tunes if t["split"] == "train"], [t["text"] for t in tunes if t["split"] == "validation"],
+            [t["text"] for t in test])
+
+
+def train_layer(acts: torch.Tensor, latents: int, k: int, epochs: int, seed: int, progress: bool) -> LayerDictionary:
+    """One TopK SAE on [n_tokens, d_mlp] activations."""
+    from sparsify import SparseCoder, SparseCoderConfig
+
+    torch.manual_seed(seed)
+    sae = SparseCoder(acts.shape[1], SparseCoderConfig(num_latents=latents, k=k))
+    with torch.no_grad():  # start the decoder's bias at the data's median, as sparsify's trainer does
+        sae.b_dec.copy_(acts[:20_000].median(0).values)
+    lr = 2e-4 / math.sqrt(latents / 2 ** 14)  # sparsify's default scaling
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    batch = 1024
+    since_fired = torch.zeros(latents, dtype=torch.long)
+    steps = range(epochs * (acts.shape[0] // batch))
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc="  training", unit="step", leave=False)
+    order = torch.randperm(acts.shape[0])
+    for step in steps:
+        i = step % (acts.shape[0] // batch)
+        if i == 0:
+            order = torch.randperm(acts.shape[0])
+        x = acts[order[i * batch:(i + 1) * batch]]
+        out = sae(x, dead_mask=since_fired > DEAD_AFTER)
+        loss = out.fvu + out.auxk_loss / 32
+        opt.zero_grad()
+        loss.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        sae.set_decoder_norm_to_unit_norm()
+        fired = torch.zeros(latents, dtype=torch.bool)
+        fired[out.latent_indices.flatten()] = True
+        since_fired = torch.where(fired, 0, since_fired + batch)
+    return LayerDictionary(sae.encoder.weight.detach().clone(), sae.encoder.bias.detach().clone(),
+                           sae.W_dec.detach().clone(), sae.b_dec.detach().clone(), k)
+
+
+@torch.inference_mode()
+def card_figures(model, dictionary: Dictionary, test_texts: list[str]) -> dict:
+    """How well the dictionary stands in for the neurons on tunes it never saw (``check_card`` recomputes these)."""
+    from brain.activations import capture_activations
+    from brain.science.evaluate import model_scores, note_id_set
+
+    cap = capture_activations(model, test_texts)
+    layers = {}
+    for layer, d in dictionary.layers.items():
+        acts = cap.acts[layer]
+        features = d.encode(acts)
+        rebuilt = d.decode(features)
+        fvu = float((acts - rebuilt).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum())
+        fired = (features > 0).any(0)
+        cos = d.W_dec @ d.W_dec.T
+        cos.fill_diagonal_(0)
+        pairs = int((cos.triu() > NEAR_DUPLICATE).sum())
+        layers[str(layer)] = {"fvu": round(fvu, 4), "l0": round(float((features > 0).sum(1).float().mean()), 2),
+                              "dead_fraction": round(1 - float(fired.float().mean()), 4),
+                              "near_duplicate_pairs": pairs}
+    notes = note_id_set(model)
+    hooks = [(model.hook_name(layer), (lambda d: lambda act, hook: d.reconstruct(act))(d))
+             for layer, d in dictionary.layers.items()]
+    clean = model_scores(model, test_texts, notes)
+    spliced = model_scores(model, test_texts, notes, forward=lambda x: model.bridge.run_with_hooks(x, fwd_hooks=hooks))
+    return {"layers": layers, "test_tokens": cap.n_tokens, "test_tunes": len(test_texts),
+            "next_note_top1": {"clean": round(clean["accuracy"], 4), "spliced": round(spliced["accuracy"], 4)}}
+
+
+def label_summary(model, dictionary: Dictionary) -> tuple[dict, dict]:
+    """Both sides of every feature's label (traits chosen on the validation tunes, everything measured on the test
+    tunes), and the same for the model's neurons at the sonifier's gate (a shuffled copy's scale from its own
+    quantiles): the card's comparison. The features' labels themselves go to labels.json."""
+    from brain.config import SonifyConfig
+    from brain.neuron_stats import NeuronStats, compute_quantiles
+    from brain.units.labels import as_json, label_dictionary, label_neurons, summary
+
+    train_texts, choose, check = corpus_splits(model)
+    features = label_dictionary(model, dictionary, choose, check)
+    stats = NeuronStats.load(model.directory) if model.directory is not None else None
+    if stats is None:  # a shuffled copy has no statistics: its own quantiles, as the score's controls compute them
+        stats = compute_quantiles(model, train_texts[:2000])
+    neurons = label_neurons(model, stats.scale, SonifyConfig().gate, choose, check)
+    return ({"features": summary(list(features.values())), "neurons": summary(list(neurons.values())),
+             "gate": SonifyConfig().gate}, as_json(features))
+
+
+def train_dictionary(model, latents: int = 1024, k: int = 16, tokens: int = 200_000, epochs: int = 3, seed: int = 0,
+                     progress: bool = True) -> Dictionary:
+    from brain.activations import capture_activations
+
+    train_texts, _, test_texts = corpus_splits(model)
+    gen = torch.Generator().manual_seed(seed)
+    picked, total = [], 0
+    for i in torch.randperm(len(train_texts), generator=gen).tolist():
+        picked.append(train_texts[i])
+        total += len(train_texts[i].split())
+        if total >= tokens:
+            break
+    cap = capture_activations(model, picked, progress=progress)
+    layers = {}
+    for layer in cap.layers:
+        if progress:
+            print(f"layer {layer}: {cap.n_tokens:,} tokens × {model.d_mlp} neurons → {latents} features, k = {k}",
+                  file=sys.stderr)
+        layers[layer] = train_layer(cap.acts[layer].float(), latents, k, epochs, seed + layer, progress)
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):  # as it is stored, so the card measures what ships
+            setattr(layers[layer], name, getattr(layers[layer], name).half().float())
+    del cap
+    dictionary = Dictionary(layers)
+    dictionary.card = {"kind": "TopK SAE on blocks.L.mlp.hook_post", "latents": latents, "k": k,
+                       "train_tokens": total, "epochs": epochs, "seed": seed, "model": model.name,
+                       **card_figures(model, dictionary, test_texts)}
+    return dictionary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from brain.models import MODELS_DIR, load_model
+
+    ap = argparse.ArgumentParser(prog="python -m brain.training.dictionary", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="notes-default", help="model name or folder (default notes-default)")
+    ap.add_argument("--out", help="where to write it (default: the model's folder/dictionary)")
+    ap.add_argument("--latents", type=int, default=1024, help="features per layer (default 1024: 2 per neuron)")
+    ap.add_argument("--k", type=int, default=16, help="features on per token (default 16)")
+    ap.add_argument("--tokens", type=int, default=200_000, help="training tokens (default 200,000)")
+    ap.add_argument("--epochs", type=int, default=3, help="passes over them (default 3)")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="train on a shuffled-weight copy of the model instead: the control a label must beat")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument("--relabel", action="store_true",
+                    help="keep the trained dictionary at --out; measure its card and its labels again")
+    args = ap.parse_args(argv)
+    model = load_model(args.model, "cpu")
+    out = Path(args.out) if args.out else (model.directory or MODELS_DIR / args.model) / "dictionary"
+    start = time.perf_counter()
+    if args.relabel:
+        dictionary = Dictionary.load(out)
+        args.random_weights, args.seed = dictionary.card["random_weights"], dictionary.card["seed"]
+    if args.random_weights:
+        from brain.science.controls import random_weights
+
+        model = random_weights(model, seed=args.seed)
+    if args.relabel:
+        dictionary.card.update(card_figures(model, dictionary, corpus_splits(model)[2]))
+    if not args.relabel:
+        dictionary = train_dictionary(model, args.latents, args.k, args.tokens, args.epochs, args.seed)
+        dictionary.card["random_weights"] = args.random_weights
+    dictionary.card["labels"], labels = label_summary(model, dictionary)
+    dictionary.save(out)
+    (out / "labels.json").write_text(json.dumps(labels) + "\n")
+    c = dictionary.card
+    fvu = ", ".join(str(v["fvu"]) for v in c["layers"].values())
+    dead = ", ".join(f"{v['dead_fraction']:.0%}" for v in c["layers"].values())
+    top1 = c["next_note_top1"]
+    lab = c["labels"]["features"]
+    print(f"labels: {lab['clear_reads']} of {lab['labelable']} features read clearly, {lab['does_among_clear']} of those "
+          f"do what they say (neurons: {c['labels']['neurons']['clear_reads']}, "
+          f"{c['labels']['neurons']['does_among_clear']})")
+    print(f"dictionary: {len(dictionary.layers)} layers × {dictionary.n_latents} features; FVU {fvu}; dead {dead}; next-note "
+          f"top-1 {top1['clean']:.3f} clean, {top1['spliced']:.3f} spliced; {time.perf_counter() - start:.0f} s → {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
