@@ -57,10 +57,9 @@ def train_layer(acts: torch.Tensor, latents: int, k: int, epochs: int, seed: int
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="  training", unit="step", leave=False)
-    order = torch.randperm(acts.shape[0])
     for step in steps:
         i = step % (acts.shape[0] // batch)
-        if i == 0:
+        if i == 0:  # a new epoch, a new order
             order = torch.randperm(acts.shape[0])
         x = acts[order[i * batch:(i + 1) * batch]]
         out = sae(x, dead_mask=since_fired > DEAD_AFTER)
