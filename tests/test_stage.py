@@ -26,7 +26,7 @@ from bridge.messages import (
 )
 from stage.jam_view import JamView
 from neurojam.processes import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 from tests.test_brain_node import collect, play, start_brain
 
 
@@ -283,3 +283,23 @@ def test_the_neuron_list_holds_still_under_the_pointer_and_catches_up_after(jam_
         assert page.evaluate(rows) == held  # ...but not under the pointer
     page.mouse.move(3, 3)
     page.wait_for_function(f"{rows}.includes('9.999')", timeout=5_000)
+
+
+def test_a_second_stage_command_finds_the_running_one(tmp_path, monkeypatch):
+    """`neurojam stage` while a demo serves its stage prints that stage's address (it used to fail on the port)."""
+    import argparse
+    import os
+
+    from neurojam.cli.stage import running_stage
+    from neurojam.runtime import Running
+
+    monkeypatch.setenv("NEUROJAM_RUNTIME_DIR", str(tmp_path))
+    url = "http://127.0.0.1:8771/?token=s3cret"
+    Running(pid=os.getpid(), kind="demo", events_port=5555, commands_port=5556, stage_url=url).write()
+    r = run_cli("stage", env={"NEUROJAM_RUNTIME_DIR": str(tmp_path)}, timeout=60)
+    assert r.returncode == 0 and url in r.stdout and "already serves" in r.stdout, r.stdout + r.stderr
+    asked = lambda **kw: argparse.Namespace(**{"host": None, "port": None, **kw})  # noqa: E731
+    assert running_stage(asked(port=8771)) is not None
+    assert running_stage(asked(port=9000)) is None and running_stage(asked(host="0.0.0.0")) is None  # another one
+    Running(pid=os.getpid(), kind="demo", events_port=5555, commands_port=5556).write()  # a demo without a stage
+    assert running_stage(asked()) is None

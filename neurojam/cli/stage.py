@@ -6,6 +6,7 @@ import argparse
 
 from core.errors import ConfigError
 from neurojam.cli.args import config_args, load_config_from, positive_seconds
+from neurojam.runtime import Running, running
 
 
 def stage_overrides(args: argparse.Namespace) -> list[str]:
@@ -17,7 +18,22 @@ def stage_overrides(args: argparse.Namespace) -> list[str]:
     return sets
 
 
+def running_stage(args: argparse.Namespace) -> Running | None:
+    """The demo or lab whose stage this command would only start again (no other --host or --port asked for)."""
+    from urllib.parse import urlsplit
+
+    found = running()
+    if found is None or not found.stage_url or args.host:
+        return None
+    if args.port and urlsplit(found.stage_url).port != args.port:
+        return None
+    return found
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
+    if found := running_stage(args):  # a second server would only fail on the port: show the one that runs
+        print(f"stage: the {found.kind} (pid {found.pid}) already serves it: open {found.stage_url}")
+        return 0
     try:
         from stage.server import run_stage
     except ModuleNotFoundError as exc:
