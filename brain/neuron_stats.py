@@ -246,7 +246,7 @@ class _FirstPass:
             vals, idx = acts.topk(min(self.top, acts.shape[0]), dim=0)  # [m, d_mlp]
             around = (idx[None] + steps[:, None, None]).clamp(min=0)  # [window + 1, m, d_mlp]
             windows = acts.gather(0, around.reshape(-1, acts.shape[1])).reshape(around.shape)
-            vals, idx = vals, idx + lo
+            idx = idx + lo  # global token indices
             if layer in self.best:
                 v0, i0, w0 = self.best[layer]
                 vals, idx, windows = torch.cat([v0, vals]), torch.cat([i0, idx]), torch.cat([w0, windows], dim=1)
