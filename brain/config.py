@@ -73,6 +73,10 @@ class BrainConfig(Section):
     model: str = "notes-default"
     device: str = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    units: Literal["neurons", "features"] = "neurons"
+    """What the brain reads and plays: the MLP's neurons, or the features of the model's sparse dictionary
+    (``brain/units/features.py``: monosemantic directions over the same neurons, each labelled by what it reads
+    and what it makes the model expect)."""
     layers: list[Annotated[int, msgspec.Meta(ge=0)]] | Literal["all"] = "all"
     top_k: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     context_tokens: Annotated[int, msgspec.Meta(ge=8, le=8192)] = 128

@@ -108,8 +108,9 @@ def forward_batch(caches: list[KVCachedForward], tokens: list[list[int]],
         x = x + _block_output(first._linear(attn, f"{p}.attn.o"), plan, layer, "attn", steerings[0])
         post = first.act(first._linear(first._ln(x, f"{p}.ln2"), f"{p}.mlp.in"))  # blocks.{L}.mlp.hook_post
         for i, steering in enumerate(steerings):
-            for neuron, factor, offset in steering.for_layer(layer) if steering else ():
-                post[i, :, neuron] = post[i, :, neuron] * factor + offset
+            steered = steering.apply(layer, post[i]) if steering else None
+            if steered is not None:
+                post[i] = steered
         posts[layer] = post
         x = x + _block_output(first._linear(post, f"{p}.mlp.out"), plan, layer, "mlp", steerings[0])
     for layer in range(first.n_layers):  # skipped: its neurons never fired

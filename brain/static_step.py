@@ -91,9 +91,11 @@ class EventAnswer:
 
 class StaticKV:
     def __init__(self, model, *, context_tokens: int, layers: list[int], top_k: int,
-                 scale: torch.Tensor | None = None, likely: int = 3, slots: int = 17, pad: bool | None = None) -> None:
+                 scale: torch.Tensor | None = None, likely: int = 3, slots: int = 17, pad: bool | None = None,
+                 dictionary=None) -> None:
         """``pad``: pad rows to the fixed shapes (default: where graphs are captured, i.e. on CUDA; a CPU gains
-        nothing from a fixed shape and pays for the padding)."""
+        nothing from a fixed shape and pays for the padding). ``dictionary``: choose among its features
+        (:mod:`brain.units.features`) instead of the neurons; ``scale`` then the features'."""
         cfg = model.bridge.cfg
         self.n_layers, self.n_heads, self.d_head = cfg.n_layers, cfg.n_heads, cfg.d_head
         self.d_mlp, self.eps, self.n_ctx = cfg.d_mlp, cfg.eps, cfg.n_ctx
@@ -102,15 +104,18 @@ class StaticKV:
         self.positions = self.capacity + 1
         """The last position takes the padding's writes; no real query (at most ``capacity - 1``) sees it."""
         self.layers = list(layers)
-        self.top_k = min(top_k, len(self.layers) * self.d_mlp)
+        self.d_units = dictionary.n_latents if dictionary is not None else self.d_mlp
+        self.top_k = min(top_k, len(self.layers) * self.d_units)
         self.token_sizes = token_sizes(self.capacity)
         with torch.inference_mode():
             self.w = {k: v.detach() for k, v in model.bridge.state_dict().items()}
             self.device = self.w["embed.weight"].device
             self.dtype = self.w["embed.weight"].dtype
-            d = self.d_mlp
             self.scale = (scale[self.layers].float().reshape(-1).to(self.device) if scale is not None
-                          else torch.ones(len(self.layers) * d, device=self.device))
+                          else torch.ones(len(self.layers) * self.d_units, device=self.device))
+            self.encoders = None if dictionary is None else {
+                layer: type(dictionary[layer])(*(getattr(dictionary[layer], n).to(self.device) for n in (
+                    "W_enc", "b_enc", "W_dec", "b_dec")), k=dictionary[layer].k) for layer in self.layers}
             note_ids = model.note_token_ids()
             self.likely = min(likely, len(note_ids)) if note_ids else 0
             cols = sorted(note_ids)
@@ -202,7 +207,7 @@ class StaticKV:
                     mine.append(EventAnswer([], None))
                     continue
                 ids, raw, norm = values[:k], values[k:2 * k], values[2 * k:3 * k]
-                hits = [(self.layers[int(i) // self.d_mlp], int(i) % self.d_mlp, a, n)
+                hits = [(self.layers[int(i) // self.d_units], int(i) % self.d_units, a, n)
                         for i, a, n in zip(ids, raw, norm)]
                 mine.append(EventAnswer(hits, [int(m) for m in values[3 * k:3 * k + L]] if L else None))
             answers.append(mine)
@@ -333,7 +338,9 @@ class StaticKV:
         self.keys.permute(1, 3, 0, 2, 4).index_put_((rows, at), torch.stack(new_keys).permute(1, 3, 0, 2, 4))
         self.values.permute(1, 3, 0, 2, 4).index_put_((rows, at), torch.stack(new_values).permute(1, 3, 0, 2, 4))
         logits = self._linear(self._ln(x, "ln_final"), "unembed")  # (B, T, vocab)
-        acts = torch.stack([posts[layer] for layer in self.layers], dim=2).float().reshape(B, T, -1)  # (B, T, F)
+        units = [posts[layer].float() if self.encoders is None else self.encoders[layer].encode(posts[layer].float())
+                 for layer in self.layers]
+        acts = torch.stack(units, dim=2).reshape(B, T, -1)  # (B, T, F)
         F = acts.shape[-1]
         per_event = acts.gather(1, events.reshape(B, E * W, 1).expand(B, E * W, F)).view(B, E, W, F).amax(2)
         norm = per_event / self.scale

@@ -39,6 +39,7 @@ from core.errors import ModelError
 
 if TYPE_CHECKING:
     from brain.static_step import StaticKV
+    from brain.units.dictionary import Dictionary
 
 
 def session_text(log) -> NoteText:
@@ -56,11 +57,11 @@ def session_events(log) -> list[StreamEvent]:
 
 
 def read_session(model: LoadedModel, events: list[StreamEvent], *, context_tokens: int, top_k: int = 4,
-                 stats: NeuronStats | None = None) -> list[StepResult]:
+                 stats: NeuronStats | None = None, dictionary: "Dictionary | None" = None) -> list[StepResult]:
     """Read a session's events exactly as the live brain did: the same stream, the same windows (a session longer
-    than the context is cut the same way), every neuron's activation kept per event. Unsteered."""
+    than the context is cut the same way), every unit's activation kept per event. Unsteered."""
     stream = NeuronStream(model, top_k=top_k, context_tokens=context_tokens, stats=stats, kv_cache=True,
-                          keep_acts=True, written=True)
+                          keep_acts=True, written=True, dictionary=dictionary)
     try:
         return stream.step(events)
     finally:
@@ -156,12 +157,16 @@ class StepResult:
 
 
 class Steering:
-    """Neuron multipliers applied inside the forward pass: 0 silences, 2 doubles; and a layer plan
-    (:mod:`brain.corruption`: skipped, repeated, permuted or ablated blocks), None for the model as trained."""
+    """Neuron multipliers applied inside the forward pass: 0 silences, 2 doubles; feature multipliers (a feature's
+    part of the reconstruction scaled, :mod:`brain.units.features`); and a layer plan (:mod:`brain.corruption`:
+    skipped, repeated, permuted or ablated blocks), None for the model as trained."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, dictionary: "Dictionary | None" = None) -> None:
         self.model = model
+        self.dictionary = dictionary
         self.factors: dict[tuple[int, int], float] = {}
+        self.feature_factors: dict[tuple[int, int], float] = {}
+        """(layer, feature) → factor: ``post += (factor - 1) · a_F · W_dec[F]``."""
         self.offsets: dict[tuple[int, int], float] = {}
         """Added after the factor: a mean-ablated neuron has factor 0 and its mean here."""
         self.corruption: LayerCorruption | None = None
@@ -189,6 +194,20 @@ class Steering:
             self.factors[(layer, neuron)] = factor
         self.version += 1
 
+    def set_feature(self, layer: int, feature: int, factor: float) -> None:
+        if self.dictionary is None:
+            raise ModelError(f"{self.model.name} plays neurons here: steer a feature with the brain's units set to "
+                             f"features (--units features)")
+        self.model.check_neuron(layer)
+        if not 0 <= feature < self.dictionary.n_latents:
+            raise ModelError(f"feature {feature} is out of range: layer {layer}'s dictionary has "
+                             f"{self.dictionary.n_latents} features (valid: 0..{self.dictionary.n_latents - 1}).")
+        if factor == 1.0:
+            self.feature_factors.pop((layer, feature), None)
+        else:
+            self.feature_factors[(layer, feature)] = factor
+        self.version += 1
+
     def ablate(self, layer: int, neuron: int, mean: float) -> None:
         """Hold the neuron at ``mean`` (mean ablation: its information gone, its average contribution kept)."""
         self.model.check_neuron(layer, neuron)
@@ -199,6 +218,7 @@ class Steering:
     def clear(self) -> None:
         self.factors.clear()
         self.offsets.clear()
+        self.feature_factors.clear()
         self.corruption = None
         self.version += 1
 
@@ -206,14 +226,33 @@ class Steering:
         """(neuron, factor, offset): the neuron's activation becomes ``act * factor + offset``."""
         return [(n, f, self.offsets.get((lay, n), 0.0)) for (lay, n), f in self.factors.items() if lay == layer]
 
+    def apply(self, layer: int, post: torch.Tensor) -> torch.Tensor | None:
+        """``post`` (layer ``layer``'s ``hook_post``, [..., d_mlp]) steered, or None when nothing steers it."""
+        neurons = self.for_layer(layer)
+        features = [(f, k) for (lay, f), k in self.feature_factors.items() if lay == layer]
+        if not neurons and not features:
+            return None
+        post = post.clone()
+        for neuron, factor, offset in neurons:
+            post[..., neuron] = post[..., neuron] * factor + offset
+        if features:
+            d = self.dictionary[layer]
+            acts = d.encode(post.float())
+            for f, factor in features:
+                post = post + ((factor - 1.0) * acts[..., f:f + 1] * d.W_dec[f]).to(post.dtype)
+        return post
+
 
 class NeuronStream:
     def __init__(self, model: LoadedModel, *, layers: list[int] | None = None, top_k: int = 4,
                  context_tokens: int = 128, stats: NeuronStats | None = None, kv_cache: bool = False,
-                 keep_acts: bool = False, written: bool = False, static: "StaticKV | None" = None) -> None:
+                 keep_acts: bool = False, written: bool = False, static: "StaticKV | None" = None,
+                 dictionary: "Dictionary | None" = None) -> None:
         """``written``: the events come already written (:func:`session_events`); else they are the rig's, and
         are written here as :mod:`brain.corpus_style` says. ``static``: the live step's buffer pool
-        (:mod:`brain.static_step`), shared by the rigs of one brain; this stream takes a slot in it."""
+        (:mod:`brain.static_step`), shared by the rigs of one brain; this stream takes a slot in it.
+        ``dictionary``: read features instead of neurons (:mod:`brain.units.features`; ``stats`` then the
+        features' own)."""
         from brain.corpus_style import CorpusStyle
 
         self.model = model
@@ -229,7 +268,8 @@ class NeuronStream:
         splits note words into pieces, so every word of the window fits the context)."""
         self.stats = stats
         self.scale = stats.scale.to(model.device) if stats is not None else None
-        self.steering = Steering(model)
+        self.dictionary = dictionary
+        self.steering = Steering(model, dictionary)
         self.text = NoteText()
         self.note_ids = model.note_token_ids()
         self._note_index = torch.tensor(sorted(self.note_ids), dtype=torch.long)
@@ -261,14 +301,12 @@ class NeuronStream:
 
     def _make_hook(self, layer: int):
         def hook(act: torch.Tensor, hook=None):
-            steer = self.steering.for_layer(layer)
-            if steer:
-                act = act.clone()
-                for neuron, factor, offset in steer:
-                    act[..., neuron] = act[..., neuron] * factor + offset
+            steered = self.steering.apply(layer, act)
+            if steered is not None:
+                act = steered
             if layer in self.layers:
                 self._captured[layer] = act.detach()
-            return act if steer else None
+            return steered
         return hook
 
     def close(self) -> None:
@@ -330,7 +368,7 @@ class NeuronStream:
 
     def _static_ready(self) -> bool:
         """The fixed-shape step serves this stream now (a layer plan changes the graph: the eager path)."""
-        return self._static is not None and self.steering.corruption is None
+        return self._static is not None and self.steering.corruption is None and not self.steering.feature_factors
 
     def _run(self, pending: list[tuple[StreamEvent, list[EventSpan]]]) -> list[StepResult]:
         if self._static_ready():
@@ -441,7 +479,10 @@ class NeuronStream:
             return [], None
         raw_rows, norm_rows = [], []
         for layer in self.layers:
-            act = self._captured[layer][0, positions].float().max(dim=0).values  # [d_mlp]
+            act = self._captured[layer][0, positions].float()
+            if self.dictionary is not None:
+                act = self.dictionary[layer].encode(act)
+            act = act.max(dim=0).values  # [units]
             raw_rows.append(act)
             norm_rows.append(act / self.scale[layer] if self.scale is not None else act)
         raw = torch.stack(raw_rows)  # [n_layers, d_mlp]

@@ -66,11 +66,13 @@ def layer_shifts(n_layers: int, layer_octaves: list[int]) -> np.ndarray:
                      for layer in range(n_layers)])
 
 
-def voices_of(model, layer_octaves: list[int]) -> NeuronVoices:
-    """The voices of every neuron of ``model`` (its direct logit effects; a hash without note words)."""
+def voices_of(model, layer_octaves: list[int], dictionary=None) -> NeuronVoices:
+    """The voices of every neuron of ``model`` (its direct logit effects; a hash without note words); with a
+    ``dictionary``, of every feature (its decoder direction's effects, :mod:`brain.units.features`)."""
     from brain.logit_effect import direct_logit_effect, trained_note_ids
 
-    n_layers, d_mlp = model.n_layers, model.d_mlp
+    n_layers = model.n_layers
+    d_mlp = model.d_mlp if dictionary is None else dictionary.n_latents
     shift = layer_shifts(n_layers, layer_octaves)
     notes = trained_note_ids(model) if model.note_token_ids() else {}
     if not notes:
@@ -81,7 +83,10 @@ def voices_of(model, layer_octaves: list[int]) -> NeuronVoices:
     home = np.zeros((n_layers, d_mlp), dtype=np.int64)
     push = np.full((n_layers, d_mlp, 12), -np.inf, dtype=np.float32)
     for layer in range(n_layers):
-        effect = direct_logit_effect(model, layer)[:, ids].numpy()  # [d_mlp, notes]
+        effect = direct_logit_effect(model, layer)
+        if dictionary is not None:
+            effect = dictionary[layer].W_dec @ effect
+        effect = effect[:, ids].numpy()  # [units, notes]
         home[layer] = midi[effect.argmax(-1)] + shift[layer]
         for pc in range(12):
             cols = pcs == pc

@@ -181,18 +181,24 @@ class NeuronHit(msgspec.Struct, kw_only=True, array_like=True):
     label: str = ""
 
 
+Units = Literal["neurons", "features"]
+"""What the brain reads and plays: MLP neurons, or the features of the model's sparse dictionary."""
+
+
 class Neurons(Message, tag="neurons"):
-    """Top-k neurons at one event's tokens."""
+    """Top-k units (neurons, or dictionary features: ``units``) at one event's tokens."""
 
     event_seq: int = -1
     event_node: str = ""
     text: str = ""
     hits: Annotated[list[NeuronHit], msgspec.Meta(max_length=256)] = []
     step_ms: float = 0.0
+    units: Units = "neurons"
 
 
 class Steer(Message, tag="steer"):
-    """Multiply neuron ``layer.neuron`` by ``factor`` (0 silences it); ``clear`` drops all steering."""
+    """Multiply unit ``layer.neuron`` by ``factor`` (0 silences it); ``clear`` drops all steering; ``play`` switches
+    what the brain reads and plays."""
 
     layer: Annotated[int, msgspec.Meta(ge=0)] = 0
     neuron: Annotated[int, msgspec.Meta(ge=0)] = 0
@@ -203,6 +209,12 @@ class Steer(Message, tag="steer"):
     skip_layer: bool = False
     """Skip block ``layer`` (its attention and MLP) instead of multiplying a neuron: hear the band without it.
     Undone by ``clear``, like all steering."""
+    units: Units | Literal[""] = ""
+    """The kind of unit ``layer.neuron`` names ('' : the kind the brain plays now); a feature's factor scales its
+    part of the reconstruction (``brain/units/features.py``)."""
+    play: Units | Literal[""] = ""
+    """Switch every rig's brain to read and play neurons or features (the other fields ignored; steering cleared,
+    since a neuron's factor means nothing to a feature)."""
 
 
 class SteerReply(Message, tag="steer_reply"):
@@ -215,6 +227,9 @@ class SteerReply(Message, tag="steer_reply"):
     clear: bool = False
     reason: str = ""
     skip_layer: bool = False
+    units: str = ""
+    """The kind of unit steered (or, after a ``play``, the kind the brain now plays)."""
+    play: str = ""
 
 
 class Tempo(Message, tag="tempo"):
@@ -264,6 +279,10 @@ class BrainStatus(Message, tag="brain_status"):
     step_ms_p99: float | None = None
     stage_clock_offset_s: float | None = None
     """The receiving stage's clock minus the brain's (from its pongs)."""
+    units: Units = "neurons"
+    """What the brain plays now (the stage's toggle shows it)."""
+    labels: str = ""
+    """One line on how far its units' labels are earned, beside the control's (features: both dictionaries)."""
 
 
 class CardRequest(Message, tag="card_request"):
@@ -291,6 +310,10 @@ class NeuronCard(Message, tag="neuron_card"):
     session: Annotated[list[CardExample], msgspec.Meta(max_length=20)] = []
     promotes: list[str] = []
     error: str = ""
+    units: Units = "neurons"
+    """A neuron's card, or a dictionary feature's (``layer.neuron`` then names the feature)."""
+    expects: str = ""
+    """Features: what the unit makes the model expect, its held-out hit rate and base rate, and the control's."""
 
 
 ALL_KINDS = (Hello, Heartbeat, Ping, Pong, Refused, Pad, Note, Beat, Accomp, TreatRequest, TreatResult, TrainingTrial, Neurons,

@@ -78,11 +78,12 @@ class JamView:
         if isinstance(msg, NeuronCard):
             return [{"type": "card", "id": f"{msg.layer}.{msg.neuron}", "label": msg.label, "error": msg.error,
                      "corpus": [{"words": e.words, "acts": e.acts} for e in msg.corpus],
-                     "session": [{"words": e.words, "acts": e.acts} for e in msg.session], "promotes": msg.promotes}]
+                     "session": [{"words": e.words, "acts": e.acts} for e in msg.session], "promotes": msg.promotes,
+                     "units": msg.units, "expects": msg.expects}]
         if isinstance(msg, SteerReply):
             return [{"type": "steer_reply", "applied": msg.applied, "id": f"{msg.layer}.{msg.neuron}",
                      "factor": msg.factor, "clear": msg.clear, "reason": msg.reason, "t": self.clock(),
-                     "skip_layer": msg.skip_layer}]
+                     "skip_layer": msg.skip_layer, "units": msg.units, "play": msg.play}]
         return []
 
     def _status(self, msg: BrainStatus) -> dict:
@@ -93,7 +94,8 @@ class JamView:
                 self.rig_offsets[r.node] = r.clock_offset_s
         self.status = {"type": "status", "model": msg.model, "device": msg.device, "n_layers": msg.n_layers,
                        "d_mlp": msg.d_mlp, "step_ms_p50": msg.step_ms_p50, "step_ms_p99": msg.step_ms_p99,
-                       "dropped_in": msg.dropped_in, "dropped_out": msg.dropped_out,
+                       "dropped_in": msg.dropped_in, "dropped_out": msg.dropped_out, "units": msg.units,
+                       "labels": msg.labels,
                        "rigs": [{"node": r.node, "alive": r.alive, "last_heard_age_s": r.last_heard_age_s,
                                  "clock_offset_ms": None if r.clock_offset_s is None else round(r.clock_offset_s * 1e3, 3),
                                  "rtt_ms": r.rtt_ms, "lost_in_gaps": r.lost_in_gaps, "events": r.events,
@@ -127,7 +129,7 @@ class JamView:
                                "neurons": n.neurons, "event_t": event_t})
         elif isinstance(m, Neurons):
             events.append({"type": "neurons", "t": now, "event_t": pic.event_t.get(m.event_seq), "text": m.text,
-                           "step_ms": m.step_ms,
+                           "step_ms": m.step_ms, "units": m.units,
                            "hits": [{"id": f"{h.layer}.{h.index}", "act": round(h.activation, 3),
                                      "norm": round(h.normalized, 3), "label": h.label} for h in m.hits]})
         elif isinstance(m, TreatResult):

@@ -211,11 +211,18 @@ class StageServer:
                 if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < 1000:
                     raise ValueError("skip_layer is a layer number")
                 return Steer(layer=layer, skip_layer=True, rig=rig)
+            if "play" in body:
+                if body["play"] not in ("neurons", "features"):
+                    raise ValueError("play is neurons or features")
+                return Steer(play=body["play"])
             layer, neuron = NeuronId.parse(body["neuron"])  # ValueError: a 400
             factor = float(body["factor"])
             if not 0 <= factor <= 3:
                 raise ValueError("the stage steers between 0× and 3×")
-            return Steer(layer=layer, neuron=neuron, factor=factor, rig=rig)
+            units = body.get("units", "")
+            if units not in ("", "neurons", "features"):
+                raise ValueError("units is neurons or features")
+            return Steer(layer=layer, neuron=neuron, factor=factor, rig=rig, units=units)
         if control == "treat":
             return TreatRequest(source="manual", why="the stage's treat button", rig=rig)
         if control == "tempo":

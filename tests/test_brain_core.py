@@ -96,7 +96,7 @@ def test_steering_is_answered_and_refused_with_reasons(model):
     brain = core(model)
     brain.handle([Beat(index=0, bar=0, beat=0, time=1.0, node="rig", seq=0)])
     [(to, ok)] = brain.handle([Steer(layer=1, neuron=42, factor=0.0, node="tool", seq=0)])
-    assert to == "tool" and ok == SteerReply(applied=True, layer=1, neuron=42, factor=0.0)
+    assert to == "tool" and ok == SteerReply(applied=True, layer=1, neuron=42, factor=0.0, units="neurons")
     assert brain.rigs["rig"].stream.steering.factors == {(1, 42): 0.0}
     [(_, bad)] = brain.handle([Steer(layer=1, neuron=99_999, factor=2.0, node="tool", seq=1)])
     assert not bad.applied and "out of range" in bad.reason

@@ -186,22 +186,28 @@ def test_the_demo_transposed_to_g_sharp_stays_in_key(tmp_path):
     assert s.restrikes == s.double_onsets == s.stuck == 0
 
 
-def test_controls_tell_the_random_weight_model_apart(tmp_path):
+@pytest.mark.parametrize("units", ["neurons", "features"])
+def test_controls_tell_the_random_weight_model_apart(tmp_path, units):
     """`score --controls` on a synthetic jam: a band that ignored the model would land on the trained band (Jaccard 1,
-    distance 0, the same predictions); the random-weight control must not."""
+    distance 0, the same predictions); the random-weight control must not. With features, the random-weight model
+    plays its own dictionary (trained on it), so the control is told apart by what the features play, not by a
+    dictionary that does not fit its model."""
     import json
 
     from tests.conftest import run_cli
 
     melody = melody_from_midi(MELODY)[:64]
     src = write_melody_session(tmp_path / "src", melody, pet_every_beats=3, seed=1)
-    r = run_cli("score", str(src), "--controls", "--json", "--set", f"session.dir={tmp_path}", timeout=300)
+    r = run_cli("score", str(src), "--controls", "--json", "--units", units, "--set", f"session.dir={tmp_path}",
+                timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)["controls"]
     rows = {c["name"]: c for c in out["controls"]}
-    assert set(rows) == {"random weights", "shuffled voices", "sounding neurons mean-ablated"}
+    shuffled = "shuffled voices" if units == "neurons" else "shuffled feature voices"
+    assert set(rows) == {"random weights", shuffled, "sounding neurons mean-ablated" if units == "neurons" else
+                         "sounding features ablated"}
     rand = rows["random weights"]
     assert rand["slot_jaccard"] < 0.3 and rand["pitch_class_distance"] > 0.15, rand  # the chord-role band: 0.37-0.40, 0.09
     assert rand["prediction_hits"] < out["trained_prediction_hits"] - 0.2, out
-    assert rows["shuffled voices"]["slot_jaccard"] < 0.9  # who plays what matters too
+    assert rows[shuffled]["slot_jaccard"] < 0.9  # who plays what matters too
     assert out["depends_on_the_model"] in ("yes", "partly", "no")

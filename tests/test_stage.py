@@ -285,6 +285,45 @@ def test_the_neuron_list_holds_still_under_the_pointer_and_catches_up_after(jam_
     page.wait_for_function(f"{rows}.includes('9.999')", timeout=5_000)
 
 
+def test_the_units_toggle_plays_features_with_their_cards_and_steering_then_neurons_again(jam_page):
+    """The stage's units menu → the brain plays its dictionary's features: the page says so (with how far their
+    labels are earned beside the control's), a feature's card shows both sides of its label, a slider at 0 silences
+    that feature; back to neurons after."""
+    page, _, _, errors = jam_page
+    page.select_option("#units", "features")
+    page.wait_for_function("stage.steerReplies.some(r => r.applied && r.play === 'features')", timeout=30_000)
+    page.wait_for_function("stage.status.units === 'features'", timeout=5_000)
+    mark = page.evaluate("stage.neurons.length")
+    page.wait_for_function(f"stage.neurons.slice({mark}).filter(e => e.units === 'features').length >= 4",
+                           timeout=20_000)
+    assert "features" in page.locator("aside h2").first.inner_text().lower()
+    assert "shuffled-weight model" in page.locator("#labels-line").inner_text()
+    page.wait_for_selector("#neurons .id", timeout=10_000)
+    feature = page.evaluate("(() => { const el = document.querySelector('#neurons .id'); el.click(); "
+                            "return el.dataset.card; })()")
+    page.wait_for_function(f"stage.card && stage.card.id === '{feature}' && stage.card.units === 'features'",
+                           timeout=10_000)
+    body = page.locator("#card-body").inner_text().lower()
+    assert f"feature {feature}" in body and "expects" in body and "held-out firings" in body, body
+    page.click("#card-close")
+    replies = page.evaluate("stage.steerReplies.length")
+    steered = page.evaluate("""(() => { const el = document.querySelector('#neurons input[data-neuron]');
+        el.focus(); el.value = '0'; el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true})); return el.dataset.neuron; })()""")
+    page.wait_for_function(f"stage.steerReplies.slice({replies}).some(r => r.applied && r.id === '{steered}' "
+                           f"&& r.units === 'features' && r.factor === 0)", timeout=10_000)
+    mark = page.evaluate("stage.neurons.length")
+    page.wait_for_function(f"stage.neurons.length >= {mark} + 8", timeout=20_000)
+    after = page.evaluate(f"stage.neurons.slice({mark} + 2).flatMap(e => e.hits).filter(h => h.id === '{steered}')")
+    assert all(h["act"] == 0 for h in after), after
+    page.select_option("#units", "neurons")
+    page.wait_for_function("stage.status.units === 'neurons'", timeout=30_000)
+    mark = page.evaluate("stage.neurons.length")
+    page.wait_for_function(f"stage.neurons.slice({mark}).some(e => e.units === 'neurons')", timeout=20_000)
+    assert page.locator("#labels-line").inner_text() == ""
+    assert errors == []
+
+
 def test_a_second_stage_command_finds_the_running_one(tmp_path, monkeypatch):
     """`neurojam stage` while a demo serves its stage prints that stage's address (it used to fail on the port)."""
     import argparse

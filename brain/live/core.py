@@ -30,6 +30,7 @@ from brain.models import LoadedModel
 from brain.neuron_labels import present_now, traits_now
 from brain.neuron_stats import NeuronStats, load_stats
 from brain.static_step import BATCH_SIZES
+from brain.units.features import FeatureSet, load_features
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.identity import IdentityBook
 from bridge.link import LinkSnapshot
@@ -67,20 +68,25 @@ class RigState:
 
 class BrainCore:
     def __init__(self, config: BrainConfig, model: LoadedModel, *, identity: IdentityBook | None = None,
-                 stats: NeuronStats | None = None) -> None:
-        """``stats``: calibration to use instead of the model's stored one (a control model's own)."""
+                 stats: NeuronStats | None = None, features: FeatureSet | None = None) -> None:
+        """``stats``: calibration to use instead of the model's stored one (a control model's own); ``features``:
+        the dictionary to play when the units are features, instead of the model's shipped one (a control's own)."""
         self.config, bc = config, config
         self.model = model
-        self.neuron_stats = stats or load_stats(self.model, bc.stats_dir)
-        self.labels = self.neuron_stats.labels if self.neuron_stats else {}
-        self.voices = voices_of(self.model, bc.sonify.layer_octaves)
-        """Each neuron's home and pushes: what it plays (the score's controls swap these for shuffled ones)."""
+        self._given = {"neurons": stats, "features": features}
+        self.features: FeatureSet | None = None
+        """The dictionary's features, once the brain has played them (loaded on first use)."""
         for layer in [] if bc.layers == "all" else bc.layers:  # told now, not when the first rig plays
             self.model.check_neuron(layer)
+        self.identity = identity or IdentityBook(keyed=False)
+        """Who may steer and see which rigs (shared with the node's link, which fills it in)."""
+        self.units = bc.units
+        self._play(bc.units)
         self.steering_all: dict[tuple[int, int], float] = {}
-        """Steering every rig gets (from config, and live steers addressed to all), new rigs included."""
+        """Steering every rig gets (from config, and live steers addressed to all), new rigs included: units of
+        the kind the brain plays."""
         for s in bc.steering:
-            self.model.check_neuron(s.layer, s.neuron)
+            self._check_unit(s.layer, s.neuron)
             self.steering_all[(s.layer, s.neuron)] = s.factor
         self.ablated: dict[tuple[int, int], float] = {}
         """Neurons every rig's stream holds at a mean activation (the score's ablation control)."""
@@ -89,20 +95,75 @@ class BrainCore:
         self._layer_means: dict | None = None
         if self.corruption_all.needs_means:  # told now, not when the first rig plays
             self._means()
-        self.identity = identity or IdentityBook(keyed=False)
-        """Who may steer and see which rigs (shared with the node's link, which fills it in)."""
         self.rigs: dict[str, RigState] = {}
         """One context, key/value cache, picture of the rig, band and reward rule per rig (by node id)."""
         self.on_new_rig: Callable[[str], None] | None = None
         """Told each rig's node id when it first plays (``neurojam brain`` prints it)."""
-        self.stage = StageFeed(self.identity, self.model, self.neuron_stats, self.labels)
         self.step_ms: deque[float] = deque(maxlen=5000)
         self.counts = {"events": 0, "accomp_notes": 0, "reward_requests": 0, "refused_controls": 0}
         self.dropped_in: Counter = Counter()
         """Controls refused for who sent them, for the link's counters (the node adds them there)."""
         self.wire = LinkSnapshot()
+
+    def _play(self, units: str) -> None:
+        """Read and play ``units`` from now on: their statistics, labels, voices, step buffers and stage cards."""
+        bc = self.config
+        dictionary = None
+        if units == "features":
+            self.features = self._given["features"] or self.features or load_features(self.model)
+            dictionary = self.features.dictionary
+            self.neuron_stats = self.features.stats
+        else:
+            self.neuron_stats = self._given["neurons"] or load_stats(self.model, bc.stats_dir)
+        self.units = units
+        self.dictionary = dictionary
+        self.labels = self.neuron_stats.labels if self.neuron_stats else {}
+        self.voices = voices_of(self.model, bc.sonify.layer_octaves, dictionary)
+        """Each unit's home and pushes: what it plays (the score's controls swap these for shuffled ones)."""
+        old = getattr(self, "stage", None)
+        self.stage = StageFeed(self.identity, self.model, self.neuron_stats, self.labels, self.features
+                               if units == "features" else None)
+        if old is not None:
+            self.stage.stages = old.stages
         self.static = self._static_pool()
         """Every rig's keys and values at fixed shapes, one read-back a step (:mod:`brain.static_step`)."""
+
+    def _check_unit(self, layer: int, index: int) -> None:
+        self.model.check_neuron(layer)
+        if self.dictionary is None:
+            self.model.check_neuron(layer, index)
+        elif not 0 <= index < self.dictionary.n_latents:
+            raise ModelError(f"feature {index} is out of range: layer {layer}'s dictionary has "
+                             f"{self.dictionary.n_latents} features (valid: 0..{self.dictionary.n_latents - 1}).")
+
+    def _steer_unit(self, steering, layer: int, index: int, factor: float) -> None:
+        if self.dictionary is None:
+            steering.set(layer, index, factor)
+        else:
+            steering.set_feature(layer, index, factor)
+
+    def switch_units(self, units: str) -> None:
+        """Every rig from its next event on reads and plays ``units``; its window is kept (read again once), its
+        steering cleared (a neuron's factor means nothing to a feature)."""
+        if units == self.units:
+            return
+        previous = self.units
+        try:
+            self._play(units)
+        except NeurojamError:
+            self._play(previous)
+            raise
+        self.steering_all.clear()
+        self.ablated.clear()
+        for node, state in self.rigs.items():
+            stream = self._new_stream()
+            stream.text, stream.style = state.stream.text, state.stream.style
+            if not self.corruption_all.is_identity:
+                self._corrupt(stream, self.corruption_all)
+            state.stream.close()
+            state.stream = stream
+            state.sonifier.voices = self.voices
+        log.info("the brain now plays %s", units)
 
     def _static_pool(self):
         from brain.kv_cache import supports_kv_cache
@@ -113,7 +174,8 @@ class BrainCore:
             return None
         layers = list(range(self.model.n_layers)) if bc.layers == "all" else list(bc.layers)
         scale = self.neuron_stats.scale if self.neuron_stats is not None else None
-        return StaticKV(self.model, context_tokens=bc.context_tokens, layers=layers, top_k=bc.top_k, scale=scale)
+        return StaticKV(self.model, context_tokens=bc.context_tokens, layers=layers, top_k=bc.top_k, scale=scale,
+                        dictionary=self.dictionary)
 
     def rig_state(self, node: str) -> RigState:
         """The state of rig ``node``, made on its first event."""
@@ -122,7 +184,7 @@ class BrainCore:
             bc = self.config
             stream = self._new_stream()
             for (layer, neuron), factor in self.steering_all.items():
-                stream.steering.set(layer, neuron, factor)
+                self._steer_unit(stream.steering, layer, neuron, factor)
             for (layer, neuron), mean in self.ablated.items():
                 stream.steering.ablate(layer, neuron, mean)
             if not self.corruption_all.is_identity:
@@ -140,7 +202,7 @@ class BrainCore:
         bc = self.config
         return NeuronStream(self.model, layers=None if bc.layers == "all" else list(bc.layers), top_k=bc.top_k,
                             context_tokens=bc.context_tokens, stats=self.neuron_stats, kv_cache=bc.kv_cache,
-                            static=self.static)
+                            static=self.static, dictionary=self.dictionary)
 
     def warm(self) -> None:
         """Every step shape (each padded batch size × token count; on CUDA each captured as a graph), then one
@@ -225,7 +287,7 @@ class BrainCore:
                           label=self.shown_label(h.id, now)) for h in r.hits]
         to = r.event.node
         self._to_rig(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
-                             step_ms=round(r.step_ms, 3)), to, out)
+                             step_ms=round(r.step_ms, 3), units=self.units), to, out)
         sonifier = state.sonifier
         notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note, r.likely_notes)
         if notes:
@@ -283,12 +345,20 @@ class BrainCore:
 
     def steer(self, msg: Steer) -> SteerReply:
         try:
+            if msg.play:
+                if msg.rig:
+                    raise ModelError("what the brain plays is the same for every rig: send play without a rig")
+                self.switch_units(msg.play)
+                return _steer_reply(msg, units=self.units)
             if msg.rig and msg.rig not in self.rigs:
                 raise ModelError(f"no rig called {msg.rig!r} is playing (rigs: {', '.join(self.rigs) or 'none yet'})")
+            if msg.units and msg.units != self.units and not msg.clear and not msg.skip_layer:
+                raise ModelError(f"the brain plays {self.units} now, not {msg.units}: switch it first (the stage's "
+                                 f"units toggle, or `neurojam steer --play {msg.units}`)")
             if msg.skip_layer:
                 self.model.check_neuron(msg.layer)
             elif not msg.clear:
-                self.model.check_neuron(msg.layer, msg.neuron)
+                self._check_unit(msg.layer, msg.neuron)
             targets = [self.rigs[msg.rig]] if msg.rig else list(self.rigs.values())
             skip = f"skip={msg.layer}"
             if not msg.rig:  # every rig, and the ones still to come
@@ -307,12 +377,12 @@ class BrainCore:
                     self._corrupt(state.stream, (steering.corruption or LayerCorruption.identity(
                         self.model.n_layers)).then(skip))
                 else:
-                    steering.set(msg.layer, msg.neuron, msg.factor)
+                    self._steer_unit(steering, msg.layer, msg.neuron, msg.factor)
         except NeurojamError as exc:
             self.counts["refused_controls"] += 1
             log.warning("refused steering: %s", exc)
-            return _steer_reply(msg, str(exc))
-        return _steer_reply(msg)
+            return _steer_reply(msg, str(exc), units=self.units)
+        return _steer_reply(msg, units=self.units)
 
     # -- once a second ----------------------------------------------------------------------
     def forget_idle_rigs(self, wire: LinkSnapshot, idle_s: float) -> list[str]:
@@ -329,7 +399,7 @@ class BrainCore:
         self.wire = wire
         if not self.stage.stages:
             return []
-        rigs = [RigSnapshot(name, state.events, dict(state.stream.steering.factors), self._corruption_of(state))
+        rigs = [RigSnapshot(name, state.events, _steered(state.stream.steering), self._corruption_of(state))
                 for name, state in self.rigs.items()]
         s = self.step_percentiles()
         return self.stage.status(rigs, wire, step_ms_p50=s["step_ms_p50"], step_ms_p99=s["step_ms_p99"])
@@ -346,9 +416,9 @@ class BrainCore:
                 "step_ms_excludes": "warm-up (every step shape runs before the brain says it is ready)"}
 
     def stats(self) -> dict:
-        return {"node": "brain", "model": self.model.name, "counts": dict(self.counts),
+        return {"node": "brain", "model": self.model.name, "units": self.units, "counts": dict(self.counts),
                 "rigs": {node: {"sonifier": dict(s.sonifier.counts),
-                                "steering": {f"{k[0]}.{k[1]}": v for k, v in s.stream.steering.factors.items()},
+                                "steering": {f"{k[0]}.{k[1]}": v for k, v in _steered(s.stream.steering).items()},
                                 "corruption": self._corruption_of(s)}
                          for node, s in self.rigs.items()},
                 **self.step_percentiles()}
@@ -358,6 +428,11 @@ class BrainCore:
             state.stream.close()
 
 
-def _steer_reply(msg: Steer, refused: str = "") -> SteerReply:
+def _steered(steering) -> dict[tuple[int, int], float]:
+    """Every steered unit's factor (a brain steers the kind of unit it plays)."""
+    return {**steering.factors, **steering.feature_factors}
+
+
+def _steer_reply(msg: Steer, refused: str = "", units: str = "") -> SteerReply:
     return SteerReply(applied=not refused, reason=refused, layer=msg.layer, neuron=msg.neuron, factor=msg.factor,
-                      clear=msg.clear, skip_layer=msg.skip_layer)
+                      clear=msg.clear, skip_layer=msg.skip_layer, units=units, play=msg.play)

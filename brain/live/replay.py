@@ -50,7 +50,7 @@ def human_from_midi(path: str, start: float) -> list[Note]:
 
 
 def replay(source: str | Path, config: "BrainSettings", *, speed: float | None = 1.0, out: str | Path | None = None,
-           human: str | None = None, progress: bool = True, model=None, stats=None,
+           human: str | None = None, progress: bool = True, model=None, stats=None, features=None,
            prepare: "Callable[[BrainCore], None] | None" = None) -> Path:
     """``model``/``stats``: a loaded model and its calibration instead of the configured ones; ``prepare`` changes
     the core before the first event (the score's controls: shuffled voices, ablated neurons)."""
@@ -75,7 +75,7 @@ def replay(source: str | Path, config: "BrainSettings", *, speed: float | None =
     config = copy.deepcopy(config)
     bc = config.brain
     out_dir = Path(out) if out else new_session_dir(config.session.dir)
-    core = BrainCore(bc, model or load_model(bc.model, bc.device, bc.dtype), stats=stats)
+    core = BrainCore(bc, model or load_model(bc.model, bc.device, bc.dtype), stats=stats, features=features)
     if prepare is not None:
         prepare(core)
     meta = {"node": "replay", "source_session": str(Path(source).resolve()), "model": core.model.name,

@@ -41,6 +41,7 @@ from core.errors import ModelError
 
 if TYPE_CHECKING:
     from brain.models import LoadedModel
+    from brain.units.features import FeatureSet
     from brain.neuron_stats import NeuronStats
     from brain.stream import StepResult
 
@@ -61,8 +62,11 @@ class RigSnapshot:
 
 class StageFeed:
     def __init__(self, identity: IdentityBook, model: "LoadedModel", stats: "NeuronStats | None",
-                 labels: dict[str, str]) -> None:
+                 labels: dict[str, str], features: "FeatureSet | None" = None) -> None:
+        """``features``: the brain plays the dictionary's features (cards and the status say so)."""
         self.identity, self.model, self.stats, self.labels = identity, model, stats, labels
+        self.features = features
+        self.units = "features" if features is not None else "neurons"
         self.stages: set[str] = set()
         """Node ids of the stages that said hello (each gets every copy)."""
         self._recent: dict[str, deque[str]] = {}  # rig → its last words
@@ -113,7 +117,8 @@ class StageFeed:
                 steering={f"{lay}.{n}": f for (lay, n), f in rig.steering.items()}, corruption=rig.corruption))
         status = BrainStatus(model=self.model.name, device=str(self.model.device), n_layers=self.model.n_layers,
                              d_mlp=self.model.d_mlp, rigs=health, dropped_in=dict(wire.dropped_in),
-                             dropped_out=dict(wire.dropped_out), step_ms_p50=step_ms_p50, step_ms_p99=step_ms_p99)
+                             dropped_out=dict(wire.dropped_out), step_ms_p50=step_ms_p50, step_ms_p99=step_ms_p99,
+                             units=self.units, labels=self._labels_line())
         out = []
         for stage in stages:
             offset = wire.offsets.get(stage)
@@ -122,21 +127,43 @@ class StageFeed:
             out.append((stage, mine))
         return out
 
+    def _labels_line(self) -> str:
+        if self.features is None:
+            return ""
+        from brain.units.features import summary_line
+
+        return summary_line(self.features)
+
     def card(self, req: CardRequest) -> tuple[str, NeuronCard]:
         try:
-            self.model.check_neuron(req.layer, req.neuron)
+            self.model.check_neuron(req.layer, None if self.features else req.neuron)
+            if self.features is not None and not 0 <= req.neuron < self.features.n_latents:
+                raise ModelError(f"feature {req.neuron} is out of range: layer {req.layer}'s dictionary has "
+                                 f"{self.features.n_latents} features (valid: 0..{self.features.n_latents - 1}).")
         except ModelError as exc:  # out of range
-            return req.node, NeuronCard(layer=req.layer, neuron=req.neuron, error=str(exc))
+            return req.node, NeuronCard(layer=req.layer, neuron=req.neuron, error=str(exc), units=self.units)
         nid = f"{req.layer}.{req.neuron}"
         corpus = [CardExample(words=list(e["tokens"])[-CONTEXT_WORDS:], acts=list(e["acts"])[-CONTEXT_WORDS:])
                   for e in (self.stats.top_examples.get(nid, []) if self.stats else [])]
         session = [CardExample(words=words, acts=[0.0] * (len(words) - 1) + [round(act, 3)])
                    for act, _, words in sorted(self._examples.get(nid, []), reverse=True)]
-        return req.node, NeuronCard(layer=req.layer, neuron=req.neuron, label=self.labels.get(nid, ""),
-                                    corpus=corpus, session=session, promotes=self._promotes(req))
+        expects, label = "", self.labels.get(nid, "")
+        if self.features is not None:
+            from brain.units.features import expects_line
+
+            expects, label = expects_line(self.features, nid), self.features.reads(nid)
+        return req.node, NeuronCard(layer=req.layer, neuron=req.neuron, label=label,
+                                    corpus=corpus, session=session, promotes=self._promotes(req), units=self.units,
+                                    expects=expects)
 
     def _promotes(self, req: CardRequest) -> list[str]:
         from brain.encoder import note_word
         from brain.logit_effect import top_promoted
 
-        return [f"{note_word(n)} {effect:+.2f}" for n, effect in top_promoted(self.model, req.layer, req.neuron)]
+        if self.features is not None:
+            from brain.units.features import top_promoted_by_feature
+
+            pairs = top_promoted_by_feature(self.model, self.features.dictionary, req.layer, req.neuron)
+        else:
+            pairs = top_promoted(self.model, req.layer, req.neuron)
+        return [f"{note_word(n)} {effect:+.2f}" for n, effect in pairs]

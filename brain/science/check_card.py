@@ -63,8 +63,10 @@ def check_dictionary(folder, labels: bool = True) -> tuple[dict, list[str]]:
     """Recompute a dictionary's card on the test tunes (a control's on the same shuffled copy it was trained on);
     ``labels``: both sides of every feature's and neuron's label too (minutes)."""
     from brain.science.controls import random_weights
-    from brain.training.dictionary import card_figures, corpus_splits, label_summary
+    from brain.science.evaluate import corpus_splits
+    from brain.training.dictionary import card_figures, label_summary
     from brain.units.dictionary import Dictionary
+    from brain.units.features import load_quantiles
 
     dictionary = Dictionary.load(folder)
     card = dictionary.card
@@ -75,7 +77,7 @@ def check_dictionary(folder, labels: bool = True) -> tuple[dict, list[str]]:
     measured = card_figures(model, dictionary, test)
     keys = [k for k in DICTIONARY_KEYS if labels or k != "labels"]
     if labels:
-        measured["labels"], _ = label_summary(model, dictionary)
+        measured["labels"], _ = label_summary(model, dictionary, load_quantiles(folder)[..., -1])
     return measured, compare({k: card[k] for k in keys}, measured)
 
 

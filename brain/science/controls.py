@@ -93,6 +93,21 @@ def held_out_texts(model, limit: int = CALIBRATION_TUNES) -> list[str]:
     return [t["text"] for t in corpus.load(path) if t["split"] == "test"][:limit]
 
 
+def control_features(model, twin, seed: int):
+    """The shuffled-weight ``twin``'s own dictionary (``dictionary-control/``, trained on it), calibrated on it: the
+    control a feature band must sound unlike. A clear error when the shipped control does not match ``seed``."""
+    from brain.units.features import CONTROL, dictionary_dir, load_features
+    from core.errors import ConfigError
+
+    folder = dictionary_dir(model, CONTROL)
+    features = load_features(twin, folder)
+    card = features.dictionary.card
+    if not card.get("random_weights") or card.get("seed") != seed:
+        raise ConfigError(f"{folder} is not the dictionary of this control (random weights, seed {seed}): train it with "
+                          f"`python -m brain.training.dictionary --random-weights --seed {seed} --out {folder}`")
+    return features
+
+
 def neuron_means(model, texts: list[str]) -> torch.Tensor:
     """[n_layers, d_mlp] each neuron's mean activation over ``texts`` (what mean ablation holds it at)."""
     from brain.activations import capture_activations
@@ -131,17 +146,24 @@ def run_controls(session: str | Path, config, *, model=None, progress: bool = Fa
 
     controls: list[tuple[str, dict]] = []
     twin = random_weights(model, seed)
-    controls.append(("random weights", {"model": twin, "stats": compute_quantiles(twin, texts)}))  # its own scale
-    controls.append(("shuffled voices", {"model": model, "prepare": lambda core: setattr(
-        core, "voices", core.voices.shuffled(seed))}))
-    means = neuron_means(model, texts)
+    if bc.units == "features":  # the shuffled-weight model plays its own dictionary, with its own statistics
+        controls.append(("random weights", {"model": twin, "features": control_features(model, twin, seed)}))
+    else:
+        controls.append(("random weights", {"model": twin, "stats": compute_quantiles(twin, texts)}))  # its own scale
+    controls.append(("shuffled feature voices" if bc.units == "features" else "shuffled voices", {
+        "model": model, "prepare": lambda core: setattr(core, "voices", core.voices.shuffled(seed))}))
+    if bc.units == "features":
+        controls.append(("sounding features ablated", {"model": model, "prepare": lambda core: [
+            core.steering_all.__setitem__(NeuronId.parse(nid), 0.0) for nid in heard]}))
+    else:
+        means = neuron_means(model, texts)
 
-    def ablate(core) -> None:
-        for nid in heard:
-            layer, n = NeuronId.parse(nid)
-            core.ablated[(layer, n)] = float(means[layer, n])
+        def ablate(core) -> None:
+            for nid in heard:
+                layer, n = NeuronId.parse(nid)
+                core.ablated[(layer, n)] = float(means[layer, n])
 
-    controls.append(("sounding neurons mean-ablated", {"model": model, "prepare": ablate}))
+        controls.append(("sounding neurons mean-ablated", {"model": model, "prepare": ablate}))
     for name, kw in controls:
         other = open_session(run(name, **kw))
         s = score_session(other, band)

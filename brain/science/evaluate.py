@@ -192,3 +192,14 @@ def note_id_set(model) -> set[int]:
 
 def counts_by(tunes: list[dict]) -> Counter:
     return Counter(t["split"] for t in tunes)
+
+
+def corpus_splits(model) -> tuple[list[str], list[str], list[str]]:
+    """(training, validation, deduplicated test) texts of the shipped corpus."""
+    from brain import corpus
+    from brain.models import MODELS_DIR
+
+    tunes = list(corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz"))
+    test, _ = dedup_test(tunes)
+    return ([t["text"] for t in tunes if t["split"] == "train"], [t["text"] for t in tunes if t["split"] == "validation"],
+            [t["text"] for t in test])

@@ -59,9 +59,16 @@ class AblationResult:
         return self.loss_after - self.loss_before
 
 
-def ablate(model: LoadedModel, text: str, layer: int, neuron: int, mode: str = "zero") -> AblationResult:
-    """Next-note loss over ``text`` with the neuron's activation set to 0 (zero) or to its mean (mean)."""
-    model.check_neuron(layer, neuron)
+def ablate(model: LoadedModel, text: str, layer: int, neuron: int, mode: str = "zero", dictionary=None) -> AblationResult:
+    """Next-note loss over ``text`` with the neuron's activation set to 0 (zero) or to its mean (mean). With a
+    ``dictionary`` (:mod:`brain.units.features`), ``neuron`` names a feature: its part of the layer's activations
+    (``a_F · W_dec[F]``) is taken out, or held at its mean."""
+    model.check_neuron(layer, None if dictionary is not None else neuron)
+    if dictionary is not None and not 0 <= neuron < dictionary.n_latents:
+        from core.errors import ModelError
+
+        raise ModelError(f"feature {neuron} is out of range: layer {layer}'s dictionary has {dictionary.n_latents} "
+                         f"features (valid: 0..{dictionary.n_latents - 1}).")
     if mode not in ("zero", "mean"):
         from core.errors import ModelError
 
@@ -75,9 +82,14 @@ def ablate(model: LoadedModel, text: str, layer: int, neuron: int, mode: str = "
     value = 0.0
     if mode == "mean":
         cap = capture_activations(model, [text], layers=[layer])
-        value = float(cap.acts[layer][:, neuron].mean())
+        acts = cap.acts[layer] if dictionary is None else dictionary[layer].encode(cap.acts[layer])
+        value = float(acts[:, neuron].mean())
 
     def hook(act, hook=None):
+        if dictionary is not None:
+            d = dictionary[layer]
+            held = d.encode(act.float())[..., neuron:neuron + 1]
+            return act + ((value - held) * d.W_dec[neuron]).to(act.dtype)
         act = act.clone()
         act[..., neuron] = value
         return act

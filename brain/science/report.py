@@ -51,6 +51,8 @@ class NeuronCardData:
     down: list[str]
     drove: int
     peak: float
+    expects: str = ""
+    """Features: the *does* side of the label (what it makes the model expect, its held-out hit rate)."""
 
 
 @dataclass
@@ -84,6 +86,8 @@ class ReportData:
     """The score's controls (``--controls``): name, slot Jaccard, pitch-class distance, onset overlap, hits, notes."""
     controls_verdict: str = ""
     on_beat_ms: int = round(ON_BEAT_S * 1000)
+    unit: str = "neuron"
+    """What the cards are: "neuron", or "feature" (of the model's sparse dictionary)."""
 
 
 def _png(fig) -> str:
@@ -192,11 +196,11 @@ def shaded(tokens: list[str], acts: list[float], scale: float) -> list[Token]:
 
 
 def build_report(session: str | Path, out: str | Path | None = None, model_name: str | None = None,
-                 progress: bool = True, stats_dir: str | None = None, controls=None) -> Path:
+                 progress: bool = True, stats_dir: str | None = None, controls=None, units: str | None = None) -> Path:
     """Analyse, draw, render, write: the page's path. ``controls``: the settings to replay the session through the
     score's controls with (:mod:`brain.science.controls`; about 15 s for the default model), or None to leave them
-    out."""
-    data = analyse(Path(session), model_name=model_name, progress=progress, stats_dir=stats_dir)
+    out. ``units``: neurons or features (default: what the session's brain played)."""
+    data = analyse(Path(session), model_name=model_name, progress=progress, stats_dir=stats_dir, units=units)
     if controls is not None:
         from brain.science.controls import run_controls
 
@@ -233,7 +237,7 @@ def recorded_brain(session: Session) -> tuple[str, BrainConfig]:
 
 
 def analyse(session: Path, *, model_name: str | None = None, progress: bool = True,
-            stats_dir: str | None = None) -> ReportData:
+            stats_dir: str | None = None, units: str | None = None) -> ReportData:
     from brain.logit_effect import direct_logit_effect
     from brain.models import load_model
     from brain.neuron_stats import load_stats
@@ -243,20 +247,30 @@ def analyse(session: Path, *, model_name: str | None = None, progress: bool = Tr
     log, jam = opened.log, opened.jam
     recorded_model, config = recorded_brain(opened)
     model = load_model(model_name or log.meta.model or recorded_model, "cpu")
-    stats = load_stats(model, stats_dir or config.stats_dir)
+    features = None
+    if (units or config.units) == "features":
+        from brain.units.features import load_features
+
+        features = load_features(model)
+        stats = features.stats
+    else:
+        stats = load_stats(model, stats_dir or config.stats_dir)
+    dictionary = features.dictionary if features else None
     labels = stats.labels if stats else {}
     events = session_events(log)
     if not events:
         raise SessionError(f"{session}: no notes or beats to analyse.")
     # read as the brain heard it: the same stream and windows as live (a long session is cut the same way)
-    results = read_session(model, events, context_tokens=config.context_tokens, stats=stats)
+    results = read_session(model, events, context_tokens=config.context_tokens, stats=stats, dictionary=dictionary)
     raw = np.stack([r.acts.reshape(-1).numpy() for r in results])  # [events, L*d]
     scale = stats.scale.numpy().reshape(-1) if stats is not None else np.abs(raw).max(0) + 1e-6
     per_event = raw / scale
     words = [r.text for r in results]
-    drove = Counter(nid for a in jam.accomps for n in a.notes for nid in n.neurons)
-    top = heard_neurons(drove, per_event, model.d_mlp)
-    ids = [str(NeuronId(int(i) // model.d_mlp, int(i) % model.d_mlp)) for i in top]
+    width = dictionary.n_latents if dictionary else model.d_mlp
+    drove = Counter(nid for a in jam.accomps for n in a.notes for nid in n.neurons) \
+        if config.units == ("features" if features else "neurons") else Counter()  # another kind's ids name others
+    top = heard_neurons(drove, per_event, width)
+    ids = [str(NeuronId(int(i) // width, int(i) % width)) for i in top]
 
     hidden = _hidden_tokens(model)
     cards = []
@@ -267,19 +281,26 @@ def analyse(session: Path, *, model_name: str | None = None, progress: bool = Tr
                       for i in np.argsort(-series)[:3]]
         corpus_ex = [shaded(e["tokens"], e["acts"], float(scale[col]))
                      for e in (stats.top_examples.get(nid, []) if stats else [])]
-        effect = direct_logit_effect(model, layer, n)
+        effect = direct_logit_effect(model, layer, n) if dictionary is None else \
+            dictionary[layer].W_dec[n] @ direct_logit_effect(model, layer)
         effect[hidden] = float("nan")
         up = [model.tokenizer.token_str(int(i)) for i in effect.nan_to_num(-1e9).topk(5).indices]
         down = [model.tokenizer.token_str(int(i)) for i in (-effect).nan_to_num(-1e9).topk(5).indices]
-        cards.append(NeuronCardData(nid, labels.get(nid, ""), session_ex, corpus_ex, up, down, drove.get(nid, 0),
-                                    float(per_event[:, col].max())))
+        expects, label = "", labels.get(nid, "")
+        if features is not None:
+            from brain.units.features import expects_line
+
+            expects, label = expects_line(features, nid), features.reads(nid)
+        cards.append(NeuronCardData(nid, label, session_ex, corpus_ex, up, down, drove.get(nid, 0),
+                                    float(per_event[:, col].max()), expects))
     pet_png, pet = pet_plots(jam)
     training = None
     if jam.trials:
         last = jam.trials[-1]
         training = Training(last.pet, last.level_after, last.level_name, jam.trials[0].level, trial_strip(jam.trials))
     data = ReportData(title=str(Path(*session.resolve().parts[-2:])), duration_s=jam.duration, model=model.name,
-                      counts=dict(jam.count_by_source()), cards=cards, model_line=_model_line(model, stats), pet=pet,
+                      counts=dict(jam.count_by_source()), cards=cards, pet=pet,
+                      model_line=_model_line(model, stats, features), unit="feature" if features else "neuron",
                       training=training, piano_roll=piano_roll(jam), heatmap=heatmap(per_event[:, top].T, ids, labels,
                                                                                        words), pet_plot=pet_png)
     _add_score(data, opened, config)
@@ -331,7 +352,7 @@ def _add_score(data: ReportData, session: Session, config: BrainConfig) -> None:
     data.score_chart = score_chart(score)
 
 
-def _model_line(model, stats) -> str:
+def _model_line(model, stats, features=None) -> str:
     """What the model and its labels are worth, from its card: beside the baselines, on held-out tunes."""
     test = (model.card or {}).get("test", {})
     parts = []
@@ -339,7 +360,13 @@ def _model_line(model, stats) -> str:
         parts.append(f"{model.name} predicts the next note of held-out tunes {test['model']['accuracy']:.1%} "
                      f"top-1 (copy + 5-gram {test['copy + 5-gram']['accuracy']:.1%}, 5-gram "
                      f"{test['5-gram']['accuracy']:.1%}, bigram {test['bigram']['accuracy']:.1%}).")
-    if stats is not None and stats.scores:
+    if features is not None:
+        from brain.units.features import summary_line
+
+        parts.append("Labels on both sides: what is true where the feature fires (its precision on held-out tunes), "
+                     "and what it makes the model expect, with how often that came next held out against its base "
+                     f"rate. {summary_line(features).capitalize()}.")
+    elif stats is not None and stats.scores:
         clear = sum(s["clear"] for s in stats.scores.values())
         if any("held_out_precision" in s for s in stats.scores.values()):
             parts.append(f"Labels: what is true where the neuron sounds — the trait carried by most of the held-out "

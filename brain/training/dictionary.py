@@ -3,6 +3,7 @@
     python -m brain.training.dictionary                      # notes-default → brain/models/notes-default/dictionary
     python -m brain.training.dictionary --model DIR --out X  # any model folder
     python -m brain.training.dictionary --random-weights     # the control: a shuffled-weight copy, its own dictionary
+    python -m brain.training.dictionary --calibrate          # only the features' statistics, for an existing one
 
 The activations come from the corpus's training tunes (``blocks.L.mlp.hook_post``, captured once), the card's
 figures from the deduplicated test tunes, which the dictionary never saw. EleutherAI's sparsify supplies the
@@ -20,24 +21,14 @@ from pathlib import Path
 
 import torch
 
+from brain.science.evaluate import corpus_splits
 from brain.units.dictionary import Dictionary, LayerDictionary
+from brain.units.features import calibrate, load_quantiles
 
 NEAR_DUPLICATE = 0.9
 """Decoder cosine above which two features are counted as one direction (they would share a voice)."""
 DEAD_AFTER = 50_000
 """Tokens without firing after which a latent counts as dead and AuxK trains it on what the others miss."""
-
-
-def corpus_splits(model) -> tuple[list[str], list[str], list[str]]:
-    """(training, validation, deduplicated test) texts of the shipped corpus."""
-    from brain import corpus
-    from brain.models import MODELS_DIR
-    from brain.science.evaluate import dedup_test
-
-    tunes = list(corpus.load(MODELS_DIR / "notes-default" / "corpus.jsonl.gz"))
-    test, _ = dedup_test(tunes)
-    return ([t["text"] for t in tunes if t["split"] == "train"], [t["text"] for t in tunes if t["split"] == "validation"],
-            [t["text"] for t in test])
 
 
 def train_layer(acts: torch.Tensor, latents: int, k: int, epochs: int, seed: int, progress: bool) -> LayerDictionary:
@@ -105,7 +96,7 @@ def card_figures(model, dictionary: Dictionary, test_texts: list[str]) -> dict:
             "next_note_top1": {"clean": round(clean["accuracy"], 4), "spliced": round(spliced["accuracy"], 4)}}
 
 
-def label_summary(model, dictionary: Dictionary) -> tuple[dict, dict]:
+def label_summary(model, dictionary: Dictionary, scale: torch.Tensor) -> tuple[dict, dict]:
     """Both sides of every feature's label (traits chosen on the validation tunes, everything measured on the test
     tunes), and the same for the model's neurons at the sonifier's gate (a shuffled copy's scale from its own
     quantiles): the card's comparison. The features' labels themselves go to labels.json."""
@@ -114,7 +105,7 @@ def label_summary(model, dictionary: Dictionary) -> tuple[dict, dict]:
     from brain.units.labels import as_json, label_dictionary, label_neurons, summary
 
     train_texts, choose, check = corpus_splits(model)
-    features = label_dictionary(model, dictionary, choose, check)
+    features = label_dictionary(model, dictionary, scale, SonifyConfig().gate, choose, check)
     stats = NeuronStats.load(model.directory) if model.directory is not None else None
     if stats is None:  # a shuffled copy has no statistics: its own quantiles, as the score's controls compute them
         stats = compute_quantiles(model, train_texts[:2000])
@@ -167,23 +158,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--relabel", action="store_true",
                     help="keep the trained dictionary at --out; measure its card and its labels again")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="keep the trained dictionary at --out; compute only its features' statistics (what "
+                         "--units features needs beside the weights)")
     args = ap.parse_args(argv)
     model = load_model(args.model, "cpu")
     out = Path(args.out) if args.out else (model.directory or MODELS_DIR / args.model) / "dictionary"
     start = time.perf_counter()
-    if args.relabel:
+    if args.relabel or args.calibrate:
         dictionary = Dictionary.load(out)
         args.random_weights, args.seed = dictionary.card["random_weights"], dictionary.card["seed"]
     if args.random_weights:
         from brain.science.controls import random_weights
 
         model = random_weights(model, seed=args.seed)
+    if args.calibrate:
+        dictionary.card["calibration_tokens"] = calibrate(model, dictionary, out, progress=True)
+        (out / "card.json").write_text(json.dumps(dictionary.card, indent=1) + "\n")
+        print(f"feature statistics over {dictionary.card['calibration_tokens']:,} tokens → {out}")
+        return 0
     if args.relabel:
         dictionary.card.update(card_figures(model, dictionary, corpus_splits(model)[2]))
     if not args.relabel:
         dictionary = train_dictionary(model, args.latents, args.k, args.tokens, args.epochs, args.seed)
         dictionary.card["random_weights"] = args.random_weights
-    dictionary.card["labels"], labels = label_summary(model, dictionary)
+    if not args.relabel:
+        dictionary.save(out)
+        dictionary.card["calibration_tokens"] = calibrate(model, dictionary, out, progress=True)
+    dictionary.card["labels"], labels = label_summary(model, dictionary, load_quantiles(out)[..., -1])
     dictionary.save(out)
     (out / "labels.json").write_text(json.dumps(labels) + "\n")
     c = dictionary.card

@@ -12,8 +12,8 @@ is the next token at all. Only a model that learned what follows what earns this
 reads the weights alone, so the hit rate is measured on data nothing was tuned on.
 
 A unit *does* something when it fired at least :data:`MIN_FIRINGS` times on the test tunes and its hit rate there is
-at least :data:`LIFT` × the base rate. A neuron fires where the sonifier would play it (its gate × its scale); a
-dictionary feature where it is among its token's top k.
+at least :data:`LIFT` × the base rate. A unit fires where the sonifier would play it: at its gate × its scale (a
+neuron's or a feature's own calibration quantile), so a label says what is true where the listener hears the unit.
 """
 
 from __future__ import annotations
@@ -159,12 +159,15 @@ def label_units(model, choose_texts: list[str], check_texts: list[str], fires: C
     return out
 
 
-def label_dictionary(model, dictionary, choose_texts: list[str], check_texts: list[str]) -> dict[str, UnitLabel]:
+def label_dictionary(model, dictionary, scale: torch.Tensor, gate: float, choose_texts: list[str],
+                     check_texts: list[str]) -> dict[str, UnitLabel]:
+    """``scale``: [n_layers, latents] each feature's calibration quantile (:mod:`brain.units.features`); a feature
+    fires where the sonifier would play it, as a neuron does (at ``gate`` × its scale)."""
     from brain.logit_effect import direct_logit_effect
 
     effects = {layer: d.W_dec @ direct_logit_effect(model, layer) for layer, d in dictionary.layers.items()}
-    return label_units(model, choose_texts, check_texts, lambda layer, acts: dictionary[layer].encode(acts) > 0,
-                       effects)
+    return label_units(model, choose_texts, check_texts,
+                       lambda layer, acts: dictionary[layer].encode(acts) >= gate * scale[layer], effects)
 
 
 def label_neurons(model, scale: torch.Tensor, gate: float, choose_texts: list[str], check_texts: list[str]

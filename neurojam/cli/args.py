@@ -25,7 +25,7 @@ def config_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_config_from(args: argparse.Namespace, follow_running: bool = False):
-    """The merged config: defaults, ``--config``, ``--set``, and ``--model`` where the command has one.
+    """The merged config: defaults, ``--config``, ``--set``, and ``--model`` / ``--units`` where the command has them.
     ``follow_running``: when the user names no brain port, talk to the demo or lab running here
     (``neurojam/runtime.py``)."""
     from neurojam.config import load_config
@@ -34,6 +34,8 @@ def load_config_from(args: argparse.Namespace, follow_running: bool = False):
     overrides = list(getattr(args, "overrides", []))
     if getattr(args, "model", None):
         overrides.append(f"brain.model={args.model}")
+    if getattr(args, "units", None):
+        overrides.append(f"brain.units={args.units}")
     demo = running() if follow_running else None
     if demo and not any(o.startswith(("bridge.events_port", "bridge.commands_port", "bridge.host")) for o in overrides):
         print(f"neurojam: talking to the running {demo.kind} (pid {demo.pid}) on ports {demo.events_port}/"
@@ -41,3 +43,11 @@ def load_config_from(args: argparse.Namespace, follow_running: bool = False):
         overrides = [f"bridge.events_port={demo.events_port}", f"bridge.commands_port={demo.commands_port}",
                      *overrides]
     return load_config(getattr(args, "config", None), overrides)
+
+
+UNITS_HELP = ("what the brain reads and plays: neurons (the MLP's), or features (the model's sparse dictionary, each "
+              "labelled by what it reads and what it makes the model expect); default brain.units")
+
+
+def units_arg(p: argparse.ArgumentParser, help: str = UNITS_HELP) -> None:
+    p.add_argument("--units", choices=("neurons", "features"), default=None, help=help)

@@ -94,11 +94,15 @@ class LiveView:
             t.add_row("beat", f"{dots}   bar {self.beat.bar + 1}   {self.beat.tempo_bpm:.0f} BPM")
         for source, colour in (("pet", "yellow"), ("human", "cyan"), ("brain", "magenta")):
             t.add_row(source, f"[{colour}]{' '.join(self.notes[source]) or '–'}[/{colour}]")
+        units = self.neurons.units if self.neurons else "neurons"
         if self.neurons and self.neurons.hits:
-            lines = [f"[bold]{h.layer}.{h.index}[/bold] {h.normalized:4.2f} {h.label}" for h in self.neurons.hits[:4]]
-            t.add_row("neurons", "\n".join(lines))
+            from rich.markup import escape
+
+            lines = [f"[bold]{h.layer}.{h.index}[/bold] {h.normalized:4.2f} {escape(h.label)}"
+                     for h in self.neurons.hits[:4]]
+            t.add_row(units, "\n".join(lines))
         else:
-            t.add_row("neurons", "waiting for the brain…" if not self.brain_seen else "–")
+            t.add_row(units, "waiting for the brain…" if not self.brain_seen else "–")
         treat = f"{self.treats['dispensed']} dispensed, {self.treats['refused']} refused"
         if self.last_refusal:
             treat += f" (last: {self.last_refusal})"
@@ -118,7 +122,8 @@ class LiveView:
     def line(self) -> str:
         beat = f"bar {self.beat.bar + 1}" if self.beat else "starting"
         top = self.neurons.hits[0] if self.neurons and self.neurons.hits else None
-        neuron = f"top neuron {top.layer}.{top.index} ({top.label})" if top else "no neurons yet"
+        unit = "feature" if self.neurons and self.neurons.units == "features" else "neuron"
+        neuron = f"top {unit} {top.layer}.{top.index} ({top.label})" if top else f"no {unit}s yet"
         n = self.totals
         return (f"demo: {beat}; notes so far: pet {n['pet']}, human {n['human']}, brain {n['brain']}; {neuron}; "
                 f"treats {self.treats['dispensed']}")
@@ -333,7 +338,8 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=args.overrides,
+    extra = ([f"brain.units={args.units}"] if args.units else []) + list(args.overrides)
+    return run_demo(args.seconds, args.out, args.model, args.seed, view=not args.no_view, extra=extra,
                     rigs=args.rigs, stage=args.stage, profile=args.config)
 
 
@@ -342,6 +348,9 @@ def register(sub, add) -> None:
     p.add_argument("--seconds", type=positive_seconds, default=30.0, help="how long the jam lasts (default 30)")
     p.add_argument("--out", metavar="DIR", help="where to write the session, .mid, .wav and report (default demo-out/<time>)")
     p.add_argument("--model", default=None, help="model name (default: the embedded notes-default)")
+    p.add_argument("--units", choices=("neurons", "features"), default=None,
+                   help="what the band plays: the model's neurons (default) or its sparse dictionary's features, each "
+                        "labelled by what it reads and what it makes the model expect")
     p.add_argument("--seed", type=int, default=1, help="the simulated pet's seed")
     p.add_argument("--no-view", action="store_true", help="no live terminal view (a status line every 5 s instead)")
     p.add_argument("--rigs", type=int, default=1, choices=range(1, 9), metavar="N",

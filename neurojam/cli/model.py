@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from core.errors import ConfigError
 from core.units import NeuronId
-from neurojam.cli.args import config_args, load_config_from
+from neurojam.cli.args import config_args, load_config_from, units_arg
 from neurojam.cli.neuron import parquet_out
 
 
@@ -78,6 +79,8 @@ def cmd_model_stats(args: argparse.Namespace) -> int:
 
     config = load_config_from(args)
     model = load_model(config.brain.model, config.brain.device, config.brain.dtype)
+    if config.brain.units == "features":
+        return _feature_stats(model, args.tokens)
     corpus_path = Path(args.corpus) if args.corpus else MODELS_DIR / "notes-default" / "corpus.jsonl.gz"
     if corpus_path.suffix == ".gz":
         texts = [t["text"] for t in corpus.load(corpus_path) if t["split"] == "validation"][: args.limit]
@@ -91,6 +94,24 @@ def cmd_model_stats(args: argparse.Namespace) -> int:
     stats.save(out)
     print(f"model stats: {len(texts)} texts, {stats.calibration_tokens:,} calibration tokens, "
           f"{time.perf_counter() - start:.0f} s; saved to {out}")
+    return 0
+
+
+def _feature_stats(model, tokens: int) -> int:
+    """The dictionary's features' quantiles (what ``--units features`` plays by), over the tunes it was trained on
+    (up to ``tokens`` of them; the shipped ones: 300,000)."""
+    from brain.units.dictionary import Dictionary
+    from brain.units.features import CALIBRATION_TOKENS, calibrate, dictionary_dir
+
+    folder = dictionary_dir(model)
+    dictionary = Dictionary.load(folder)  # a clear error naming the trainer when there is none
+    start = time.perf_counter()
+    tokens = calibrate(model, dictionary, folder, progress=True, tokens=min(tokens, CALIBRATION_TOKENS))
+    dictionary.card["calibration_tokens"] = tokens
+    (folder / "card.json").write_text(json.dumps(dictionary.card, indent=1) + "\n")
+    print(f"model stats: {dictionary.n_latents} features × {len(dictionary.layers)} layers, {tokens:,} calibration "
+          f"tokens, {time.perf_counter() - start:.0f} s; saved to {folder} (labels: python -m "
+          f"brain.training.dictionary --relabel)")
     return 0
 
 
@@ -251,6 +272,8 @@ def register(sub, add) -> None:
     p.add_argument("--tokens", type=int, default=1_000_000,
                    help="distinct contexts the quantiles are read on, the texts then transpositions of them "
                         "(default 1,000,000; 100,000 is quicker for a big model, its top quantiles coarser)")
+    units_arg(p, "neurons (default): quantiles and labels of the MLP's neurons; features: the quantiles of the "
+                 "model's dictionary's features (its dictionary/ folder)")
     p = add("corrupt", cmd_model_corrupt, "skip, repeat or permute layers, or zero/mean-ablate a layer's attention "
             "or MLP: next-note quality on the test split beside the baselines, on a session, and a sample", model)
     config_args(p)

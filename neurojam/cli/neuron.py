@@ -96,7 +96,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             from neurojam.cli.args import load_config_from
 
             settings = load_config_from(args)
-        out = build_report(session, args.out, args.model, progress=True, controls=settings)
+        out = build_report(session, args.out, args.model, progress=True, controls=settings, units=args.units)
     print(f"report: {out}")
     return 0
 
@@ -106,22 +106,34 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from brain.science import plots
 
     model = _model(args)
-    layer, neuron = model.parse_neuron(args.neuron)
+    dictionary = None
+    if args.units == "features":
+        from brain.units.features import load_features
+
+        dictionary = load_features(model).dictionary
+        try:
+            layer, neuron = NeuronId.parse(args.neuron)
+        except ValueError as exc:
+            raise SessionError(str(exc)) from exc
+    else:
+        layer, neuron = model.parse_neuron(args.neuron)
     _, text = _session_text(args.session)
-    r = ablate(model, text.text, layer, neuron, args.mode)
+    r = ablate(model, text.text, layer, neuron, args.mode, dictionary=dictionary)
     rows = _rows(args, "ablate", model.name, mode=args.mode)
+    site = "mlp.hook_post" if dictionary is None else "mlp.hook_post.feature"
     if rows is not None:
-        rows.add("loss_before", r.loss_before, site="mlp.hook_post", layer=layer, neuron=neuron)
-        rows.add("loss_after", r.loss_after, site="mlp.hook_post", layer=layer, neuron=neuron)
-        rows.add("loss_change", r.delta, site="mlp.hook_post", layer=layer, neuron=neuron)
+        rows.add("loss_before", r.loss_before, site=site, layer=layer, neuron=neuron)
+        rows.add("loss_after", r.loss_after, site=site, layer=layer, neuron=neuron)
+        rows.add("loss_change", r.delta, site=site, layer=layer, neuron=neuron)
         for word, change, _count in r.most_affected:
-            rows.add("loss_change_on_note", change, site="mlp.hook_post", layer=layer, neuron=neuron, token=word)
+            rows.add("loss_change_on_note", change, site=site, layer=layer, neuron=neuron, token=word)
     _save(rows, args)
     _picture(plots.ablation, r, path=args.plot or Path(args.session) / f"ablate-{r.neuron}.png")
     if args.json:
         print(json.dumps({**asdict(r), "delta": r.delta}, indent=1))
         return 0
-    _table(f"{args.mode} ablation of {r.neuron} over {r.targets} next-note predictions", ["loss before", "after", "change"],
+    _table(f"{args.mode} ablation of {'feature ' if dictionary is not None else ''}{r.neuron} over {r.targets} "
+           f"next-note predictions", ["loss before", "after", "change"],
            [[r.loss_before, r.loss_after, r.delta]])
     _table("notes most affected (mean loss change)", ["note", "Δ loss", "count"], [list(x) for x in r.most_affected])
     return 0
@@ -308,14 +320,20 @@ def register(sub, add) -> None:
     p.add_argument("--model", default=None, help="default: the model the session was played with")
     p.add_argument("--controls", action="store_true", help="add the score's controls (a random-weight model, "
                    "shuffled voices, the sounding neurons ablated: is the band the model's?), about 15 s more")
+    p.add_argument("--units", choices=("neurons", "features"), default=None,
+                   help="cards for the model's neurons or its dictionary's features (default: what the brain played)")
 
     neuron = sub.add_parser("neuron", help="neuron experiments: ablate, attribute, test, match, patch").add_subparsers(
         dest="sub", metavar="EXPERIMENT")
-    p = add("ablate", cmd_ablate, "zero or mean ablation of neuron L.N: change in next-note loss over a session", neuron)
-    p.add_argument("neuron", metavar="L.N", help="the neuron: layer.index, e.g. 1.42")
+    p = add("ablate", cmd_ablate, "zero or mean ablation of neuron (or feature) L.N: change in next-note loss over a "
+            "session", neuron)
+    p.add_argument("neuron", metavar="L.N", help="the neuron: layer.index, e.g. 1.42 (a feature with --units features)")
     p.add_argument("session", help="the session whose note text is read")
     p.add_argument("--mode", choices=("zero", "mean"), default="zero", help="set it to 0, or to its mean over the "
                    "session (default zero)")
+    p.add_argument("--units", choices=("neurons", "features"), default="neurons",
+                   help="features: L.N names a feature of the model's dictionary; its part of layer L's activations "
+                        "is taken out (zero) or held at its mean")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="FILE.png", help="where to draw the loss change per note (default SESSION/ablate-L.N.png)")

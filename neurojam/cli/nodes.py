@@ -7,7 +7,7 @@ import os
 
 from core.errors import SessionError
 from core.units import NeuronId
-from neurojam.cli.args import config_args, load_config_from, positive_seconds
+from neurojam.cli.args import config_args, load_config_from, positive_seconds, units_arg
 
 
 def cmd_rig(args: argparse.Namespace) -> int:
@@ -33,7 +33,9 @@ def cmd_steer(args: argparse.Namespace) -> int:
 
     config = load_config_from(args, follow_running=True)
     b = config.bridge
-    if args.clear:
+    if args.play:
+        msg = Steer(play=args.play)
+    elif args.clear:
         msg = Steer(clear=True, rig=args.rig or "")
     elif args.skip_layer is not None:
         msg = Steer(layer=args.skip_layer, skip_layer=True, rig=args.rig or "")
@@ -63,8 +65,9 @@ def cmd_steer(args: argparse.Namespace) -> int:
                 if isinstance(m, SteerReply):
                     if not m.applied:
                         raise SessionError(f"the brain refused: {m.reason}")
-                    what = ("cleared all steering" if msg.clear else f"skipped layer {msg.layer}" if msg.skip_layer
-                            else f"applied {args.neuron} × {args.factor:g}")
+                    what = (f"now plays {m.units}" if msg.play else "cleared all steering" if msg.clear else
+                            f"skipped layer {msg.layer}" if msg.skip_layer else
+                            f"applied {m.units[:-1] or 'unit'} {args.neuron} × {args.factor:g}")
                     print(f"steer: the brain {what}")
                     return 0
     finally:
@@ -84,19 +87,22 @@ def register(sub, add) -> None:
     p = add("brain", cmd_brain, "run the brain node (model, sonification, treat requests)")
     config_args(p)
     p.add_argument("--model", default=None, help="model name (default: brain.model from the config)")
+    units_arg(p)
     p.add_argument("--seconds", type=positive_seconds, default=None, help="stop after N seconds (default: run until "
                    "Ctrl-C)")
     p.add_argument("--session", metavar="DIR", default=None, help="record the brain's side into DIR (default: no "
                    "recording; the rig records the jam)")
 
-    p = add("steer", cmd_steer, "steer a running brain live: multiply neuron L.N by FACTOR (0 silences, 2 doubles)")
-    p.add_argument("neuron", nargs="?", metavar="L.N", help="the neuron: layer.index, e.g. 1.42 (neurojam model "
-                   "info lists strong ones)")
+    p = add("steer", cmd_steer, "steer a running brain live: multiply unit L.N by FACTOR (0 silences, 2 doubles)")
+    p.add_argument("neuron", nargs="?", metavar="L.N", help="the unit the brain plays (a neuron, or a feature with "
+                   "--units features): layer.index, e.g. 1.42 (neurojam model info lists strong neurons)")
     p.add_argument("factor", nargs="?", type=float, help="what its activation is multiplied by: 0 silences, 1 leaves "
                    "it, 2 doubles (-10..10)")
     p.add_argument("--clear", action="store_true", help="remove all steering (skipped layers too)")
     p.add_argument("--skip-layer", type=int, metavar="L", help="skip layer L (its attention and MLP) until --clear: "
                    "hear the band without it")
+    p.add_argument("--play", choices=("neurons", "features"), help="switch what the brain reads and plays (every "
+                   "rig; clears steering): the MLP's neurons or its dictionary's features")
     p.add_argument("--rig", help="steer only this rig's brain state (default: every rig the brain serves)")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the brain's answer (default 3)")
     config_args(p)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from core.errors import SessionError
-from neurojam.cli.args import config_args, load_config_from
+from neurojam.cli.args import config_args, load_config_from, units_arg
 from recording.log import LOG_NAME
 
 # -- sessions -----------------------------------------------------------------------------
@@ -209,6 +209,8 @@ def register(sub, add) -> None:
                    help="also replay the session through a random-weight model, shuffled voices and the sounding "
                         "neurons mean-ablated (about 15 s for the default model), and say how far each lands from "
                         "the trained model's band")
+    units_arg(p, "replay the controls with neurons or the dictionary's features (a random-weight model then plays "
+                 "its own dictionary); default: brain.units")
     config_args(p)
     p = add("replay", cmd_replay, "replay a recorded session through a brain into a new session")
     p.add_argument("session", help="the session to replay (neurojam sessions lists them)")
@@ -217,6 +219,7 @@ def register(sub, add) -> None:
     g.add_argument("--speed", type=float, default=1.0, help="recorded pace × SPEED (default 1)")
     g.add_argument("--fast", action="store_true", help="as fast as the brain keeps up")
     p.add_argument("--model", default=None, help="replay through this model (default: brain.model from the config)")
+    units_arg(p)
     p.add_argument("--human", metavar="MIDI_FILE", help="replace the human part with this MIDI file")
     p.add_argument("--corrupt", action="append", metavar="SPEC", help="replay through a corrupted model, e.g. "
                    "skip=2 (repeatable; see `neurojam model corrupt --help`): export it to hear the band without "

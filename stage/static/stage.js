@@ -161,13 +161,25 @@ document.getElementById("neurons").addEventListener("input", (ev) => {
 });
 document.getElementById("neurons").addEventListener("change", (ev) => {
   const id = ev.target.dataset.neuron;
-  if (id) { control("steer", { neuron: id, factor: Number(ev.target.value) }); ev.target.blur(); }
+  if (id) { control("steer", { neuron: id, factor: Number(ev.target.value), units: stage.status?.units || "" }); ev.target.blur(); }
 });
 document.getElementById("neurons").addEventListener("click", (ev) => {
   const id = ev.target.dataset.card;
   if (id) control("card", { neuron: id });
 });
 document.getElementById("clear").onclick = () => control("steer", { clear: true });
+document.getElementById("units").addEventListener("change", (ev) => {
+  control("steer", { play: ev.target.value });
+  stage.neuronInfo.clear(); renderNeurons(true);  // a feature's id is not a neuron's
+});
+function renderUnits(s) {
+  const units = s.units || "neurons", sel = document.getElementById("units");
+  if (document.activeElement !== sel) sel.value = units;
+  if (stage.units && stage.units !== units) { stage.neuronInfo.clear(); renderNeurons(true); }
+  stage.units = units;
+  for (const el of document.querySelectorAll(".units-word")) el.textContent = units;
+  document.getElementById("labels-line").textContent = s.labels || "";
+}
 document.getElementById("treat").onclick = () => control("treat", {});
 function tempo(delta) {
   const b = stage.beats[stage.beats.length - 1];
@@ -212,6 +224,7 @@ function onStatus(s) {
   stage.status = s;
   for (const r of s.rigs) if (!stage.rigs.has(r.node)) addRig(r.node);
   renderLayers(s);
+  renderUnits(s);
   const ms = (v) => v == null ? "–" : Number(v).toFixed(1);
   document.getElementById("model").textContent = `${s.model} on ${s.device} · the model's step: ${ms(s.step_ms_p50)} ms typical, ${ms(s.step_ms_p99)} ms slowest 1 %`;
   const drops = (d) => Object.entries(d).map(([k, v]) => `${v} ${DROP_WORDS[k] || k.replaceAll("_", " ")}`).join(", ") || "none";
@@ -233,9 +246,10 @@ function showCard(c) {
     return `<div class="example">${e.words.map((w, i) => `<span style="background:rgba(255,95,210,${Math.max(0, e.acts[i] / top) * 0.8})">${esc(w)}</span>`).join("")}</div>`;
   }).join("") || `<p class="muted">none yet</p>`;
   document.getElementById("card-body").innerHTML = c.error ? `<p>${esc(c.error)}</p>` :
-    `<h2>neuron ${c.id}</h2><p><b>${esc(c.label) || "no label"}</b></p>
+    `<h2>${c.units === "features" ? "feature" : "neuron"} ${c.id}</h2><p><b>${esc(c.label) || "no label"}</b></p>
+     ${c.expects ? `<p>${esc(c.expects)}</p><p class="muted">${esc(stage.status?.labels || "")}</p>` : ""}
      <p>promotes (direct logit effect): ${c.promotes.map(esc).join(", ") || "–"}</p>
-     <h2>fires hardest in the calibration corpus</h2>${ex(c.corpus)}
+     ${c.units === "features" && !c.corpus.length ? "" : `<h2>fires hardest in the calibration corpus</h2>${ex(c.corpus)}`}
      <h2>fired hardest in this session</h2>${ex(c.session)}`;
   document.getElementById("card").classList.remove("hidden");
 }
