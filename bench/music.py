@@ -1,6 +1,6 @@
 """How the accompaniment sounds, on held-out tunes in all 12 keys, beside baselines.
 
-    python bench/music.py [--quick] [--tunes N]
+    python bench/music.py [--quick] [--tunes N] [--units features]
 
 Tunes from the default model's *test* split (never trained on, never used to tune the sonifier: that was
 done on the demo's Soldier's Joy), rendered as even eighth notes at 112 BPM with a pet on the drum pads,
@@ -47,8 +47,16 @@ def held_out_tunes(n: int, min_notes: int = 64, max_notes: int = 160) -> list[tu
     return out
 
 
+UNITS = "neurons"
+"""What the brain plays in every replay here (``--units``)."""
+
+
+def settings(root: Path):
+    return load_config(None, [f"session.dir={root}", f"brain.units={UNITS}"])
+
+
 def run(tunes, transpositions, model, root: Path) -> dict[int, list]:
-    config = load_config(None, [f"session.dir={root}"])
+    config = settings(root)
     scores: dict[int, list] = {}
     for k, shift in enumerate(transpositions):
         for i, (tid, melody) in enumerate(tunes):
@@ -84,12 +92,14 @@ def controls_table(model, root: Path) -> None:
     root_dir = Path(__file__).resolve().parents[1]
     cases = [("demo tune", melody_from_midi(root_dir / "configs" / "melodies" / "soldiers-joy.mid"))]
     cases += [(tid.split("/")[-1], melody) for tid, melody in held_out_tunes(2)]
-    rows = []
-    config = load_config(None, [f"session.dir={root}"])
+    rows, heard = [], []
+    config = settings(root)
     for name, melody in cases:
         src = write_melody_session(root / f"ctl-{name}", melody, pet_every_beats=3, seed=1)
         result = run_controls(src, config, model=model, work=root / f"ctl-{name}-runs")
-        mean_v, max_v = voices_per_neuron(open_session(root / f"ctl-{name}-runs" / "the-trained-model"))
+        trained = open_session(root / f"ctl-{name}-runs" / "the-trained-model")
+        mean_v, max_v = voices_per_neuron(trained)
+        heard.append([name, *labels_heard(trained)])
         for r in result.rows:
             d = r.distance
             rows.append([name, r.name, f"{d['slot_jaccard']:.2f}", f"{d['pitch_class_distance']:.2f}",
@@ -98,6 +108,37 @@ def controls_table(model, root: Path) -> None:
     table("controls: distance of each control's band from the trained model's (same events)",
           ["tune", "control", "slot Jaccard (≤ 0.15)", "pitch-class distance (≥ 0.3)", "onset overlap",
            "prediction hits control / trained", "depends on the model", "neurons per voice mean / max"], rows)
+    table(f"the {TOP_HEARD} {UNITS} heard most (drove the most notes) in each trained replay: their labels",
+          ["tune", "clearly labelled (reads)", "of those, shown true at their events ≥ 80 %", "earned does"], heard)
+
+
+TOP_HEARD = 8
+
+
+def labels_heard(session) -> list[str]:
+    """Of the units that drove the most notes: how many carry a clear label, how many of those were shown true at
+    ≥ 80 % of their events (the live label's "true now"), how many carry an earned *does* side (features)."""
+    from collections import Counter
+
+    from bridge.messages import Neurons
+
+    drove = Counter(nid for a in session.jam.accomps for n in a.notes for nid in n.neurons if "." in nid)
+    top = [nid for nid, _ in drove.most_common(TOP_HEARD)]
+    shown: dict[str, list[bool]] = {nid: [] for nid in top}
+    last_label: dict[str, str] = {}
+    for r in session.log.records:
+        if isinstance(r.msg, Neurons):
+            for h in r.msg.hits:
+                nid = f"{h.layer}.{h.index}"
+                if nid in shown:
+                    last_label[nid] = h.label
+                    if h.label.endswith("true now") or h.label.endswith("not now"):
+                        shown[nid].append(h.label.endswith("true now"))
+    clear = [nid for nid in top if shown[nid]]
+    true = [nid for nid in clear if sum(shown[nid]) >= 0.8 * len(shown[nid])]
+    does = [nid for nid in top if "(does)" in last_label.get(nid, "")]
+    return [f"{len(clear)} of {len(top)}", f"{len(true)} of {len(clear)}",
+            f"{len(does)} of {len(top)}" if UNITS == "features" else "–"]
 
 
 def mean(xs):
@@ -113,8 +154,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 tunes, 4 keys")
     ap.add_argument("--tunes", type=int, default=4)
+    ap.add_argument("--units", choices=("neurons", "features"), default="neurons",
+                    help="what the brain plays: neurons, or the features of the model's dictionary")
     args = ap.parse_args()
-    print(f"machine: {machine()}")
+    global UNITS
+    UNITS = args.units
+    print(f"machine: {machine()}; the brain plays {UNITS}")
     model = load_model("notes-default", "cpu")
     tunes = held_out_tunes(2 if args.quick else args.tunes)
     shifts = [-6, -2, 1, 4] if args.quick else list(range(-5, 7))
@@ -150,7 +195,7 @@ def main() -> None:
     controls_table(model, root)
 
     pet_only = write_melody_session(root / "pet-only", [], pet_every_beats=1.0, pet_beats=32, seed=3)
-    out = replay(pet_only, load_config(None, [f"session.dir={root}"]), speed=None, out=root / "pet-out",
+    out = replay(pet_only, settings(root), speed=None, out=root / "pet-out",
                  progress=False, model=model)
     s = score_session(sess := open_session(out), BrainConfig.of_session(sess.meta).sonify)
     print(f"pet only (8 bars of drum pads, then 2 bars of silence): {s.brain_notes} brain notes, response ρ "
