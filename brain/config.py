@@ -50,6 +50,11 @@ class SonifyConfig(Section):
     """Play the model's predicted next note on the next slot, so the model can lead."""
     prediction_channel: Channel = 5
     prediction_velocity: Midi7 = 50
+    """The prediction voice's velocity when the model is sure (probability 1); it falls to 60 % of this at the
+    threshold below."""
+    prediction_confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    """The prediction voice sounds only when the model gives its predicted note at least this probability (over
+    the whole vocabulary: a likely bar line or rest keeps it quiet). 0: always, as before."""
 
 
 class BrainRewardConfig(Section):

@@ -87,6 +87,8 @@ class EventAnswer:
     """(layer, neuron, activation, normalized), the event's top-k, best first."""
     likely: list[int] | None
     """The model's likely next notes after the event, most likely first (note-vocabulary models)."""
+    confidence: float | None = None
+    """The probability (over the whole vocabulary) that the next token is the first of ``likely``."""
 
 
 class StaticKV:
@@ -209,7 +211,8 @@ class StaticKV:
                 ids, raw, norm = values[:k], values[k:2 * k], values[2 * k:3 * k]
                 hits = [(self.layers[int(i) // self.d_units], int(i) % self.d_units, a, n)
                         for i, a, n in zip(ids, raw, norm)]
-                mine.append(EventAnswer(hits, [int(m) for m in values[3 * k:3 * k + L]] if L else None))
+                mine.append(EventAnswer(hits, [int(m) for m in values[3 * k:3 * k + L]] if L else None,
+                                        values[3 * k + L] if L else None))
             answers.append(mine)
         return answers
 
@@ -348,6 +351,8 @@ class StaticKV:
         parts = [top.float(), per_event.gather(-1, top), norm.gather(-1, top)]
         if self.likely:
             last = events[..., -1]  # (B, E): each event's last token
-            note_logits = logits.float().gather(1, last[..., None].expand(B, E, logits.shape[-1]))[..., self.note_cols]
-            parts.append(self.note_midi[note_logits.topk(self.likely, dim=-1).indices])
-        return torch.cat(parts, dim=-1)  # (B, E, 3k + likely)
+            row = logits.float().gather(1, last[..., None].expand(B, E, logits.shape[-1]))  # (B, E, vocab)
+            best = row[..., self.note_cols].topk(self.likely, dim=-1).indices
+            parts.append(self.note_midi[best])
+            parts.append(row.softmax(-1).gather(-1, self.note_cols[best[..., :1]]))  # the first one's probability
+        return torch.cat(parts, dim=-1)  # (B, E, 3k + likely + 1)

@@ -148,6 +148,9 @@ class StepResult:
     predicted_note: int | None = None
     likely_notes: list[int] | None = None
     """The model's :data:`LIKELY` most likely next notes, most likely first (note-vocabulary models)."""
+    confidence: float | None = None
+    """The probability (over the whole vocabulary: a bar line or a rest may be likelier) that the next token is
+    ``predicted_note``: the prediction voice sounds only when it is high (:mod:`brain.live.sonify`)."""
     step_ms: float = 0.0
     tokens: int = 0
     acts: torch.Tensor | None = None
@@ -397,10 +400,10 @@ class NeuronStream:
         return out
 
     def _result(self, event: StreamEvent, spans: list[EventSpan], upto: int, hits: list[Hit], likely,
-                raw: torch.Tensor | None, elapsed: float, n_tokens: int) -> StepResult:
+                raw: torch.Tensor | None, elapsed: float, n_tokens: int, confidence: float | None = None) -> StepResult:
         return StepResult(event=event, spans=spans, hits=hits, text=" ".join(
             self.text.text[s.start:s.end] for s in spans), step_ms=elapsed, tokens=n_tokens,
-            predicted_note=likely[0] if likely else None, likely_notes=likely,
+            predicted_note=likely[0] if likely else None, likely_notes=likely, confidence=confidence,
             acts=raw if self.keep_acts else None,
             window_words=[self.text.text[s.start:s.end] for s in self.text.spans[:upto]])
 
@@ -408,8 +411,8 @@ class NeuronStream:
         results = []
         for (event, spans), (positions, upto) in zip(pending, self._event_positions(pending, prefix_len, owner)):
             hits, raw = self._top_k(positions)
-            likely = self.likely_notes(max(positions)) if positions else None  # one read of the note logits
-            results.append(self._result(event, spans, upto, hits, likely, raw, elapsed, n_tokens))
+            likely, confidence = self.likely_notes(max(positions)) if positions else (None, None)
+            results.append(self._result(event, spans, upto, hits, likely, raw, elapsed, n_tokens, confidence))
         return results
 
     def _forward_full(self) -> tuple[int, list[int], int]:
@@ -492,14 +495,17 @@ class NeuronStream:
                     normalized=round(float(norm.flatten()[i]), 5))
                 for i in top_neurons(norm.flatten(), raw.flatten(), self.top_k)], raw
 
-    def likely_notes(self, position: int, k: int = LIKELY) -> list[int] | None:
+    def likely_notes(self, position: int, k: int = LIKELY) -> tuple[list[int] | None, float | None]:
         """The ``k`` notes the model finds most likely next after ``position`` of the last forward, most likely
-        first (the first is the prediction voice's): each event's own, however events were batched."""
+        first (the first is the prediction voice's), and the first one's probability over the whole vocabulary:
+        each event's own, however events were batched."""
         if self._logits is None or not self.note_ids:
-            return None
-        row = self._logits[position].float()[self._note_index.to(self._logits.device)]
-        top = row.topk(min(k, row.numel())).indices.cpu()
-        return [self.note_ids[int(self._note_index[int(i)])] for i in top]
+            return None, None
+        full = self._logits[position].float()
+        index = self._note_index.to(self._logits.device)
+        top = full[index].topk(min(k, index.numel())).indices
+        confidence = float(full.softmax(-1)[index[top[0]]])
+        return [self.note_ids[int(self._note_index[int(i)])] for i in top.cpu()], confidence
 
 
 @torch.inference_mode()
@@ -577,5 +583,6 @@ def _run_static(work: list[tuple[NeuronStream, list]]) -> list[list[StepResult]]
         for (event, spans), (_, upto), answer in zip(pending, where, mine):
             hits = [Hit(layer=layer, index=index, activation=round(a, 5), normalized=round(n, 5))
                     for layer, index, a, n in answer.hits]
-            out[j].append(stream._result(event, spans, upto, hits, answer.likely, None, elapsed, stream._static_len))
+            out[j].append(stream._result(event, spans, upto, hits, answer.likely, None, elapsed, stream._static_len,
+                                         answer.confidence))
     return out

@@ -88,6 +88,17 @@ def test_the_shipped_dictionary_card_holds_and_its_labels_beat_the_control():
     assert Dictionary.load(folder).n_latents == card["latents"]
 
 
+@pytest.mark.parametrize("which", ["dictionary", "dictionary-control"])
+def test_the_shipped_dictionary_readme_says_what_its_card_says(tmp_path, which):
+    from brain.models import MODELS_DIR
+    from brain.training.dictionary import write_dictionary_md
+
+    folder = MODELS_DIR / "notes-default" / which
+    write_dictionary_md(json.loads((folder / "card.json").read_text()), tmp_path)
+    assert (tmp_path / "README.md").read_text() == (folder / "README.md").read_text(), \
+        "regenerate: python -m brain.training.dictionary --relabel"
+
+
 def test_check_card_recomputes_the_dictionarys_card_and_fails_on_a_wrong_one():
     from brain.models import MODELS_DIR
     from brain.science.check_card import check_dictionary

@@ -6,6 +6,7 @@ bar line's, measured from the model's own activations) and whose other features 
 that feature at bar lines, label it "bar line" with the does side measured, and silence it when steered to 0."""
 
 import contextlib
+import json
 
 import pytest
 import torch
@@ -212,6 +213,12 @@ def test_the_features_path_of_replay_ablate_and_model_stats_runs_from_the_comman
     assert '"loss_after"' in r.stdout
     r = run_cli("neuron", "ablate", "1.5000", str(src), "--units", "features", timeout=120)
     assert r.returncode != 0 and "valid: 0..1023" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    r = run_cli("neuron", "patch", str(src), "--units", "features", "--layer", "1", "--top-k", "12", "--json",
+                "--plot", str(tmp_path / "patch.png"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    patched = json.loads(r.stdout)
+    units = [int(row["neuron"].split(".")[1]) for row in patched["neurons"]]
+    assert len(units) == 12 and max(units) < 1024 and any(abs(row["restored"]) > 1e-4 for row in patched["neurons"])
 
     mine = tmp_path / "my-model"
     shutil.copytree(MODELS_DIR / "notes-default", mine, ignore=shutil.ignore_patterns("dictionary-control"))

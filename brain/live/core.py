@@ -289,7 +289,7 @@ class BrainCore:
         self._to_rig(Neurons(event_seq=r.event.seq, event_node=r.event.node, text=r.text, hits=hits,
                              step_ms=round(r.step_ms, 3), units=self.units), to, out)
         sonifier = state.sonifier
-        notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note, r.likely_notes)
+        notes = sonifier.notes_for(r.hits, r.event.time, r.predicted_note, r.likely_notes, r.confidence)
         if notes:
             self.counts["accomp_notes"] += len(notes)
             self._to_rig(Accomp(notes=notes, event_seq=r.event.seq, chord=list(sonifier.chord or ()),

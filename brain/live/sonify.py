@@ -1,5 +1,8 @@
 """Neurons → notes: a band in the human's key whose notes the model's neurons choose.
 
+(Everything below holds for dictionary features as well, when the brain plays them: ``brain.units: features``,
+:mod:`brain.units.features`. A hit is then a feature, its voice its decoder direction's, its gate its own quantile.)
+
 - **The frame follows the music.** The brain's :class:`RigView` tracks the key
   (Krumhansl–Schmuckler with hysteresis, from the human's notes) and the chord
   of the current beat (the diatonic triad covering what the human played in
@@ -103,6 +106,14 @@ class Sonifier:
             layers, width = max(layers, self.voices.home.shape[0]), max(width, self.voices.home.shape[1])
         return hashed_voices(layers, width, layer_shifts(layers, self.config.layer_octaves))
 
+    def prediction_velocity(self, confidence: float | None) -> int:
+        """Louder the surer the model: 60 % of ``prediction_velocity`` at the threshold, all of it at certainty."""
+        c = self.config
+        if confidence is None or c.prediction_confidence >= 1:
+            return c.prediction_velocity
+        x = max(0.0, min(1.0, (confidence - c.prediction_confidence) / (1 - c.prediction_confidence)))
+        return max(1, int(round(c.prediction_velocity * (0.6 + 0.4 * x))))
+
     def velocity(self, normalized: float) -> int:
         c = self.config
         x = max(0.0, min(1.0, (normalized - c.gate) / max(1e-6, c.full_at - c.gate)))
@@ -110,7 +121,7 @@ class Sonifier:
 
     # -- notes ------------------------------------------------------------------------------
     def notes_for(self, hits: list[Hit], event_time: float, predicted: int | None = None,
-                  likely: list[int] | None = None) -> list[AccompNote]:
+                  likely: list[int] | None = None, confidence: float | None = None) -> list[AccompNote]:
         """The accompaniment for one event's hits (empty until the rig's beat is known)."""
         grid, c = self.rig.grid, self.config
         if grid is None:
@@ -148,11 +159,14 @@ class Sonifier:
             out[(channel, pitch)] = self._note(pitch, channel, self.velocity(hit.normalized), due, c.note_beats,
                                                duration, [nid])
         notes = list(out.values())
-        if c.prediction_voice and predicted is not None:
+        sure = confidence is None or confidence >= c.prediction_confidence
+        if c.prediction_voice and predicted is not None and not sure:
+            self.counts["prediction_unsure"] += 1  # the model expects something else (a rest, a bar line) or is torn
+        elif c.prediction_voice and predicted is not None:
             pitch = self.into_key(predicted, key)
             if all(n.note != pitch for n in notes):  # already sounding in a neuron's voice: no double onset
-                notes.append(self._note(pitch, c.prediction_channel, c.prediction_velocity, due, 1 / c.subdivision,
-                                        _seconds(grid.period / c.subdivision), ["prediction"]))
+                notes.append(self._note(pitch, c.prediction_channel, self.prediction_velocity(confidence), due,
+                                        1 / c.subdivision, _seconds(grid.period / c.subdivision), ["prediction"]))
         self.counts["notes"] += len(notes)
         return notes
 

@@ -15,6 +15,11 @@ the trained one's (:func:`recording.score.band_distance`):
 - **sounding neurons mean-ablated**: the trained model with every neuron that
   drove a note in the trained replay held at its mean activation.
 
+With ``brain.units: features`` (``--units features``) the band plays dictionary features, so the controls do too:
+the random-weight model plays **its own dictionary** (``dictionary-control/``, trained on that shuffled copy, with its
+own feature statistics: a dictionary that fits its model, as the trained one fits the trained model), the shuffled
+voices are the features', and the sounding features are taken out of their layer's activations (steered to 0).
+
 The verdict: the music depends on the trained model when the random-weight
 control shares at most :data:`MAX_JACCARD` of its per-slot pitch classes with
 the trained band and its pitch-class mix is at least :data:`MIN_HIST` away.

@@ -100,9 +100,12 @@ def _logit_diff(logits: torch.Tensor, inputs: PatchInputs) -> torch.Tensor:
 @torch.inference_mode()
 def patch(model: LoadedModel, inputs: PatchInputs, *, sites: tuple[str, ...] = tuple(SITES),
           neuron_layer: int | None = None, neurons: list[int] | None = None, top_k: int | None = None,
-          positions: list[int] | None = None, batch: int = 128, progress: bool = False) -> PatchResult:
+          positions: list[int] | None = None, batch: int = 128, progress: bool = False,
+          dictionary=None) -> PatchResult:
     """Patch every site × layer × position, and (``neuron_layer``) each of that layer's neurons (``neurons``, or
-    the ``top_k`` by clean − corrupt activation difference, or all) at ``positions`` (default: all)."""
+    the ``top_k`` by clean − corrupt activation difference, or all) at ``positions`` (default: all). With a
+    ``dictionary`` (:mod:`brain.units.features`) the units are its features: feature F patched means the corrupted
+    activations get ``(a_F(clean) − a_F(corrupt)) · W_dec[F]`` added where they are patched."""
     if len(inputs.clean) != len(inputs.corrupt):
         raise ModelError(f"activation patching needs inputs of one length: {len(inputs.clean)} vs "
                          f"{len(inputs.corrupt)} tokens.")
@@ -150,24 +153,28 @@ def patch(model: LoadedModel, inputs: PatchInputs, *, sites: tuple[str, ...] = t
     if neuron_layer is not None:
         result.neuron_layer = neuron_layer
         result.neurons = _patch_neurons(model, inputs, clean_cache, corrupt_cache, corrupt_x, neuron_layer, neurons,
-                                        top_k, positions, batch, ld_corrupt, span, progress)
+                                        top_k, positions, batch, ld_corrupt, span, progress, dictionary)
     return result
 
 
 def _patch_neurons(model, inputs, clean_cache, corrupt_cache, corrupt_x, layer, neurons, top_k, positions, batch,
-                   ld_corrupt, span, progress) -> list[tuple[int, float, float]]:
+                   ld_corrupt, span, progress, dictionary=None) -> list[tuple[int, float, float]]:
     name = model.hook_name(layer)
     T = corrupt_x.shape[1]
     pos = torch.tensor(positions if positions is not None else list(range(T)), device=corrupt_x.device)
     if ((pos < 0) | (pos >= T)).any():
         raise ModelError(f"patch positions must lie in 0..{T - 1} (the window has {T} tokens, BOS at 0).")
     clean_act, corrupt_act = clean_cache[name][0], corrupt_cache[name][0]  # [T, d_mlp]
+    if dictionary is not None:  # the units are the layer's features
+        clean_act, corrupt_act = (dictionary[layer].encode(a.float()) for a in (clean_act, corrupt_act))
+    width = clean_act.shape[-1]
     diff = (clean_act[pos] - corrupt_act[pos]).sum(0).float().cpu()
     if neurons is None:
         order = diff.abs().argsort(descending=True).tolist()
-        neurons = order[:top_k] if top_k else list(range(model.d_mlp))
+        neurons = order[:top_k] if top_k else list(range(width))
     for n in neurons:
-        model.check_neuron(layer, n)
+        if not 0 <= n < width:
+            raise ModelError(f"unit {n} is out of range: layer {layer} has {width} (valid: 0..{width - 1}).")
     chunks = range(0, len(neurons), batch)
     if progress:
         from tqdm import tqdm
@@ -178,9 +185,14 @@ def _patch_neurons(model, inputs, clean_cache, corrupt_cache, corrupt_x, layer, 
         group = torch.tensor(neurons[start:start + batch], device=corrupt_x.device)
         B = len(group)
         patch_values = clean_act[pos][:, group].T  # [B, P]
+        added = None if dictionary is None else \
+            (patch_values - corrupt_act[pos][:, group].T)[..., None] * dictionary[layer].W_dec[group][:, None, :]
 
         def hook(act, hook=None):
             act = act.clone()
+            if added is not None:  # [B, P, d_mlp]: each row's feature moved to its clean value
+                act[:, pos] = act[:, pos] + added.to(act.dtype)
+                return act
             act[torch.arange(B, device=act.device)[:, None], pos[None, :], group[:, None]] = patch_values
             return act
 

@@ -143,6 +143,35 @@ def train_dictionary(model, latents: int = 1024, k: int = 16, tokens: int = 200_
     return dictionary
 
 
+def write_dictionary_md(card: dict, out: Path) -> None:
+    """The dictionary's card in words, beside its numbers (``card.json``), with the control's where it ships."""
+    lab, neu = card["labels"]["features"], card["labels"]["neurons"]
+    rows = "\n".join(f"| {layer} | {v['fvu']} | {v['dead_fraction']:.0%} | {v.get('near_duplicate_pairs', '–')} |"
+                     for layer, v in card["layers"].items())
+    top1 = card["next_note_top1"]
+    (out / "README.md").write_text(f"""# Sparse dictionary of {card['model']}
+
+{card['kind']}: {card['latents']} features a layer, k = {card['k']}, trained on {card['train_tokens']:,} tokens of the
+training tunes ({card['epochs']} epochs, seed {card['seed']}) by `python -m brain.training.dictionary`; every figure
+below measured on the {card['test_tunes']:,} deduplicated test tunes ({card['test_tokens']:,} tokens) and recomputed by
+`python -m brain.science.check_card`. Feature statistics (`feature_quantiles.safetensors`) over
+{card.get('calibration_tokens', 0):,} training tokens. Played with `--units features` (`brain/units/features.py`).
+
+| layer | FVU | dead | near-duplicate pairs (decoder cosine > 0.9) |
+| --- | --- | --- | --- |
+{rows}
+
+Next-note top-1 with every layer spliced in: {top1['spliced']:.1%} (clean {top1['clean']:.1%}).
+
+Labels (`labels.json`, `brain/units/labels.py`), where a unit sounds (gate {card['labels']['gate']} × its top quantile):
+{lab['clear_reads']} of {lab['labelable']} features that fire often enough read a trait clearly
+({lab['clear_reads_fraction']:.0%}); {lab['does_among_clear']} of those ({lab['does_among_clear_fraction']:.1%}) make the
+model expect what then comes at ≥ 2× its base rate. The model's neurons, labelled the same way:
+{neu['clear_reads']} of {neu['labelable']} ({neu['clear_reads_fraction']:.0%}) and {neu['does_among_clear']}
+({neu['does_among_clear_fraction']:.1%}).
+""")
+
+
 def main(argv: list[str] | None = None) -> int:
     from brain.models import MODELS_DIR, load_model
 
@@ -187,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         dictionary.card["calibration_tokens"] = calibrate(model, dictionary, out, progress=True)
     dictionary.card["labels"], labels = label_summary(model, dictionary, load_quantiles(out)[..., -1])
     dictionary.save(out)
+    write_dictionary_md(dictionary.card, out)
     (out / "labels.json").write_text(json.dumps(labels) + "\n")
     c = dictionary.card
     fvu = ", ".join(str(v["fvu"]) for v in c["layers"].values())

@@ -277,7 +277,14 @@ def cmd_patch(args: argparse.Namespace) -> int:
     if layer is None:  # the layer whose MLP output, patched everywhere, restores most
         probe = patch(model, inputs, sites=("mlp_out",))
         layer = int(probe.all_positions["mlp_out"].argmax())
-    r = patch(model, inputs, sites=sites, neuron_layer=layer, top_k=args.top_k, positions=positions, progress=True)
+    dictionary = None
+    if args.units == "features":
+        from brain.units.features import load_features
+
+        dictionary = load_features(model).dictionary
+    r = patch(model, inputs, sites=sites, neuron_layer=layer, top_k=args.top_k, positions=positions, progress=True,
+              dictionary=dictionary)
+    unit, site_name = ("feature", "mlp.hook_post.feature") if dictionary is not None else ("neuron", "mlp.hook_post")
     png = Path(args.plot) if args.plot else Path(args.session) / f"patch-event{args.event}.png"
     where = Path(args.session).resolve()
     name = f"{where.parent.name}/{where.name}" if where.name == "session" else where.name
@@ -292,8 +299,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
                 for pos in range(m.shape[1]):
                     rows.add("restored", m[L, pos], site=site, layer=L, position=pos, token=r.tokens[pos])
         for n, restored, diff in r.neurons:
-            rows.add("restored", restored, site="mlp.hook_post", layer=layer, neuron=n)
-            rows.add("act_diff", diff, site="mlp.hook_post", layer=layer, neuron=n)
+            rows.add("restored", restored, site=site_name, layer=layer, neuron=n)
+            rows.add("act_diff", diff, site=site_name, layer=layer, neuron=n)
     _save(rows, args)
     if args.json:
         print(json.dumps({"corrupted": how, "plot": str(png), **r.as_dict()}, indent=1))
@@ -307,7 +314,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
                    for p in range(m.shape[1])), reverse=True)[:8]
     _table("single positions that restore most", ["site", "layer", "position", "token (clean/corrupt)", "restored"],
            [[site, L, p, f"{r.tokens[p]}/{r.corrupt_tokens[p]}", v] for v, site, L, p in best])
-    _table(f"layer {layer}'s neurons patched alone", ["neuron", "restored", "activation difference"],
+    _table(f"layer {layer}'s {unit}s patched alone", [unit, "restored", "activation difference"],
            [[f"{layer}.{n}", v, d] for n, v, d in r.neurons[:args.show]])
     print(f"plot: {png}")
     return 0
@@ -383,6 +390,8 @@ def register(sub, add) -> None:
     p.add_argument("--layer", type=int, help="whose neurons to patch one by one (default: the layer whose MLP "
                    "output restores most)")
     p.add_argument("--top-k", type=int, help="patch only the K neurons whose activation differs most (default: all)")
+    p.add_argument("--units", choices=("neurons", "features"), default="neurons",
+                   help="patch the layer's neurons one by one, or its dictionary's features")
     p.add_argument("--positions", default="all", help="where the neurons are patched: all (default), last, or "
                    "positions like 40,41")
     p.add_argument("--show", type=int, default=12, help="neurons to print (default 12)")

@@ -67,7 +67,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
                         raise SessionError(f"the brain refused: {m.reason}")
                     what = (f"now plays {m.units}" if msg.play else "cleared all steering" if msg.clear else
                             f"skipped layer {msg.layer}" if msg.skip_layer else
-                            f"applied {m.units[:-1] or 'unit'} {args.neuron} × {args.factor:g}")
+                            f"applied {'feature ' if m.units == 'features' else ''}{args.neuron} × {args.factor:g}")
                     print(f"steer: the brain {what}")
                     return 0
     finally:
