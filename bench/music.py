@@ -101,12 +101,15 @@ def controls_table(model, root: Path) -> None:
         mean_v, max_v = voices_per_neuron(trained)
         heard.append([name, *labels_heard(trained)])
         for r in result.rows:
-            d = r.distance
+            d, e = r.distance, r.distance["all_voices"]
             rows.append([name, r.name, f"{d['slot_jaccard']:.2f}", f"{d['pitch_class_distance']:.2f}",
-                         f"{d['onset_overlap']:.2f}", f"{pct(r.prediction_hits)} / {pct(result.trained_prediction_hits)}",
+                         f"{d['onset_overlap']:.2f}",
+                         f"{e['slot_jaccard']:.2f} / {e['pitch_class_distance']:.2f} / {e['onset_overlap']:.2f}",
+                         f"{pct(r.prediction_hits)} / {pct(result.trained_prediction_hits)}",
                          result.depends if r.name == "random weights" else "", f"{mean_v:.1f} / {max_v}"])
     table("controls: distance of each control's band from the trained model's (same events)",
           ["tune", "control", "slot Jaccard (≤ 0.15)", "pitch-class distance (≥ 0.3)", "onset overlap",
+           "every voice: Jaccard / distance / onsets (≤ 0.15 / ≥ 0.3 / ≤ 0.6)",
            "prediction hits control / trained", "depends on the model", "neurons per voice mean / max"], rows)
     table(f"the {TOP_HEARD} {UNITS} heard most (drove the most notes) in each trained replay: their labels",
           ["tune", "clearly labelled (reads)", "of those, shown true at their events ≥ 80 %", "earned does"], heard)

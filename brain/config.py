@@ -52,9 +52,11 @@ class SonifyConfig(Section):
     prediction_velocity: Midi7 = 50
     """The prediction voice's velocity when the model is sure (probability 1); it falls to 60 % of this at the
     threshold below."""
-    prediction_confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    prediction_confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     """The prediction voice sounds only when the model gives its predicted note at least this probability (over
-    the whole vocabulary: a likely bar line or rest keeps it quiet). 0: always, as before."""
+    the whole vocabulary: a likely bar line or rest keeps it quiet). 0.5: the lowest threshold at which the
+    prediction is right 2 times in 3 on the validation tunes (69 %, against 42 % unthresholded; it then sounds on
+    42 % of events, and stays silent before 92 % of the bar lines and rests). 0: always."""
 
 
 class BrainRewardConfig(Section):

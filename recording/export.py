@@ -56,10 +56,11 @@ def jam_to_midi(jam: Jam) -> mido.MidiFile:
         channels = sorted({n.channel for n in by_source[source]})
         mid.tracks.append(_track(source, [program(ch, PROGRAMS[source]) for ch in channels if ch != DRUMS]
                                  + notes_of(by_source[source])))
+    roles = voice_roles(jam)
     for k, ch in enumerate(sorted({n.channel for n in by_source["brain"]})):
         voice = [n for n in by_source["brain"] if n.channel == ch]
         head = [] if ch == DRUMS else [program(ch, VOICE_PROGRAMS[k % len(VOICE_PROGRAMS)])]
-        mid.tracks.append(_track(f"brain voice (channel {ch + 1})", head + notes_of(voice)))
+        mid.tracks.append(_track(f"brain: {roles.get(ch, 'a voice')} (channel {ch + 1})", head + notes_of(voice)))
     clicks = []
     for b in jam.beats:
         note = 77 if b.beat == 0 else 76
@@ -67,6 +68,27 @@ def jam_to_midi(jam: Jam) -> mido.MidiFile:
         clicks.append((tick(b.time + 0.05), mido.Message("note_off", channel=DRUMS, note=note, velocity=0)))
     mid.tracks.append(_track("metronome", clicks))
     return mid
+
+
+def voice_roles(jam) -> dict[int, str]:
+    """What plays on each brain channel, from the notes the brain asked for: "the model's prediction", or "layer L"
+    (its units' layer) with the units heard most there."""
+    from collections import Counter, defaultdict
+
+    units: dict[int, Counter] = defaultdict(Counter)
+    for a in jam.accomps:
+        for n in a.notes:
+            units[n.channel].update(n.neurons)
+    roles = {}
+    for ch, heard in units.items():
+        if heard.get("prediction", 0) >= sum(heard.values()) / 2:
+            roles[ch] = "the model's prediction"
+            continue
+        ids = [u for u, _ in heard.most_common() if "." in u]
+        layers = Counter(u.split(".")[0] for u in ids)
+        top = ", ".join(ids[:3]) + (" …" if len(ids) > 3 else "")
+        roles[ch] = f"layer {layers.most_common(1)[0][0]} units {top}" if layers else "a voice"
+    return roles
 
 
 def _track(name: str, events: list[tuple[int, object]]) -> mido.MidiTrack:

@@ -350,12 +350,13 @@ def score_rows(score) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _neuron_slots(session: Session, prediction_channel: int) -> dict[float, set[int]]:
-    """Pitch classes the neuron voices asked for on each slot (by beat), struck or tied; the prediction voice apart."""
+def _neuron_slots(session: Session, prediction_channel: int, every_voice: bool = False) -> dict[float, set[int]]:
+    """Pitch classes the neuron voices asked for on each slot (by beat), struck or tied; the prediction voice apart
+    (``every_voice``: with it, all the brain played: what the ear hears)."""
     slots: dict[float, set[int]] = defaultdict(set)
     for a in session.jam.accomps:
         for n in a.notes:
-            if n.neurons != ["prediction"] and n.channel != prediction_channel:
+            if every_voice or (n.neurons != ["prediction"] and n.channel != prediction_channel):
                 slots[round(n.due_beat, 3)].add(n.note % 12)
     return slots
 
@@ -365,9 +366,16 @@ def band_distance(reference: Session, other: Session, prediction_channel: int) -
 
     - ``slot_jaccard``: per slot where either plays, |shared pitch classes| / |pitch classes of either|, averaged;
     - ``pitch_class_distance``: total variation between the two pitch-class mixes (0 same, 1 disjoint);
-    - ``onset_overlap``: Jaccard of the slots where each plays at all.
+    - ``onset_overlap``: Jaccard of the slots where each plays at all;
+    - ``all_voices``: the three over every note the brain played, the prediction voice included (what the ear hears).
     """
-    a, b = _neuron_slots(reference, prediction_channel), _neuron_slots(other, prediction_channel)
+    out = _distance(_neuron_slots(reference, prediction_channel), _neuron_slots(other, prediction_channel))
+    out["all_voices"] = _distance(_neuron_slots(reference, prediction_channel, every_voice=True),
+                                  _neuron_slots(other, prediction_channel, every_voice=True))
+    return out
+
+
+def _distance(a: dict[float, set[int]], b: dict[float, set[int]]) -> dict:
     slots = set(a) | set(b)
     if not slots:
         return {"slot_jaccard": None, "pitch_class_distance": None, "onset_overlap": None}

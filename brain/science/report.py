@@ -83,7 +83,8 @@ class ReportData:
     score_error: str = ""
     score_chart: str = ""
     controls_rows: list[tuple[str, ...]] = field(default_factory=list)
-    """The score's controls (``--controls``): name, slot Jaccard, pitch-class distance, onset overlap, hits, notes."""
+    """The score's controls (``--controls``): name, slot Jaccard, pitch-class distance, onset overlap (the unit
+    voices), the three over every voice, prediction hits, notes."""
     controls_verdict: str = ""
     on_beat_ms: int = round(ON_BEAT_S * 1000)
     unit: str = "neuron"
@@ -206,8 +207,9 @@ def build_report(session: str | Path, out: str | Path | None = None, model_name:
 
         result = run_controls(session, controls)
         data.controls_verdict = result.depends
-        data.controls_rows = [(r.name, *(_cell(r.distance[k]) for k in ("slot_jaccard", "pitch_class_distance",
-                                                                          "onset_overlap")),
+        keys = ("slot_jaccard", "pitch_class_distance", "onset_overlap")
+        data.controls_rows = [(r.name, *(_cell(r.distance[k]) for k in keys),
+                               " / ".join(_cell(r.distance["all_voices"][k]) for k in keys),
                                _cell(r.prediction_hits, pct=True), str(r.brain_notes)) for r in result.rows]
     out = Path(out) if out else Path(session) / "report.html"
     out.write_text(render(data))

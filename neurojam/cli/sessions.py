@@ -175,15 +175,17 @@ def _print_controls(args: argparse.Namespace, console) -> None:
     from brain.science.controls import MAX_JACCARD, MIN_HIST, run_controls
     config = load_config_from(args)
     result = run_controls(args.session, config, progress=True)
-    table = Table(title=f"controls: each replayed from the same events; distance from the trained model's band "
+    table = Table(title=f"controls: each replayed from the same events; distance from the trained model's unit voices "
+                        f"(and from everything it played, the prediction voice too) "
                         f"({result.trained_notes} notes, prediction hits "
                         f"{_pct(result.trained_prediction_hits)})")
     for col in ("control", "per-slot pitch-class Jaccard", "pitch-class mix distance", "onset overlap",
-                "prediction hits", "notes"):
+                "every voice: Jaccard / distance / onsets", "prediction hits", "notes"):
         table.add_column(col, justify="left" if col == "control" else "right")
     for r in result.rows:
-        d = r.distance
+        d, e = r.distance, r.distance.get("all_voices", {})
         table.add_row(r.name, _num(d["slot_jaccard"]), _num(d["pitch_class_distance"]), _num(d["onset_overlap"]),
+                      " / ".join(_num(e.get(k)) for k in ("slot_jaccard", "pitch_class_distance", "onset_overlap")),
                       _pct(r.prediction_hits), str(r.brain_notes))
     console.print(table)
     console.print(f"the music depends on the trained model: [bold]{result.depends}[/] (the random-weight control "
