@@ -86,7 +86,7 @@ def voice_roles(jam) -> dict[int, str]:
             continue
         ids = [u for u, _ in heard.most_common() if "." in u]
         layers = Counter(u.split(".")[0] for u in ids)
-        top = ", ".join(ids[:3]) + (" …" if len(ids) > 3 else "")
+        top = ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else "")  # MIDI track names are Latin-1
         roles[ch] = f"layer {layers.most_common(1)[0][0]} units {top}" if layers else "a voice"
     return roles
 

@@ -328,8 +328,8 @@ class RigNode:
                     on_second(self)
 
     def close(self) -> None:
-        """The session's end comes first: the dispenser's pin low, the inputs quiet, the timeline stopped, then the
-        stats, the pet's progress and the recording written and closed, and only then what can block on a MIDI or
+        """The session's end comes first: the dispenser's pin low, the inputs quiet, the timeline stopped, the
+        brain's sounding notes ended (no note left stuck in the recording or the synth), then the stats, the pet's progress and the recording written and closed, and only then what can block on a MIDI or
         network system (ports, Link, OSC, sockets), so a port that misbehaves can never cost a session its end.
         Safe twice."""
         if self._closed:
@@ -340,6 +340,7 @@ class RigNode:
         for port in inputs:
             port.stop()  # our reader threads: nothing more comes in
         self.timeline.stop()  # nothing more is scheduled or sent
+        self.scheduler.all_notes_off()  # the brain's notes still sounding end here, and the session says so
         stats = self.stats()
         if self.devices.curriculum is not None:
             self._save_progress(self._session_summary())

@@ -182,13 +182,14 @@ def test_the_export_gives_each_source_and_each_brain_voice_its_track_and_the_pet
              PlayedNote("brain", 1.0, 2.0, 50, 70, 1), PlayedNote("brain", 1.5, 2.0, 66, 70, 2),
              PlayedNote("brain", 2.0, 2.5, 69, 70, 5), PlayedNote("marker", 1.1, 1.2, 96, 127, 15)]
     jam = Jam(notes=notes, beats=[], treats=[], neurons=[], start=0.0, end=3.0)
-    asked = [AccompNote(note=50, velocity=70, channel=1, duration=1.0, due_beat=2.0, neurons=["0.7", "0.9"]),
+    asked = [AccompNote(note=50, velocity=70, channel=1, duration=1.0, due_beat=2.0,
+                        neurons=["0.7", "0.9", "0.11", "0.12"]),
              AccompNote(note=66, velocity=70, channel=2, duration=0.5, due_beat=3.0, neurons=["1.42"]),
              AccompNote(note=69, velocity=70, channel=5, duration=0.5, due_beat=4.0, neurons=["prediction"])]
     jam.accomps = [Accomp(notes=asked)]
     mid = jam_to_midi(jam)
     names = [t.name for t in mid.tracks]
-    voices = ["brain: layer 0 units 0.7, 0.9 (channel 2)", "brain: layer 1 units 1.42 (channel 3)",
+    voices = ["brain: layer 0 units 0.7, 0.9, 0.11 ... (channel 2)", "brain: layer 1 units 1.42 (channel 3)",
               "brain: the model's prediction (channel 6)"]
     assert names == ["neurojam", "pet", "human", "marker", *voices, "metronome"]  # named by what plays there
     track = {t.name: t for t in mid.tracks}
@@ -196,6 +197,7 @@ def test_the_export_gives_each_source_and_each_brain_voice_its_track_and_the_pet
     programs = [next(m.program for m in track[n] if m.type == "program_change") for n in names if "brain" in n]
     assert len(set(programs)) == 3
     assert {m.channel for m in track[voices[1]] if m.type == "note_on"} == {2}
+    mid.save(tmp_path / "jam.mid")  # MIDI track names are Latin-1: the names must encode
 
 
 def test_doctor_checks_each_sync_target():
