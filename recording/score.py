@@ -192,9 +192,16 @@ def _harmony(out: Score, tl: _Timeline, brain: list[PlayedNote], rng: random.Ran
                      "oracle_last_beat_chord": {"harmony": None if oracle is None else round(oracle, 3)}}
 
 
+CLASH_OVERLAP_S = 0.03
+"""Two notes must sound together this long to rub: a brain note ended as the human's clashing note starts (the rig's
+arranger, ``rig/arranger.py``) overlaps it by the rig's reaction time alone, which no ear hears."""
+
+
 def _clashes(notes: list[PlayedNote], human: list[PlayedNote]) -> int:
-    """Pairs of a note and a sounding human note a semitone apart (or a major seventh, the same rub)."""
-    return sum(1 for n in notes for h in human if h.start < n.end and h.end > n.start and (n.note - h.note) % 12 in (1, 11))
+    """Pairs of a note and a sounding human note a semitone apart (or a major seventh, the same rub), sounding
+    together at least :data:`CLASH_OVERLAP_S`."""
+    return sum(1 for n in notes for h in human if min(h.end, n.end) - max(h.start, n.start) >= CLASH_OVERLAP_S
+               and (n.note - h.note) % 12 in (1, 11))
 
 
 def _response(out: Score, tl: _Timeline, jam, brain: list[PlayedNote], gate: float, prediction_channel: int) -> None:

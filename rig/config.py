@@ -93,6 +93,10 @@ class SchedulerConfig(Section):
     late: Literal["drop", "play"] = "drop"
     late_tolerance_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 5
     max_voices: Annotated[int, msgspec.Meta(ge=1, le=128)] = 16
+    arranger: bool = True
+    """Keep the brain's notes clear of semitone rubs with the human's and the pet's sounding notes: a note due on a
+    rub moves onto the rubbing note's pitch class (or is dropped); a brain note a new human note rubs against ends
+    (``rig/arranger.py``). Off: every note as the brain asked."""
     realtime_priority: Annotated[int, msgspec.Meta(ge=0, le=99)] = 20
     """SCHED_FIFO priority of the rig's timeline thread (beats, notes, clock ticks, treat pulses); 0 = normal.
     Needs CAP_SYS_NICE (root, or the systemd unit's CPUSchedulingPolicy); without it the rig says so and runs on."""

@@ -19,6 +19,7 @@ from rig.curriculum import Curriculum
 from rig.dispenser import TreatCaps, TreatDispenser
 from rig.midi_io import NoteOutput, NullOutput, open_output
 from rig.pads import Pad
+from rig.arranger import Arranger
 from rig.scheduler import AccompScheduler
 from rig.sim import SimulatedPet
 from rig.timeline import Timeline
@@ -103,7 +104,7 @@ def build_devices(rc: RigConfig, *, output: NoteOutput | None = None, pin_factor
     output = output if output is not None else _open_output(rc)
     outputs = {} if given is not None else {source: _open_named(rc, name) for source, name in rc.midi.outputs.items()}
     scheduler = AccompScheduler(timeline, beats, outputs.get("brain", output), late=sc.late, late_tolerance_s=sc.late_tolerance_ms / 1000,
-                                max_voices=sc.max_voices)
+                                max_voices=sc.max_voices, arranger=Arranger() if sc.arranger else None)
     pet = None
     if rc.sim_pet.enabled:
         pins = [p.pin for p in pads if isinstance(p.pin, gpio.SimInputPin)]

@@ -29,6 +29,7 @@ from recording.config import SessionConfig
 from recording.export import load_midi
 from recording.log import SessionRecorder, new_session_dir
 from rig import gpio
+from rig.arranger import DRUM_CHANNEL
 from rig.config import RigConfig
 from rig.curriculum import Trial
 from rig.devices import MARKER_SAMPLE, build_devices
@@ -127,6 +128,7 @@ class RigNode:
             for note in sound.notes:  # sound first: nothing waits for the network
                 out.note_on(sound.channel, note, sound.velocity)
             self.timeline.at(t + sound.duration, self._pad_sound_off, sound.channel, tuple(sound.notes))
+        self._others_play(sound.notes, True, sound.channel)
         self.counts["pad_presses"] += 1
         self.link.send(Pad(pad=pad.index, down=True))
         for note in sound.notes:
@@ -175,7 +177,19 @@ class RigNode:
         except OSError as exc:
             log.warning("could not save %s's progress to %s: %s", self.progress.name, self.progress.path, exc)
 
+    def _others_play(self, notes, on: bool, channel: int) -> None:
+        """The human's or the pet's notes starting or ending, for the arranger: brain notes that would rub with a
+        new one end now (:mod:`rig.arranger`)."""
+        arranger = self.scheduler.arranger
+        if arranger is None:
+            return
+        for note in notes:
+            arranger.heard(note, on, channel)
+            if on and channel != DRUM_CHANNEL:
+                self.scheduler.give_way(note)
+
     def _pad_sound_off(self, channel: int, notes: tuple[int, ...]) -> None:
+        self._others_play(notes, False, channel)
         for note in notes:
             self.devices.output_for("pet").note_off(channel, note)
             self.link.send(Note(source="pet", note=note, velocity=0, on=False, channel=channel))
@@ -197,6 +211,7 @@ class RigNode:
                 self.counts["human_notes"] += 1
             if self.config.rig.midi.echo_human or self.human is not None:  # a simulated human has no sound of its own
                 self.devices.output_for("human").send(msg)
+            self._others_play((msg.note,), on, msg.channel)
             self.link.send(Note(source="human", note=msg.note, velocity=msg.velocity if on else 0, on=on,
                                 channel=msg.channel))
             self.osc.note("human", msg.note, msg.velocity if on else 0, msg.channel)
@@ -274,7 +289,8 @@ class RigNode:
             "time": self.clock(),
             "bridge": self.link.stats_dict(),
             "counts": dict(self.counts),
-            "scheduler": dict(self.scheduler.counts),
+            "scheduler": dict(self.scheduler.counts) | (dict(self.scheduler.arranger.counts)
+                                                         if self.scheduler.arranger is not None else {}),
             "treat_refusals": dict(self.dispenser.refusals),
             "training": None if not self.devices.curriculum else {
                 "level": self.devices.curriculum.level, "trials": len(self.devices.curriculum.trials),

@@ -288,3 +288,47 @@ def test_a_late_tie_starts_no_note(world):
     tl.advance_to(104.0)
     assert [(round(t, 6), m.type, m.note) for t, m in out.log] == [(101.0, "note_on", 64), (101.75, "note_off", 64)]
     assert sched.counts["tied"] == 1 and sched.counts["tie_after_end"] == 1
+
+
+def test_the_arranger_moves_a_note_off_a_rub_with_the_human_and_drops_one_it_cannot_place(world):
+    """Issue 39: a human note sounding a semitone away makes the rig avoid the clash (the brain chose its note before
+    the human played). Without the arranger the rub sounds: the check can fail."""
+    from rig.arranger import Arranger
+
+    clock, tl, beats = world
+    out, plain = make_scheduler(world)
+    arranger = Arranger()
+    out2 = RecordingOutput(clock)
+    sched = AccompScheduler(tl, beats, out2, arranger=arranger)
+    arranger.heard(65, True)  # the human holds F4
+    for s in (plain, sched):
+        s.schedule(Accomp(notes=[AccompNote(note=64, due_time=101.0, duration=0.5, channel=1)]), now=100.5)
+    tl.advance_to(101.2)
+    assert notes_on(out) == [(101.0, 64)]  # as asked: E against F
+    assert notes_on(out2) == [(101.0, 65)] and arranger.counts["clash_moved"] == 1  # onto the human's pitch class
+    arranger.heard(66, True)  # F and F# held: E can move nowhere clear
+    sched.schedule(Accomp(notes=[AccompNote(note=64, due_time=102.0, duration=0.5, channel=2)]), now=101.5)
+    tl.advance_to(102.2)
+    assert notes_on(out2) == [(101.0, 65)] and arranger.counts["clash_dropped"] == 1
+    arranger.heard(62, True, channel=9)  # a drum pad has no pitch to rub
+    assert 62 not in arranger.sounding()
+
+
+def test_a_human_note_that_rubs_ends_the_brains_sounding_note_but_never_into_a_click(world):
+    from rig.arranger import MIN_NOTE_S, Arranger
+
+    clock, tl, beats = world
+    out = RecordingOutput(clock)
+    sched = AccompScheduler(tl, beats, out, arranger=Arranger())
+    sched.schedule(Accomp(notes=[AccompNote(note=64, due_time=101.0, duration=1.0, channel=1),
+                                 AccompNote(note=67, due_time=101.0, duration=1.0, channel=2)]), now=100.5)
+    tl.advance_to(101.3)
+    sched.give_way(65)  # the human strikes F while E and G sound: E ends now, G rings on
+    offs = [(round(t, 3), m.note) for t, m in out.log if m.type == "note_off"]
+    assert offs == [(101.3, 64)] and sched.counts["clash_cut"] == 1
+    sched.schedule(Accomp(notes=[AccompNote(note=71, due_time=102.5, duration=1.0, channel=1)]), now=101.4)
+    tl.advance_to(102.51)
+    sched.give_way(72)  # 10 ms after B was struck: it still lasts MIN_NOTE_S, not 10 ms
+    tl.advance_to(103.0)
+    off = next(t for t, m in out.log if m.type == "note_off" and m.note == 71)
+    assert off == pytest.approx(102.5 + MIN_NOTE_S)
