@@ -99,7 +99,7 @@ def controls_table(model, root: Path) -> None:
         result = run_controls(src, config, model=model, work=root / f"ctl-{name}-runs")
         trained = open_session(root / f"ctl-{name}-runs" / "the-trained-model")
         mean_v, max_v = voices_per_neuron(trained)
-        heard.append([name, *labels_heard(trained)])
+        heard.append([name, *labels_heard(trained), *balance(trained)])
         for r in result.rows:
             d, e = r.distance, r.distance["all_voices"]
             rows.append([name, r.name, f"{d['slot_jaccard']:.2f}", f"{d['pitch_class_distance']:.2f}",
@@ -112,7 +112,16 @@ def controls_table(model, root: Path) -> None:
            "every voice: Jaccard / distance / onsets (≤ 0.15 / ≥ 0.3 / ≤ 0.6)",
            "prediction hits control / trained", "depends on the model", "neurons per voice mean / max"], rows)
     table(f"the {TOP_HEARD} {UNITS} heard most (drove the most notes) in each trained replay: their labels",
-          ["tune", "clearly labelled (reads)", "of those, shown true at their events ≥ 80 %", "earned does"], heard)
+          ["tune", "clearly labelled (reads)", "of those, shown true at their events ≥ 80 %", "earned does",
+           "prediction voice's share of brain notes (≤ 50 %)", "brain notes ÷ human notes (0.5–1.5)"], heard)
+
+
+def balance(session) -> list[str]:
+    """How much of the band is the prediction voice, and how dense the band is beside the human."""
+    struck = [n for a in session.jam.accomps for n in a.notes if not n.tie]
+    pred = sum(n.neurons == ["prediction"] for n in struck)
+    human = sum(1 for n in session.jam.notes if n.source == "human")
+    return [pct(pred / len(struck)) if struck else "–", f"{len(struck) / human:.2f}" if human else "–"]
 
 
 TOP_HEARD = 8

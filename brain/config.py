@@ -52,6 +52,9 @@ class SonifyConfig(Section):
     prediction_velocity: Midi7 = 50
     """The prediction voice's velocity when the model is sure (probability 1); it falls to 60 % of this at the
     threshold below."""
+    prediction_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    """The prediction voice rests rather than play more than this share of the brain's last 64 notes: the model's
+    guess of the tune never drowns what its units say (1: no limit)."""
     prediction_confidence: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     """The prediction voice sounds only when the model gives its predicted note at least this probability (over
     the whole vocabulary: a likely bar line or rest keeps it quiet). 0.5: the lowest threshold at which the

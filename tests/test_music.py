@@ -180,7 +180,7 @@ def test_the_demo_transposed_to_g_sharp_stays_in_key(tmp_path):
                  progress=False)
     s = score_session(sess := open_session(out), BrainConfig.of_session(sess.meta).sonify)
     assert set(s.keys) <= {"Ab major", "F minor"}, s.keys  # G# = Ab
-    assert s.brain_notes > 50 and s.key_fit >= 0.95, s
+    assert s.brain_notes > 30 and s.key_fit >= 0.95, s  # enough notes to judge (a sparser band since issue 39)
     assert s.harmony > s.baselines["random_in_key"]["harmony"], s
     assert 0.1 < s.minutes < 1.0  # the rig's clock, not the replay's
     assert s.restrikes == s.double_onsets == s.stuck == 0
@@ -254,7 +254,7 @@ def test_a_model_that_expects_rests_makes_the_prediction_voice_rest():
                          seq=2 * b + 1))
 
     def prediction_notes(m) -> int:
-        core = BrainCore(load_config(None, []).brain, m)
+        core = BrainCore(load_config(None, ["brain.sonify.prediction_share=1"]).brain, m)  # the gate alone
         try:
             out = [x for i in range(0, len(msgs), 2) for _, x in core.handle(msgs[i:i + 2])]
         finally:
@@ -283,3 +283,26 @@ def test_a_control_that_plays_on_every_slot_is_told_apart_by_onset_overlap(tmp_p
     overlap = _distance(heard, every)["onset_overlap"]
     assert overlap == round(len(set(heard) & set(every)) / len(set(heard) | set(every)), 3)
     assert overlap < 0.8, (len(heard), len(every))  # 28 of 39 slots: the band is not yet as sparse as issue 39 asks
+
+
+def test_the_prediction_voice_never_drowns_the_units_voices():
+    """Issue 39: the prediction voice rests rather than play more than its share of the brain's notes; with the
+    share at 1 it plays on every event (the check can fail)."""
+    def play(share: float, unit_every: int) -> tuple[int, int]:
+        rig, t = rig_in([62, 66, 69, 74, 69, 66, 62, 66])
+        son = Sonifier(SonifyConfig(prediction_share=share), rig)
+        pred = units = 0
+        for i in range(40):  # the human plays on in eighth notes; the model is sure of each next note
+            now = t + 0.25 * i
+            rig.observe(Note(source="human", note=[62, 66, 69, 74][i % 4], t=now))
+            hits = [Hit(1, 7 + i, 3.0, 1.2)] if unit_every and i % unit_every == 0 else []
+            for n in son.notes_for(hits, now, predicted=[69, 74, 66, 62][i % 4], likely=[69], confidence=0.9):
+                pred += n.neurons == ["prediction"] and not n.tie
+                units += n.neurons != ["prediction"] and not n.tie
+        return pred, units
+
+    free = play(1.0, 3)
+    assert free[0] > 2 * free[1]  # unbalanced: the guess of the tune plays two notes in three and more
+    pred, units = play(0.5, 3)
+    assert units == free[1] and pred <= units + 1, (pred, units)
+    assert play(0.5, 0)[0] <= 4  # units silent: the band falls silent too, after a few guesses

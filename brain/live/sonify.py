@@ -42,7 +42,7 @@ same notes.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 
 from brain.config import SonifyConfig
 from brain.live.rig_view import RigView
@@ -53,6 +53,8 @@ from recording.harmony import Key
 
 LATENCY_BUDGET_S = 0.03
 """Notes are placed on the first grid slot at least this long after their event."""
+BALANCE_NOTES = 64
+"""The prediction voice's share is counted over the brain's last this many struck notes."""
 TIE_MARGIN_BEATS = 0.05
 """A ringing note must outlast the new slot by this much to be tied rather than struck."""
 SLOT_EPS = 1e-6
@@ -76,6 +78,8 @@ class Sonifier:
         self.key: Key | None = None
         """The key they were voiced in."""
         self.counts: Counter = Counter()
+        self.recent: deque[bool] = deque(maxlen=BALANCE_NOTES)
+        """Whether each of the brain's last notes was the prediction voice's (its share is capped)."""
 
     # -- a neuron's voice ---------------------------------------------------------------
     def allowed(self, key: Key, chord: tuple[int, int, int], due: float, likely: list[int] | None = None) -> \
@@ -160,14 +164,18 @@ class Sonifier:
                                                duration, [nid])
         notes = list(out.values())
         sure = confidence is None or confidence >= c.prediction_confidence
+        share = (sum(self.recent) + 1) / (len(self.recent) + len(notes) + 1)
         if c.prediction_voice and predicted is not None and not sure:
             self.counts["prediction_unsure"] += 1  # the model expects something else (a rest, a bar line) or is torn
+        elif c.prediction_voice and predicted is not None and share > c.prediction_share and len(self.recent) >= 4:
+            self.counts["prediction_balanced"] += 1  # it has had its share: the units' voices are heard
         elif c.prediction_voice and predicted is not None:
             pitch = self.into_key(predicted, key)
             if all(n.note != pitch for n in notes):  # already sounding in a neuron's voice: no double onset
                 notes.append(self._note(pitch, c.prediction_channel, self.prediction_velocity(confidence), due,
                                         1 / c.subdivision, _seconds(grid.period / c.subdivision), ["prediction"]))
         self.counts["notes"] += len(notes)
+        self.recent.extend(n.neurons == ["prediction"] for n in notes if not n.tie)
         return notes
 
     def _note(self, pitch: int, channel: int, velocity: int, due: float, beats: float, duration: float,
