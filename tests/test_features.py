@@ -198,34 +198,33 @@ def test_the_features_path_of_replay_ablate_and_model_stats_runs_from_the_comman
     from brain.models import MODELS_DIR
     from recording.log import read_session
     from recording.synthetic import write_melody_session
-    from tests.conftest import run_cli
+    from tests.conftest import run_cli, run_cli_each
 
     melody = [(b * 0.5, 0.45, 60 + [0, 4, 7, 12, 7, 4][b % 6]) for b in range(64)]
     src = write_melody_session(tmp_path / "src", melody, pet_every_beats=3, seed=1)
-    r = run_cli("replay", str(src), "--fast", "--units", "features", "--out", str(tmp_path / "replayed"), timeout=120)
-    assert r.returncode == 0, r.stderr
-    played = [rec.msg for rec in read_session(tmp_path / "replayed").records if isinstance(rec.msg, Accomp)]
-    ids = {nid for a in played for n in a.notes for nid in n.neurons if "." in nid}
-    assert ids and max(int(i.split(".")[1]) for i in ids) >= 512, ids  # feature ids: beyond the 512 neurons a layer has
-
-    r = run_cli("neuron", "ablate", sorted(ids)[0], str(src), "--units", "features", "--json", timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert '"loss_after"' in r.stdout
-    r = run_cli("neuron", "ablate", "1.5000", str(src), "--units", "features", timeout=120)
-    assert r.returncode != 0 and "valid: 0..1023" in r.stdout + r.stderr and "Traceback" not in r.stderr
-    r = run_cli("neuron", "patch", str(src), "--units", "features", "--layer", "1", "--top-k", "12", "--json",
-                "--plot", str(tmp_path / "patch.png"), timeout=120)
-    assert r.returncode == 0, r.stderr
-    patched = json.loads(r.stdout)
-    units = [int(row["neuron"].split(".")[1]) for row in patched["neurons"]]
-    assert len(units) == 12 and max(units) < 1024 and any(abs(row["restored"]) > 1e-4 for row in patched["neurons"])
-
     mine = tmp_path / "my-model"
     shutil.copytree(MODELS_DIR / "notes-default", mine, ignore=shutil.ignore_patterns("dictionary-control"))
     (mine / "dictionary" / "feature_quantiles.safetensors").unlink()
-    r = run_cli("demo", "--model", str(mine), "--units", "features", "--seconds", "1", "--no-view", "--out",
-                str(tmp_path / "no-stats"), timeout=120)
-    assert r.returncode != 0 and f"neurojam model stats --model {mine} --units features" in r.stdout + r.stderr
+    replayed, ablated, wrong, patched, no_stats = run_cli_each([  # side by side: each mostly loads
+        ("replay", str(src), "--fast", "--units", "features", "--out", str(tmp_path / "replayed")),
+        ("neuron", "ablate", "1.584", str(src), "--units", "features", "--json"),
+        ("neuron", "ablate", "1.5000", str(src), "--units", "features"),
+        ("neuron", "patch", str(src), "--units", "features", "--layer", "1", "--top-k", "12", "--json", "--plot",
+         str(tmp_path / "patch.png")),
+        ("demo", "--model", str(mine), "--units", "features", "--seconds", "1", "--no-view", "--out",
+         str(tmp_path / "no-stats"))])
+    assert replayed.returncode == 0, replayed.stderr
+    played = [rec.msg for rec in read_session(tmp_path / "replayed").records if isinstance(rec.msg, Accomp)]
+    ids = {nid for a in played for n in a.notes for nid in n.neurons if "." in nid}
+    assert ids and max(int(i.split(".")[1]) for i in ids) >= 512, ids  # feature ids: beyond the 512 neurons a layer has
+    assert ablated.returncode == 0 and '"loss_after"' in ablated.stdout, ablated.stderr
+    assert wrong.returncode != 0 and "valid: 0..1023" in wrong.stdout + wrong.stderr and "Traceback" not in wrong.stderr
+    assert patched.returncode == 0, patched.stderr
+    rows = json.loads(patched.stdout)["neurons"]
+    units = [int(row["neuron"].split(".")[1]) for row in rows]
+    assert len(units) == 12 and max(units) < 1024 and any(abs(row["restored"]) > 1e-4 for row in rows)
+    assert no_stats.returncode != 0
+    assert f"neurojam model stats --model {mine} --units features" in no_stats.stdout + no_stats.stderr
     r = run_cli("model", "stats", "--model", str(mine), "--units", "features", "--tokens", "20000", timeout=180)
     assert r.returncode == 0, r.stderr
     assert (mine / "dictionary" / "feature_quantiles.safetensors").exists() and "calibration tokens" in r.stdout

@@ -175,7 +175,7 @@ def test_the_brain_image_runs_the_brains_commands_on_a_model_folder_of_its_own(t
     mine.mkdir()
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copy(ROOT / "brain" / "models" / "notes-default" / name, mine)
-    works(run_in(env, tmp_path, "model", "stats", "--model", str(mine), "--limit", "60", "--tokens", "100000"),
+    works(run_in(env, tmp_path, "model", "stats", "--model", str(mine), "--limit", "60", "--tokens", "30000"),
           "model stats")
     assert (mine / "neuron_quantiles.safetensors").exists()
     demo = ("demo", "--seconds", "8", "--no-view", "--model", str(mine), "--out", str(tmp_path / "demo"))
