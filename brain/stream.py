@@ -202,9 +202,7 @@ class Steering:
             raise ModelError(f"{self.model.name} plays neurons here: steer a feature with the brain's units set to "
                              f"features (--units features)")
         self.model.check_neuron(layer)
-        if not 0 <= feature < self.dictionary.n_latents:
-            raise ModelError(f"feature {feature} is out of range: layer {layer}'s dictionary has "
-                             f"{self.dictionary.n_latents} features (valid: 0..{self.dictionary.n_latents - 1}).")
+        self.dictionary.check_feature(layer, feature)
         if factor == 1.0:
             self.feature_factors.pop((layer, feature), None)
         else:

@@ -132,9 +132,8 @@ class BrainCore:
         self.model.check_neuron(layer)
         if self.dictionary is None:
             self.model.check_neuron(layer, index)
-        elif not 0 <= index < self.dictionary.n_latents:
-            raise ModelError(f"feature {index} is out of range: layer {layer}'s dictionary has "
-                             f"{self.dictionary.n_latents} features (valid: 0..{self.dictionary.n_latents - 1}).")
+        else:
+            self.dictionary.check_feature(layer, index)
 
     def _steer_unit(self, steering, layer: int, index: int, factor: float) -> None:
         if self.dictionary is None:

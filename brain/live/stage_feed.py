@@ -137,9 +137,8 @@ class StageFeed:
     def card(self, req: CardRequest) -> tuple[str, NeuronCard]:
         try:
             self.model.check_neuron(req.layer, None if self.features else req.neuron)
-            if self.features is not None and not 0 <= req.neuron < self.features.n_latents:
-                raise ModelError(f"feature {req.neuron} is out of range: layer {req.layer}'s dictionary has "
-                                 f"{self.features.n_latents} features (valid: 0..{self.features.n_latents - 1}).")
+            if self.features is not None:
+                self.features.dictionary.check_feature(req.layer, req.neuron)
         except ModelError as exc:  # out of range
             return req.node, NeuronCard(layer=req.layer, neuron=req.neuron, error=str(exc), units=self.units)
         nid = f"{req.layer}.{req.neuron}"

@@ -64,11 +64,8 @@ def ablate(model: LoadedModel, text: str, layer: int, neuron: int, mode: str = "
     ``dictionary`` (:mod:`brain.units.features`), ``neuron`` names a feature: its part of the layer's activations
     (``a_F · W_dec[F]``) is taken out, or held at its mean."""
     model.check_neuron(layer, None if dictionary is not None else neuron)
-    if dictionary is not None and not 0 <= neuron < dictionary.n_latents:
-        from core.errors import ModelError
-
-        raise ModelError(f"feature {neuron} is out of range: layer {layer}'s dictionary has {dictionary.n_latents} "
-                         f"features (valid: 0..{dictionary.n_latents - 1}).")
+    if dictionary is not None:
+        dictionary.check_feature(layer, neuron)
     if mode not in ("zero", "mean"):
         from core.errors import ModelError
 

@@ -202,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = random_weights(model, seed=args.seed)
     if args.calibrate:
-        dictionary.card["calibration_tokens"] = calibrate(model, dictionary, out, progress=True)
-        (out / "card.json").write_text(json.dumps(dictionary.card, indent=1) + "\n")
-        print(f"feature statistics over {dictionary.card['calibration_tokens']:,} tokens → {out}")
+        print(f"feature statistics over {calibrate(model, dictionary, out, progress=True):,} tokens → {out}")
         return 0
     if args.relabel:
         dictionary.card.update(card_figures(model, dictionary, corpus_splits(model)[2]))
@@ -213,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         dictionary.card["random_weights"] = args.random_weights
     if not args.relabel:
         dictionary.save(out)
-        dictionary.card["calibration_tokens"] = calibrate(model, dictionary, out, progress=True)
+        calibrate(model, dictionary, out, progress=True)
     dictionary.card["labels"], labels = label_summary(model, dictionary, load_quantiles(out)[..., -1])
     dictionary.save(out)
     write_dictionary_md(dictionary.card, out)

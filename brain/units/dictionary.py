@@ -72,6 +72,12 @@ class Dictionary:
     def n_latents(self) -> int:
         return next(iter(self.layers.values())).n_latents
 
+    def check_feature(self, layer: int, feature: int) -> None:
+        """A clear error for a feature index this dictionary does not have (the layer: ``check_neuron``'s)."""
+        if not 0 <= feature < self.n_latents:
+            raise ModelError(f"feature {feature} is out of range: layer {layer}'s dictionary has {self.n_latents} "
+                             f"features (valid: 0..{self.n_latents - 1}).")
+
     def save(self, directory: Path) -> None:
         from safetensors.torch import save_file
 

@@ -176,11 +176,15 @@ def calibration_texts(model, tokens: int = CALIBRATION_TOKENS) -> list[str]:
 
 def calibrate(model, dictionary: Dictionary, directory: Path, progress: bool = False,
               tokens: int = CALIBRATION_TOKENS) -> int:
-    """Write the dictionary's ``feature_quantiles.safetensors``; returns the calibration tokens."""
+    """Write the dictionary's ``feature_quantiles.safetensors`` and its card's ``calibration_tokens``; returns them."""
     from safetensors.torch import save_file
+
+    from brain.units.dictionary import CARD
 
     quantiles, n = feature_quantiles(model, dictionary, calibration_texts(model, tokens), progress=progress)
     save_file({"quantiles": quantiles.contiguous()}, str(Path(directory) / QUANTILES_FILE))
+    dictionary.card["calibration_tokens"] = n
+    (Path(directory) / CARD).write_text(json.dumps(dictionary.card, indent=1) + "\n")
     return n
 
 

@@ -107,8 +107,6 @@ def _feature_stats(model, tokens: int) -> int:
     dictionary = Dictionary.load(folder)  # a clear error naming the trainer when there is none
     start = time.perf_counter()
     tokens = calibrate(model, dictionary, folder, progress=True, tokens=min(tokens, CALIBRATION_TOKENS))
-    dictionary.card["calibration_tokens"] = tokens
-    (folder / "card.json").write_text(json.dumps(dictionary.card, indent=1) + "\n")
     print(f"model stats: {dictionary.n_latents} features × {len(dictionary.layers)} layers, {tokens:,} calibration "
           f"tokens, {time.perf_counter() - start:.0f} s; saved to {folder} (labels: python -m "
           f"brain.training.dictionary --relabel)")
@@ -126,8 +124,6 @@ EACH = ("skip", "repeat", "zero-mlp", "zero-attn", "mean-mlp", "mean-attn")
 
 
 def cmd_model_corrupt(args: argparse.Namespace) -> int:
-    import json
-
     from brain.corruption import LayerCorruption
     from brain.science.corruption_effects import clean_reference, corruption_effect
     from brain.models import load_model
