@@ -43,6 +43,19 @@ def pad_rows(rows: list[list[int]], device: str = "cpu") -> tuple[torch.Tensor, 
     return x.to(device), mask.to(device)
 
 
+def token_chunks(model, texts: list[str]) -> list[tuple[int, list[int], list[tuple[int, int]]]]:
+    """(text index, ids, character offsets) of each ``n_ctx`` chunk of the texts, room left for a BOS token (which
+    the caller puts in front: ``model.tokenizer.bos_id``)."""
+    tok = model.tokenizer
+    pieces = []
+    step = model.n_ctx - (1 if tok.bos_id is not None else 0)
+    for ti, text in enumerate(texts):
+        ids, offs = tok.encode(text)
+        for i in range(0, len(ids), step):
+            pieces.append((ti, ids[i:i + step], offs[i:i + step]))
+    return pieces
+
+
 @torch.inference_mode()
 def capture_activations(model, texts: list[str], layers: list[int] | None = None, batch_size: int | None = None,
                         progress: bool = False, dtype: torch.dtype = torch.float32) -> Capture:
@@ -51,12 +64,7 @@ def capture_activations(model, texts: list[str], layers: list[int] | None = None
     for layer in layers:
         model.check_neuron(layer)
     tok = model.tokenizer
-    pieces = []  # (text index, ids, offsets)
-    step = model.n_ctx - (1 if tok.bos_id is not None else 0)
-    for ti, text in enumerate(texts):
-        ids, offs = tok.encode(text)
-        for i in range(0, len(ids), step):
-            pieces.append((ti, ids[i:i + step], offs[i:i + step]))
+    pieces = token_chunks(model, texts)
     pieces.sort(key=lambda p: len(p[1]))
     names = {model.hook_name(layer) for layer in layers}
     acts: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}

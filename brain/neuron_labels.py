@@ -45,11 +45,54 @@ class Traits:
         return self.matrix.mean(0)
 
 
+CONTEXT_TRAITS = ("on the tonic (key so far)", "on the fifth (key so far)", "outside the key so far",
+                  "note 2 of a bar", "note 3 of a bar", "note 4 or later of a bar", "cadence (tonic on a downbeat)")
+"""Traits that need the window before the token: the key so far (the live key tracker's estimate over the window's
+notes, once it has heard enough), the note's place in its bar, and a cadence (the tonic as the first note of a
+bar, after the second, fifth or seventh degree)."""
+
+
+KEY_AFTER = 8
+"""Notes a window needs before its key so far is estimated (the live key tracker's ``min_notes``)."""
+
+
+def context_traits(words: list[str], chunk_index: np.ndarray) -> np.ndarray:
+    """[n_tokens, len(CONTEXT_TRAITS)] bool, reading each window from its start: the key so far is the
+    Krumhansl–Schmuckler key of the window's notes up to and including this one (``recording.harmony``)."""
+    from recording.harmony import key_scores
+
+    out = np.zeros((len(words), len(CONTEXT_TRAITS)), dtype=bool)
+    hist, notes, in_bar, prev_pc = [0.0] * 12, 0, -1, None
+    for i, word in enumerate(words):
+        if i and chunk_index[i] != chunk_index[i - 1]:
+            hist, notes, in_bar, prev_pc = [0.0] * 12, 0, -1, None
+        if word == BAR:
+            in_bar = 0
+            continue
+        note = word_note(word)
+        if note is None:
+            continue
+        hist[note % 12] += 1
+        notes += 1
+        if in_bar >= 0:
+            in_bar += 1
+            if in_bar >= 2:  # note 2, note 3, note 4 or later
+                out[i, CONTEXT_TRAITS.index("note 2 of a bar") + min(in_bar, 4) - 2] = True
+        if notes >= KEY_AFTER:
+            scores = key_scores(hist)
+            key = max(scores, key=scores.get)
+            degree = (note - key.tonic) % 12
+            out[i, 0], out[i, 1], out[i, 2] = degree == 0, degree == 7, note % 12 not in key.scale
+            out[i, 6] = degree == 0 and in_bar == 1 and prev_pc is not None and (prev_pc - key.tonic) % 12 in (2, 7, 11)
+        prev_pc = note % 12
+    return out
+
+
 def token_traits(words: list[str], chunk_index: np.ndarray, position: np.ndarray,
-                 notes_named: list[str] | None = None) -> Traits:
-    """The candidate traits of each token, from its word, the previous note in its window and its position.
-    ``notes_named``: the note words to make "on X" traits for (default: those in ``words``), so that tables built
-    over several batches have the same columns."""
+                 notes_named: list[str] | None = None, context: bool = False) -> Traits:
+    """The candidate traits of each token, from its word, the previous note in its window and its position
+    (``context``: and :data:`CONTEXT_TRAITS`). ``notes_named``: the note words to make "on X" traits for (default:
+    those in ``words``), so that tables built over several batches have the same columns."""
     n = len(words)
     notes = np.array([word_note(w) if word_note(w) is not None else -1 for w in words], dtype=np.int64)
     prev_note = np.full(n, -1)
@@ -83,6 +126,9 @@ def token_traits(words: list[str], chunk_index: np.ndarray, position: np.ndarray
     else:
         for word in notes_named:
             columns[f"on {word}"] = np.array([w == word for w in words], dtype=bool)
+    if context:
+        for name, column in zip(CONTEXT_TRAITS, context_traits(words, chunk_index).T):
+            columns[name] = column
     names = list(columns)
     return Traits(names, np.stack([columns[k] for k in names], axis=1))
 
@@ -278,6 +324,9 @@ def traits_now(window_words: list[str]) -> set[str]:
         out.add(POSITION_TRAITS[0])
     if i >= LATE:
         out.add(POSITION_TRAITS[1])
+    if note is not None:
+        out |= {name for name, on in zip(CONTEXT_TRAITS, context_traits(window_words, np.zeros(len(window_words)))[-1])
+                if on}
     return out
 
 

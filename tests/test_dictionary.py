@@ -112,3 +112,23 @@ def test_check_card_recomputes_the_dictionarys_card_and_fails_on_a_wrong_one():
     card["next_note_top1"]["spliced"] += 0.001
     wrong = compare({k: card[k] for k in DICTIONARY_KEYS if k != "labels"}, measured)
     assert len(wrong) == 2 and any("layers.1.fvu" in w for w in wrong), wrong
+
+
+def test_the_full_effect_names_what_removing_a_unit_takes_away():
+    """A planted unit on the last layer whose direction raises the bar line: removing it where it sounds lowers the
+    bar line's probability most, so its full effect names "|"; the same unit turned round names something else."""
+    from brain.models import load_model
+    from brain.science.evaluate import corpus_splits
+    from brain.units.labels import full_effects, outcome_ids
+
+    model = load_model("notes-default", "cpu")
+    layer, bar = model.n_layers - 1, model.tokenizer.vocab()["|"]
+    w_u = model.bridge.W_U.float().detach()
+    w_out = model.bridge.W_out[layer].float().detach()  # [d_mlp, d_model]
+    push = (w_u[:, bar] - w_u.mean(1)) @ torch.linalg.pinv(w_out)  # [d_mlp]: through W_out, raises "|"
+    direction = torch.stack([push, -push]) / push.norm()
+    texts = corpus_splits(model)[1][:40]
+    effects, counts = full_effects(model, texts, lambda _, acts: acts.norm(dim=-1, keepdim=True).expand(-1, 2),
+                                   {layer: torch.zeros(2)}, {layer: direction})
+    named = expected_outcomes(effects[layer], outcome_ids(model)).tolist()
+    assert counts[layer].min() > 100 and named[0] == bar and named[1] != bar, named

@@ -51,6 +51,37 @@ def test_beat_chord_is_the_covering_triad():
     assert beat_chord(d, []) is None
 
 
+def test_a_voice_keeps_its_unit_another_unit_moves_an_octave():
+    """Units that push the same note, heard one after another: the second plays that pitch class an octave away
+    while the first holds the voice (0: they share it); once the hold is over, the voice is free again."""
+    promoted = {(0, u): 62 for u in range(5)}
+    notes = [62, 66, 69, 74, 73, 71, 69, 66, 67, 69]
+    for hold, expect in ((0.0, 62), (32.0, 74)):
+        rig, t = rig_in(notes)
+        son = Sonifier(SonifyConfig(gate=0.8, voice_hold_beats=hold, prediction_voice=False), rig,
+                       NeuronVoices.planted(promoted, 1, 5))
+        [a] = son.notes_for([Hit(0, 1, 2.0, 1.2)], t)
+        rig.observe(Note(source="human", note=69, t=t + 1.0))
+        [b] = son.notes_for([Hit(0, 2, 2.0, 1.2)], t + 1.0)
+        assert (a.note, a.neurons, b.note, b.neurons) == (62, ["0.1"], expect, ["0.2"]), hold
+        rig.observe(Note(source="human", note=69, t=t + 1.5))
+        [again] = son.notes_for([Hit(0, 2, 2.0, 1.2)], t + 1.5)
+        assert again.note == expect  # it keeps the place it found
+    rig.observe(Note(source="human", note=69, t=t + 2.0))
+    [third] = son.notes_for([Hit(0, 3, 2.0, 1.2)], t + 2.0)
+    assert third.note == 50  # its note and the octave above held: the octave below
+    rig.observe(Note(source="human", note=69, t=t + 2.5))
+    [crowded] = son.notes_for([Hit(0, 0, 2.0, 1.2)], t + 2.5)
+    assert crowded.note == 62 and son.counts["voice_shared"] == 1  # every place held: shared, and counted
+    for i in range(40):  # the holds run out (32 beats at 120 BPM = 16 s)
+        rig.observe(Note(source="human", note=69, t=t + 3 + i * 0.5))
+    [late] = son.notes_for([Hit(0, 2, 2.0, 1.2)], t + 3 + 39 * 0.5)
+    assert late.note == 74  # a unit keeps the place it found
+    rig.observe(Note(source="human", note=69, t=t + 23))
+    [free] = son.notes_for([Hit(0, 4, 2.0, 1.2)], t + 23)
+    assert free.note == 62 and son.counts["voice_shared"] == 1  # nobody played 62 for 32 beats: free, not shared
+
+
 def rig_in(key_notes, t0=100.0):
     rig = RigView()
     rig.observe(Beat(index=0, bar=0, beat=0, tempo_bpm=120, time=t0))

@@ -210,12 +210,26 @@ def test_a_best_trait_under_the_bar_never_reads_as_the_bar():
 
 
 def test_the_live_traits_of_a_word_are_the_labels_traits():
-    """traits_now (one word, live) and token_traits (every token, labelling) agree on every word of real windows."""
-    from brain.neuron_labels import token_traits, traits_now
+    """traits_now (one word, live) and token_traits (every token, labelling, the context traits too) agree on every
+    word of real windows."""
+    from brain.neuron_labels import CONTEXT_TRAITS, token_traits, traits_now
 
     words, chunk, position, _ = synthetic_tokens()
     window = words[:100]
-    traits = token_traits(window, np.zeros(len(window)), np.arange(len(window)))
+    traits = token_traits(window, np.zeros(len(window)), np.arange(len(window)), context=True)
+    for name in CONTEXT_TRAITS:  # each context trait occurs in these windows, and not everywhere
+        assert 0 < traits.matrix[:, traits.names.index(name)].sum() < len(window), name
     for i in range(len(window)):
         expected = {name for name, on in zip(traits.names, traits.matrix[i]) if on}
         assert traits_now(window[:i + 1]) == expected, (i, window[max(0, i - 3):i + 1])
+
+
+def test_context_traits_read_the_key_so_far_the_place_in_the_bar_and_a_cadence():
+    from brain.neuron_labels import traits_now
+
+    tune = "| D4 E4 F#4 G4 | A4 B4 C#5 D5 | A4 F#4 G4 E4 |".split()
+    assert "note 3 of a bar" in traits_now(tune[:4]) and "on the tonic (key so far)" not in traits_now(tune[:2])
+    end = traits_now(tune + ["D4"])  # D major by now: the tonic on a downbeat after the second degree
+    assert {"on the tonic (key so far)", "cadence (tonic on a downbeat)", "first note of a bar"} <= end
+    assert "cadence (tonic on a downbeat)" not in traits_now(tune[:-1] + ["D4"])  # the same tonic inside a bar
+    assert "outside the key so far" in traits_now(tune + ["C4"]) and "on the fifth (key so far)" in traits_now(tune + ["A4"])

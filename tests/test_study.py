@@ -110,3 +110,34 @@ def test_without_ray_it_says_how_to_get_it(tmp_path):
     assert r.returncode == 2 and "pip install 'neurojam[study]'" in r.stderr, r.stderr
     bad = run_cli("study", str(spec), "--serial")
     assert bad.returncode == 2 and "name no session folder" in bad.stderr, bad.stderr
+
+
+def test_a_study_of_features_reads_each_models_dictionary(study, tmp_path):
+    """`--units features`: feature firing rates at each feature's own gate, and features matched across two copies of
+    the model (each firing feature's best match is itself, at r = 1); the tables say the units are features."""
+    from brain.science.study import FEATURE_SITE, read_results
+    from brain.units.features import load_features
+    from brain.models import load_model
+
+    from brain.models import MODELS_DIR
+
+    root, _ = study
+    shutil.copytree(MODELS_DIR / "notes-default", tmp_path / "copy", ignore=shutil.ignore_patterns("*.png", "*.md"))
+    spec = tmp_path / "features.yaml"
+    spec.write_text(f"sessions: ['{root}/sessions/jam0']\nmodels: [notes-default, {tmp_path / 'copy'}]\n"
+                    f"measures: [neuron_stats, match]\n")
+    out = tmp_path / "out"
+    r = run_cli("study", str(spec), "--out", str(out), "--serial", "--units", "features", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = read_results(out)
+    latents = load_features(load_model("notes-default", "cpu")).n_latents
+    rate = rows[(rows.experiment == "neuron_stats") & (rows.metric == "firing_rate")]
+    assert len(rate) == 2 * 4 * latents and (rate.site == FEATURE_SITE).all()
+    assert rate.value.between(0, 1).all() and (rate.value > 0).sum() >= 20
+    match = rows[rows.experiment == "match"]
+    assert len(match) == 4 * latents and (match.site == FEATURE_SITE).all()
+    fired = set(zip(rate.layer[rate.value > 0], rate.neuron[rate.value > 0]))
+    mine = match[[(lay, n) in fired for lay, n in zip(match.layer, match.neuron)]]
+    assert len(mine) >= 20 and (mine.value > 0.999).all()
+    show = run_cli("study", "show", str(out))
+    assert show.returncode == 0 and "(feature)" in show.stdout and "features" in show.stdout, show.stdout

@@ -22,7 +22,12 @@
   ablated, and says how far each lands from this band.
 - **A neuron keeps its place.** Its note sits nearest its *home* (the note it
   promotes most, moved into its layer's octave), on its layer's channel, so a
-  listener hears "1.42" in one register and timbre; few neurons share a voice.
+  listener hears "1.42" in one register and timbre. **A voice keeps its
+  neuron**: a (channel, pitch) belongs to the unit that last played it for
+  ``voice_hold_beats``; another unit landing there plays its pitch class an
+  octave up or down instead (where that is free), so a voice is one unit to
+  the ear. (With features, over a thousand units a layer, many more units are
+  heard than a layer has notes in key.)
 - **Louder means more active; silence means nothing unusual fires.** Only hits
   at or above ``gate`` × the neuron's calibration quantile sound; velocity
   rises with activation above the gate. No note starts more than
@@ -80,6 +85,10 @@ class Sonifier:
         self.counts: Counter = Counter()
         self.recent: deque[bool] = deque(maxlen=BALANCE_NOTES)
         """Whether each of the brain's last notes was the prediction voice's (its share is capped)."""
+        self.owners: dict[tuple[int, int], tuple[str, float]] = {}
+        """(channel, pitch) -> (the unit that last played it, the beat it did)."""
+        self.octave: dict[str, int] = {}
+        """The octave a unit was last moved by to find a voice of its own (tried first next time)."""
 
     # -- a neuron's voice ---------------------------------------------------------------
     def allowed(self, key: Key, chord: tuple[int, int, int], due: float, likely: list[int] | None = None) -> \
@@ -109,6 +118,25 @@ class Sonifier:
         if self.voices is not None:
             layers, width = max(layers, self.voices.home.shape[0]), max(width, self.voices.home.shape[1])
         return hashed_voices(layers, width, layer_shifts(layers, self.config.layer_octaves))
+
+    def own_voice(self, channel: int, pitch: int, unit: str, due: float) -> int:
+        """``pitch``, or the same pitch class an octave away, whichever no other unit has played within
+        ``voice_hold_beats`` (the octave it moved by last time first); ``pitch`` when none is free (shared)."""
+        hold = self.config.voice_hold_beats
+        if hold <= 0:
+            return pitch
+        last = self.octave.get(unit, 0)
+        for shift in dict.fromkeys((last, 0, 12, -12)):
+            owner = self.owners.get((channel, pitch + shift))
+            if 0 <= pitch + shift <= 127 and (owner is None or owner[0] == unit or due - owner[1] > hold):
+                return pitch + shift
+        self.counts["voice_shared"] += 1
+        return pitch
+
+    def _claim(self, channel: int, pitch: int, base: int, unit: str, due: float) -> None:
+        """``unit`` played ``pitch`` (its own choice was ``base``): the voice is its for the next hold."""
+        self.owners[(channel, pitch)] = (unit, due)
+        self.octave[unit] = pitch - base
 
     def prediction_velocity(self, confidence: float | None) -> int:
         """Louder the surer the model: 60 % of ``prediction_velocity`` at the threshold, all of it at certainty."""
@@ -150,7 +178,8 @@ class Sonifier:
             if hit.normalized < c.gate:
                 self.counts["below_gate"] += 1
                 continue
-            pitch, channel, nid = self.pitch(hit, allowed), self.channel(hit.layer), hit.id
+            channel, nid, base = self.channel(hit.layer), hit.id, self.pitch(hit, allowed)
+            pitch = base if (channel, base) in out else self.own_voice(channel, base, nid, due)
             note = out.get((channel, pitch))
             if note is not None:  # another neuron already sings this pitch here: share the note
                 note.neurons.append(nid)
@@ -160,6 +189,7 @@ class Sonifier:
             if len(out) >= c.max_voices:
                 self.counts["voice_cap"] += 1
                 continue
+            self._claim(channel, pitch, base, nid, due)
             out[(channel, pitch)] = self._note(pitch, channel, self.velocity(hit.normalized), due, c.note_beats,
                                                duration, [nid])
         notes = list(out.values())

@@ -224,11 +224,13 @@ def hypothesis_test(model: LoadedModel, layer: int, neuron: int, match: list[str
 
 # -- cross-model search ---------------------------------------------------------------------------
 
-def word_activations(model: LoadedModel, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-    """[n_words, n_layers * d_mlp]: each whitespace word's activations, read at the token
-    covering the word's last character — the same text positions in every model."""
+def word_activations(model: LoadedModel, texts: list[str], batch_size: int | None = None, progress: bool = False,
+                     dictionary=None) -> np.ndarray:
+    """[n_words, n_layers * units]: each whitespace word's activations (its neurons', or with a ``dictionary`` its
+    features'), read at the token covering the word's last character — the same text positions in every model."""
     cap = capture_activations(model, texts, batch_size=batch_size, progress=progress)
-    acts = torch.cat([cap.acts[layer] for layer in cap.layers], dim=1)  # [n_tokens, L*d_mlp]
+    acts = torch.cat([cap.acts[layer] if dictionary is None else dictionary[layer].encode(cap.acts[layer])
+                      for layer in cap.layers], dim=1)  # [n_tokens, L*units]
     rows = []
     order = np.lexsort((cap.offsets[:, 0].numpy(), cap.text_index.numpy()))
     tix, ends = cap.text_index.numpy()[order], cap.offsets[:, 1].numpy()[order]
@@ -267,17 +269,21 @@ class NeuronMatch:
 
 
 def match_neurons(model_a: LoadedModel, model_b: LoadedModel, texts: list[str], top: int = 1,
-                  progress: bool = False) -> list[NeuronMatch]:
-    acts_a = word_activations(model_a, texts, progress=progress)
-    acts_b = word_activations(model_b, texts, progress=progress)
+                  progress: bool = False, dictionaries: tuple | None = None) -> list[NeuronMatch]:
+    """``dictionaries``: (A's, B's) to match features instead of neurons (a unit that never fires matches at r 0)."""
+    da, db = dictionaries or (None, None)
+    acts_a = word_activations(model_a, texts, progress=progress, dictionary=da)
+    acts_b = word_activations(model_b, texts, progress=progress, dictionary=db)
+    width_a = model_a.d_mlp if da is None else da.n_latents
+    width_b = model_b.d_mlp if db is None else db.n_latents
     corr = correlate(acts_a, acts_b)  # [A, B]
     corr = np.nan_to_num(corr)
     best = np.argsort(-corr, axis=1)[:, :top]
     out = []
     for i in range(corr.shape[0]):
-        la, na = divmod(i, model_a.d_mlp)
+        la, na = divmod(i, width_a)
         for j in best[i]:
-            lb, nb = divmod(int(j), model_b.d_mlp)
+            lb, nb = divmod(int(j), width_b)
             out.append(NeuronMatch(f"{la}.{na}", f"{lb}.{nb}", float(corr[i, j])))
     return out
 

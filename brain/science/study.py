@@ -24,6 +24,12 @@ Measures, one row per unit and metric:
 - ``layer_skip``: each layer skipped in turn: ``loss_change`` of the session's next-note loss.
 - ``match``: for each neuron of the first model, ``best_match_r`` (Pearson r over the sessions' words) with the
   second model's neurons; the best match's id in ``token``.
+
+With ``--units features`` (``brain.units``) the unit measures are about each model's dictionary features instead:
+``neuron_stats`` counts a feature as firing at the gate × its own calibration quantile (as the live brain plays it),
+``match`` pairs each feature of A with the most correlated feature of B's own dictionary, and ``score`` replays
+with features playing. Their rows carry the site :data:`FEATURE_SITE`; a model without a dictionary fails its
+tasks with the command that trains one.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ if TYPE_CHECKING:
 
 MEASURES = ("score", "neuron_stats", "layer_skip", "match")
 SCHEMA_VERSION = 1
+NEURON_SITE = "mlp.hook_post"
+FEATURE_SITE = "mlp.hook_post.features"
+"""A dictionary feature over ``blocks.L.mlp.hook_post`` (its index in ``neuron``)."""
 """Part of every task id: a change to what a measure computes changes it, so old rows are not mistaken for new."""
 
 
@@ -196,13 +205,28 @@ def _neuron_stats(task: Task, spec: StudySpec, sessions, work: Path, settings):
     if not results:
         return rows
     acts = torch.stack([r.acts for r in results])  # [events, layers, d_mlp]
-    norm = acts / stats.scale if stats is not None else acts
+    site = NEURON_SITE
+    if settings.brain.units == "features":
+        features = _features(model)
+        acts = torch.stack([features.dictionary[layer].encode(acts[:, layer]) for layer in range(acts.shape[1])], 1)
+        stats, site = features.stats, FEATURE_SITE
+    norm = acts / stats.scale if stats is not None else acts  # a dead feature's scale is infinite: never fires
     rate, mean = (norm >= spec.gate).float().mean(0), norm.mean(0)
     for layer in range(norm.shape[1]):
         for n in range(norm.shape[2]):
-            rows.add("firing_rate", float(rate[layer, n]), site="mlp.hook_post", layer=layer, neuron=n)
-            rows.add("mean_normalized", float(mean[layer, n]), site="mlp.hook_post", layer=layer, neuron=n)
+            rows.add("firing_rate", float(rate[layer, n]), site=site, layer=layer, neuron=n)
+            rows.add("mean_normalized", float(mean[layer, n]), site=site, layer=layer, neuron=n)
     return rows
+
+
+def _features(model):
+    """The model's dictionary, loaded once per worker (a clear error naming the training command if it has none)."""
+    from brain.units.features import load_features
+
+    key = f"features:{model.directory or model.name}"
+    if key not in _MODELS:
+        _MODELS[key] = load_features(model)
+    return _MODELS[key]
 
 
 def _layer_skip(task: Task, spec: StudySpec, sessions, work: Path, settings):
@@ -230,9 +254,12 @@ def _match(task: Task, spec: StudySpec, sessions, work: Path, settings):
     a, b = (_model(m, spec.device) for m in task.models)
     texts = [session_text(read_log(s)).text for s in sessions]
     rows = _rows(task, spec, model_b=task.models[1], sessions=len(sessions))
-    for m in match_neurons(a, b, texts):
+    features = settings.brain.units == "features"
+    dictionaries = (_features(a).dictionary, _features(b).dictionary) if features else None
+    for m in match_neurons(a, b, texts, dictionaries=dictionaries):
         layer, n = NeuronId.parse(m.a)
-        rows.add("best_match_r", m.r, site="mlp.hook_post", layer=layer, neuron=n, token=m.b)
+        rows.add("best_match_r", m.r, site=FEATURE_SITE if features else NEURON_SITE, layer=layer, neuron=n,
+                 token=m.b)
     return rows
 
 
@@ -419,13 +446,14 @@ def headline_tables(out: str | Path) -> dict[str, list[list]]:
     stats = read_results(out, "neuron_stats")
     if len(stats):
         fr = stats[stats.metric == "firing_rate"]
-        g = fr.groupby(["model", "layer", "neuron"]).value
-        agg = g.agg(["mean", "std"]).join((fr.assign(fired=fr.value > 0).groupby(["model", "layer", "neuron"])
+        keys = ["model", "site", "layer", "neuron"]
+        g = fr.groupby(keys).value
+        agg = g.agg(["mean", "std"]).join((fr.assign(fired=fr.value > 0).groupby(keys)
                                             .fired.mean().rename("sessions_fired")))
-        top = agg.sort_values("mean", ascending=False).groupby(level="model").head(8).reset_index()
+        top = agg.sort_values("mean", ascending=False).groupby(level=["model", "site"]).head(8).reset_index()
         tables["firing rate across sessions (top neurons per model)"] = [
-            [r.model, f"{r.layer}.{r.neuron}", f"{r['mean']:.2%}", f"{(r['std'] if r['std'] == r['std'] else 0):.2%}",
-             f"{r.sessions_fired:.0%}"] for _, r in top.iterrows()]
+            [r.model, f"{r.layer}.{r.neuron}" + (" (feature)" if r.site == FEATURE_SITE else ""), f"{r['mean']:.2%}",
+             f"{(r['std'] if r['std'] == r['std'] else 0):.2%}", f"{r.sessions_fired:.0%}"] for _, r in top.iterrows()]
     score = read_results(out, "score")
     if len(score):
         piv = score.groupby(["model", "metric"]).value.mean().unstack()
@@ -443,9 +471,10 @@ def headline_tables(out: str | Path) -> dict[str, list[list]]:
     match = read_results(out, "match")
     if len(match):
         rows = []
-        for (a, settings), grp in match.groupby(["model", "settings"]):
+        for (a, settings, site), grp in match.groupby(["model", "settings", "site"]):
             b = json.loads(settings).get("model_b", "?")
-            rows.append([a, b, str(len(grp)), f"{(grp.value >= 0.9).mean():.1%}", f"{grp.value.median():.2f}"])
+            units = "features" if site == FEATURE_SITE else "neurons"
+            rows.append([a, b, f"{len(grp)} {units}", f"{(grp.value >= 0.9).mean():.1%}", f"{grp.value.median():.2f}"])
         tables["cross-model match (best Pearson r of each neuron of A in B)"] = rows
     return tables
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from core.errors import ConfigError
-from neurojam.cli.args import config_args, load_config_from
+from neurojam.cli.args import config_args, load_config_from, units_arg
 
 EXAMPLE = """\
 example spec (study.yaml):
@@ -14,6 +14,7 @@ example spec (study.yaml):
   models: [notes-default, /models/notes-seed2]
   measures: [score, neuron_stats, layer_skip, match]
 
+  neurojam study study.yaml --units features      the same about each model's dictionary features
   neurojam study study.yaml --out results/        run it (again: finished tasks are kept)
   neurojam study show results/                    the headline tables and plots"""
 
@@ -49,10 +50,10 @@ def _show(args: argparse.Namespace) -> int:
     tables = headline_tables(out)
     if not tables:
         console.print(f"{out}: no results yet (run `neurojam study SPEC --out {out}`)")
-    heads = {"firing rate across sessions (top neurons per model)": ["model", "neuron", "mean firing rate",
+    heads = {"firing rate across sessions (top neurons per model)": ["model", "unit", "mean firing rate",
                                                                      "std across sessions", "sessions it fired in"],
              "layer-skip damage (next-note loss change)": ["model", "layer skipped", "mean", "worst session"],
-             "cross-model match (best Pearson r of each neuron of A in B)": ["A", "B", "neurons", "best r ≥ 0.9",
+             "cross-model match (best Pearson r of each neuron of A in B)": ["A", "B", "units of A", "best r ≥ 0.9",
                                                                             "median best r"]}
     for title, rows in tables.items():
         head = heads.get(title) or rows.pop(0)
@@ -81,4 +82,6 @@ def register(sub, add) -> None:
     p.add_argument("--address", help="a Ray cluster to run on (`ray start --head` prints it); default: local Ray")
     p.add_argument("--workers", type=int, default=None, help="local Ray: CPUs to use (default: all)")
     p.add_argument("--serial", action="store_true", help="no Ray: one task after another in this process")
+    units_arg(p, "what the unit measures read: each model's MLP neurons (default) or its dictionary's features "
+                 "(neuron_stats, match between the two models' dictionaries, score with features playing)")
     config_args(p)
