@@ -17,6 +17,8 @@ BeatListener = Callable[[int, int, int, float, float], None]
 """Called with (index, bar, beat_in_bar, tempo_bpm, time)."""
 
 TICKS_PER_BEAT = 24
+LATE_TICK_S = 0.002
+"""A clock tick sent later than this after its grid time is counted late (a tenth of a tick at 120 BPM)."""
 
 
 class BeatClock:
@@ -140,6 +142,8 @@ class MidiClockOut:
         self.clock, self.send = clock, send
         self.running = False
         self.ticks = 0
+        self.late_ticks = 0
+        """Ticks sent more than :data:`LATE_TICK_S` after their grid time."""
 
     def on_beat(self, index: int, bar: int, beat: int, tempo: float, t: float) -> None:  # noqa: ARG002
         mido = self._mido
@@ -151,13 +155,15 @@ class MidiClockOut:
                 self.send(mido.Message("songpos", pos=min(16383, index * 4)))
                 self.send(mido.Message("continue"))
         step = 60.0 / tempo / TICKS_PER_BEAT
-        self._tick()
-        for k in range(1, TICKS_PER_BEAT):
-            self.clock.timeline.at(t + k * step, self._tick)
+        self._tick(t)
+        for k in range(1, TICKS_PER_BEAT):  # each at its own grid time: a late wake-up never shifts the ticks after it
+            self.clock.timeline.at(t + k * step, self._tick, t + k * step)
 
-    def _tick(self) -> None:
+    def _tick(self, due: float) -> None:
         if self.running:
             self.ticks += 1
+            if self.clock.timeline.clock() - due > LATE_TICK_S:
+                self.late_ticks += 1  # in the rig's stats: a slaved drum machine heard a wobble
             self.send(self._mido.Message("clock"))
 
     def stop(self) -> None:

@@ -41,6 +41,8 @@ from rig.sim import SimulatedHuman
 
 log = logging.getLogger("neurojam.rig")
 SOFTWARE = "neurojam-rig/0.1"
+GIL_SWITCH_S = 0.0005
+"""How long another thread may hold the GIL before the timeline thread gets it (``sys.setswitchinterval``)."""
 
 
 def _percentile(values, q: float) -> float | None:
@@ -302,6 +304,7 @@ class RigNode:
             "sync": {"source": self.config.rig.sync.source,
                      "link_peers": self.devices.link_sync.peers if self.devices.link_sync else None,
                      "clock_ticks_out": self.devices.clock_out.ticks if self.devices.clock_out else None,
+                     "clock_ticks_late": self.devices.clock_out.late_ticks if self.devices.clock_out else None,
                      "osc_sent": self.osc.sent, "osc_errors": self.osc.errors},
         }
 
@@ -309,6 +312,9 @@ class RigNode:
     def start(self) -> None:
         self.started_at = self.clock()
         self.started_utc = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        # the timeline thread wakes on time but must then win the GIL from whatever Python the rig's loop is
+        # running: Python's default 5 ms switch interval is a 5 ms late note or clock tick; 0.5 ms bounds that wait
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         self.timeline.start()
         self.link.hello(session=str(self.recorder.path) if self.recorder else "", software=SOFTWARE)
         t0 = self.clock() + 0.3

@@ -97,6 +97,32 @@ def test_the_rig_as_midi_clock_master_sends_start_and_24_ticks_a_beat(jack_serve
     assert sum(gaps) / len(gaps) == pytest.approx(0.5 / 24, rel=0.05)
 
 
+def test_a_late_wake_up_is_counted_and_never_shifts_skips_or_doubles_the_ticks_after_it():
+    """Logical time: the timeline thread wakes 50 ms late into a beat; the ticks due by then go out at once (counted
+    late), every later tick at its own grid time, 24 a beat, none twice."""
+    from types import SimpleNamespace
+
+    from rig.beat import LATE_TICK_S, TICKS_PER_BEAT, MidiClockOut
+    from rig.timeline import ManualClock, Timeline
+
+    clock = ManualClock()
+    timeline = Timeline(clock)
+    sent: list[tuple[float, str]] = []
+    out = MidiClockOut(SimpleNamespace(timeline=timeline), lambda m: sent.append((clock.now, m.type)))
+    step = 0.5 / TICKS_PER_BEAT
+    for beat in range(2):
+        clock.now = beat * 0.5  # the beat itself runs on time
+        out.on_beat(beat, 0, beat, 120.0, beat * 0.5)
+        if beat == 0:
+            clock.now = 0.05  # the wake-up comes late: ticks 1 and 2 (20.8, 41.7 ms) are overdue
+        timeline.advance_to(beat * 0.5 + 0.5 - 1e-9)
+    ticks = [t for t, kind in sent if kind == "clock"]
+    assert len(ticks) == 2 * TICKS_PER_BEAT and out.late_ticks == 2
+    assert ticks[1:3] == [0.05, 0.05]  # sent at once when it woke, in order
+    assert ticks[3:] == pytest.approx([k * step for k in range(3, 2 * TICKS_PER_BEAT)], abs=1e-9)
+    assert all(t - k * step <= LATE_TICK_S for k, t in enumerate(ticks) if k >= 3)
+
+
 def test_midi_routing_a_port_per_source_and_a_virtual_input(jack_server, tmp_path, ports):
     tag = id(tmp_path)
     node = make_node(tmp_path, ports, f"rig.midi.backend={JACK}", f"rig.midi.virtual_output=nj-main-{tag}",

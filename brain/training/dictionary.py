@@ -167,10 +167,18 @@ Next-note top-1 with every layer spliced in: {top1['spliced']:.1%} (clean {top1[
 Labels (`labels.json`, `brain/units/labels.py`), where a unit sounds (gate {card['labels']['gate']} × its top quantile):
 {lab['clear_reads']} of {lab['labelable']} features that fire often enough read a trait clearly
 ({lab['clear_reads_fraction']:.0%}); {lab['does_among_clear']} of those ({lab['does_among_clear_fraction']:.1%}) make the
-model expect what then comes at ≥ 2× its base rate. The model's neurons, labelled the same way:
+model expect what then comes at ≥ 2× its base rate, the outcome named by their full effect (removed where they sound on
+the validation tunes){_direct(lab)}. The model's neurons, labelled the same way:
 {neu['clear_reads']} of {neu['labelable']} ({neu['clear_reads_fraction']:.0%}) and {neu['does_among_clear']}
-({neu['does_among_clear_fraction']:.1%}).
-""")
+({neu['does_among_clear_fraction']:.1%}){_direct(neu)}.
+"""
+
+
+def _direct(summary: dict) -> str:
+    if "does_directly_among_clear" not in summary:
+        return ""
+    return (f" ({summary['does_directly_among_clear']}, {summary['does_directly_among_clear_fraction']:.1%}, with the "
+            f"outcome its direct effect alone names)"))
 
 
 def main(argv: list[str] | None = None) -> int:
