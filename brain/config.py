@@ -40,6 +40,12 @@ class SonifyConfig(Section):
     max_voices: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
     """Neuron notes started per slot, the most active first: one at a time, so each neuron is heard as itself
     (the prediction voice is apart)."""
+    busy_voices: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
+    """Density follows the human: while the band has struck fewer than ``density_low`` × the human's notes over
+    the last 8 beats, up to this many units above their gate sound on a slot (a busy human, a busier band; never
+    a unit under its gate). ``max_voices`` otherwise."""
+    density_low: Annotated[float, msgspec.Meta(ge=0, le=4)] = 0.6
+    """The band's notes ÷ the human's, over the last 8 beats, under which ``busy_voices`` apply."""
     velocity_min: Midi7 = 45
     velocity_max: Midi7 = 105
     note_beats: Annotated[float, msgspec.Meta(gt=0, le=8)] = 1.0

@@ -82,6 +82,26 @@ def test_a_voice_keeps_its_unit_another_unit_moves_an_octave():
     assert free.note == 62 and son.counts["voice_shared"] == 1  # nobody played 62 for 32 beats: free, not shared
 
 
+def test_density_follows_the_human_two_units_a_slot_only_while_the_band_lags():
+    """A human in eighth notes and two units past their gate at every event: the band starts two notes a slot until
+    it has struck 0.6 × the human's notes over 8 beats, then one; a human who stopped gets no busy slots."""
+    promoted = {(0, 1): 62, (1, 2): 66}
+    rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])
+    son = Sonifier(SonifyConfig(gate=0.8, prediction_voice=False, note_beats=0.25), rig,
+                   NeuronVoices.planted(promoted, 2, 4))
+    per_slot = []
+    for i in range(32):  # 8 beats of eighth notes
+        when = t + i * 0.25
+        rig.observe(Note(source="human", note=[62, 66, 69, 66][i % 4], t=when))
+        per_slot.append(len(son.notes_for([Hit(0, 1, 2.0, 1.2), Hit(1, 2, 2.0, 1.1)], when)))
+    assert per_slot[0] == 2 and 1 in per_slot[8:] and son.counts["busy_slots"] >= 4
+    band, human = sum(per_slot), 32
+    assert 0.6 * human <= band + 2 <= 1.5 * human, per_slot  # kept near the rule's floor, not at one a slot
+    quiet = Sonifier(SonifyConfig(gate=0.8, prediction_voice=False), rig_in([62, 66, 69])[0],
+                     NeuronVoices.planted(promoted, 2, 4))
+    assert quiet.voices_now(due=10.0, event_time=t, period=0.5) == 1  # three human notes: too few to follow
+
+
 def rig_in(key_notes, t0=100.0):
     rig = RigView()
     rig.observe(Beat(index=0, bar=0, beat=0, tempo_bpm=120, time=t0))

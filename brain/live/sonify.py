@@ -32,6 +32,12 @@
   at or above ``gate`` × the neuron's calibration quantile sound; velocity
   rises with activation above the gate. No note starts more than
   ``listen_beats`` beats after the human or the pet last played.
+- **Density follows the human.** One unit note a slot (``max_voices``) while
+  the band keeps up; when it has struck fewer than ``density_low`` × the
+  human's notes over the last :data:`DENSITY_BEATS` beats, up to
+  ``busy_voices`` units sound together (each still past its own gate). A
+  sparse human leaves the band sparse: units sound only when they fire, and
+  nothing starts more than ``listen_beats`` after the last played note.
 - **No restrikes, no doubled notes.** A neuron whose note is still ringing past
   the next slot is *tied* (the rig extends it; a tie whose note has already
   ended starts nothing); two neurons landing on one pitch share one note; the
@@ -64,6 +70,8 @@ TIE_MARGIN_BEATS = 0.05
 """A ringing note must outlast the new slot by this much to be tied rather than struck."""
 SLOT_EPS = 1e-6
 """A slot this close to a whole beat is on the beat."""
+DENSITY_BEATS = 8
+"""The window over which the band's notes are counted against the human's."""
 
 
 def _seconds(x: float) -> float:
@@ -85,6 +93,8 @@ class Sonifier:
         self.counts: Counter = Counter()
         self.recent: deque[bool] = deque(maxlen=BALANCE_NOTES)
         """Whether each of the brain's last notes was the prediction voice's (its share is capped)."""
+        self.struck: deque[float] = deque(maxlen=4 * BALANCE_NOTES)
+        """The beats the brain's recent struck notes were due on (the density rule counts them)."""
         self.owners: dict[tuple[int, int], tuple[str, float]] = {}
         """(channel, pitch) -> (the unit that last played it, the beat it did)."""
         self.octave: dict[str, int] = {}
@@ -174,6 +184,7 @@ class Sonifier:
             del self.ringing[k]
         duration = _seconds(c.note_beats * grid.period)
         out: dict[tuple[int, int], AccompNote] = {}
+        voices = self.voices_now(due, event_time, grid.period)
         for hit in sorted(hits, key=lambda h: -h.normalized):
             if hit.normalized < c.gate:
                 self.counts["below_gate"] += 1
@@ -186,7 +197,7 @@ class Sonifier:
                 note.velocity = max(note.velocity, self.velocity(hit.normalized))
                 self.counts["shared"] += 1
                 continue
-            if len(out) >= c.max_voices:
+            if len(out) >= voices:
                 self.counts["voice_cap"] += 1
                 continue
             self._claim(channel, pitch, base, nid, due)
@@ -206,7 +217,20 @@ class Sonifier:
                                         1 / c.subdivision, _seconds(grid.period / c.subdivision), ["prediction"]))
         self.counts["notes"] += len(notes)
         self.recent.extend(n.neurons == ["prediction"] for n in notes if not n.tie)
+        self.struck.extend(n.due_beat for n in notes if not n.tie)
         return notes
+
+    def voices_now(self, due: float, event_time: float, period: float) -> int:
+        """Unit notes this slot may start: ``busy_voices`` while the band lags the human (the density rule)."""
+        c = self.config
+        if c.busy_voices <= c.max_voices:
+            return c.max_voices
+        human = sum(1 for t, _ in self.rig.human_notes if t > event_time - DENSITY_BEATS * period)
+        band = sum(1 for b in self.struck if b > due - DENSITY_BEATS)
+        if human >= 4 and band < c.density_low * human:
+            self.counts["busy_slots"] += 1
+            return c.busy_voices
+        return c.max_voices
 
     def _note(self, pitch: int, channel: int, velocity: int, due: float, beats: float, duration: float,
               neurons: list[str]) -> AccompNote:
