@@ -116,6 +116,38 @@ def test_a_key_for_one_rig_cannot_steer_or_treat_another(model):
     assert brain.dropped_in["not_your_rig"] == 2 and brain.rigs["b"].stream.steering.factors == {}
 
 
+def test_a_rig_key_as_a_tool_and_a_tool_key_for_one_rig_control_only_their_own(model):
+    """Issue 41: rig a's key saying hello as a tool, and a key allowed as ``tool:a``, may retempo, treat and steer rig
+    a but never rig b (counted refusals); a key allowed as ``tool`` reaches both."""
+    from bridge.messages import Tempo
+
+    rig_key, tool_a, tool_all, other = "R" * 40, "T" * 40, "A" * 40, "Y" * 40
+    book = IdentityBook(identities={rig_key: "rig:a", tool_a: "tool:a", tool_all: "tool"}, keyed=True)
+    for node, key, role in (("a", rig_key, "rig"), ("b", other, "rig"), ("rig-a-as-tool", rig_key, "tool"),
+                            ("tool-a", tool_a, "tool"), ("tool-all", tool_all, "tool")):
+        assert book.claim(node, key, role) is None, node
+    brain = core(model, identity=book)
+    brain.handle([Beat(index=0, bar=0, beat=0, time=1.0, node=r, seq=0) for r in ("a", "b")])
+    seq = iter(range(1, 100))
+
+    def controls(node: str, rig: str) -> list:
+        return brain.handle([Tempo(bpm=90, rig=rig, node=node, seq=next(seq)),
+                             TreatRequest(source="manual", rig=rig, node=node, seq=next(seq)),
+                             Steer(layer=0, neuron=1, factor=0.0, rig=rig, node=node, seq=next(seq))])
+
+    for node in ("rig-a-as-tool", "tool-a"):
+        before = brain.dropped_in["not_your_rig"]
+        out = controls(node, "b")
+        assert [(to, m.applied) for to, m in out if isinstance(m, SteerReply)] == [(node, False)]
+        assert not [m for to, m in out if to == "b"] and brain.dropped_in["not_your_rig"] == before + 3, out
+        assert brain.rigs["b"].stream.steering.factors == {}
+        out = controls(node, "a")
+        assert [m.applied for _, m in out if isinstance(m, SteerReply)] == [True]
+        assert {type(m).__name__ for to, m in out if to == "a"} >= {"Tempo", "TreatRequest"}, out
+    out = controls("tool-all", "b")
+    assert {type(m).__name__ for to, m in out if to == "b"} >= {"Tempo", "TreatRequest"}, out
+
+
 def test_stages_get_copies_only_while_alive_and_only_of_rigs_they_may_see(model):
     brain = core(model)
     brain.handle([Hello(role="stage", node="stage-1", seq=0)])

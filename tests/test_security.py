@@ -29,6 +29,13 @@ def test_keys_init_writes_a_private_secret_and_prints_the_public_key(tmp_path):
     assert len(key) == 40 and f"bridge.brain_public_key: '{key}'" in r.stdout
     again = run_cli("keys", "init", "--node", "brain", "--dir", str(tmp_path))
     assert "already exists" in again.stdout and public_key_text(tmp_path / "brain.key") == key  # never overwritten
+    rig = run_cli("keys", "init", "--node", "kitchen", "--dir", str(tmp_path))
+    line = next(x for x in rig.stdout.splitlines() if "bridge.identities:" in x)
+    pasted = line.split("bridge.identities:")[1].split("  (")[0].strip()  # the line the owner pastes, as printed
+    from neurojam.config import load_config
+
+    rig_key = public_key_text(tmp_path / "kitchen.key")
+    assert load_config(None, [f"bridge.identities={pasted}"]).bridge.identities == {rig_key: "rig:kitchen"}
 
 
 def test_loopback_needs_no_keys_and_the_network_needs_them(tmp_path):

@@ -101,6 +101,8 @@ class BrainCore:
         """Told each rig's node id when it first plays (``neurojam brain`` prints it)."""
         self.step_ms: deque[float] = deque(maxlen=5000)
         self.counts = {"events": 0, "accomp_notes": 0, "reward_requests": 0, "refused_controls": 0}
+        self._told: set[tuple[str, str]] = set()
+        """(sender, rig) pairs whose refused control was logged (once each: a tool retrying floods nothing)."""
         self.dropped_in: Counter = Counter()
         """Controls refused for who sent them, for the link's counters (the node adds them there)."""
         self.wire = LinkSnapshot()
@@ -273,8 +275,12 @@ class BrainCore:
         self.counts["refused_controls"] += 1
         self.dropped_in["not_your_rig"] += 1
         allowed = ", ".join(sorted(rigs)) or "no rig"
-        log.warning("refused a %s from %s for rig %r: it may steer only %s", msg.__struct_config__.tag, msg.node,
-                    msg.rig or "(every rig)", allowed)
+        if (msg.node, msg.rig) not in self._told:
+            self._told.add((msg.node, msg.rig))
+            log.warning("refused a %s from %s for rig %r: its key may control only %s (further refusals counted in "
+                        "not_your_rig). If it should, name its key on the brain: bridge.identities: {KEY: 'tool'} (every "
+                        "rig) or {KEY: 'tool:%s'}", msg.__struct_config__.tag, msg.node, msg.rig or "(every rig)",
+                        allowed, msg.rig or "RIG")
         if isinstance(msg, Steer):
             out.append((msg.node, _steer_reply(msg, f"{msg.node} may steer only {allowed}")))
         return False
