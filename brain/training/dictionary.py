@@ -171,14 +171,14 @@ model expect what then comes at ≥ 2× its base rate, the outcome named by thei
 the validation tunes){_direct(lab)}. The model's neurons, labelled the same way:
 {neu['clear_reads']} of {neu['labelable']} ({neu['clear_reads_fraction']:.0%}) and {neu['does_among_clear']}
 ({neu['does_among_clear_fraction']:.1%}){_direct(neu)}.
-"""
+""")
 
 
 def _direct(summary: dict) -> str:
     if "does_directly_among_clear" not in summary:
         return ""
     return (f" ({summary['does_directly_among_clear']}, {summary['does_directly_among_clear_fraction']:.1%}, with the "
-            f"outcome its direct effect alone names)"))
+            f"outcome its direct effect alone names)")
 
 
 def main(argv: list[str] | None = None) -> int:
