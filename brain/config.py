@@ -51,9 +51,9 @@ class SonifyConfig(Section):
     note_beats: Annotated[float, msgspec.Meta(gt=0, le=8)] = 1.0
     """How long a voice rings after its neuron was last active."""
     voice_hold_beats: Annotated[float, msgspec.Meta(ge=0, le=1024)] = 32.0
-    """A voice (channel and pitch) stays the unit's that last played it for this many beats: another unit landing
-    there moves an octave up or down (the same pitch class), so a listener hears one unit per voice. 0: units
-    share voices freely."""
+    """A voice (channel and pitch) stays the unit's that last played it for this many beats: a unit sounding for the
+    first time where another holds the voice moves an octave up or down (the same pitch class) and keeps that place,
+    so a listener hears one unit per voice. 0: units share voices freely."""
     layer_channels: list[Channel] = msgspec.field(default_factory=lambda: [1, 2, 3, 4])
     layer_octaves: list[Annotated[int, msgspec.Meta(ge=1, le=8)]] = msgspec.field(default_factory=lambda: [3, 4, 5, 5])
     prediction_voice: bool = True

@@ -24,9 +24,10 @@
   promotes most, moved into its layer's octave), on its layer's channel, so a
   listener hears "1.42" in one register and timbre. **A voice keeps its
   neuron**: a (channel, pitch) belongs to the unit that last played it for
-  ``voice_hold_beats``; another unit landing there plays its pitch class an
-  octave up or down instead (where that is free), so a voice is one unit to
-  the ear. (With features, over a thousand units a layer, many more units are
+  ``voice_hold_beats``; a unit sounding for the first time where another
+  holds the voice plays its pitch class an octave up or down instead (where
+  that is free) and keeps that place after, so a voice is one unit to the ear
+  and a unit one register. (With features, over a thousand units a layer, many more units are
   heard than a layer has notes in key.)
 - **Louder means more active; silence means nothing unusual fires.** Only hits
   at or above ``gate`` × the neuron's calibration quantile sound; velocity
@@ -98,7 +99,7 @@ class Sonifier:
         self.owners: dict[tuple[int, int], tuple[str, float]] = {}
         """(channel, pitch) -> (the unit that last played it, the beat it did)."""
         self.octave: dict[str, int] = {}
-        """The octave a unit was last moved by to find a voice of its own (tried first next time)."""
+        """The octave each unit was moved by when it first found a voice of its own (kept: a unit keeps its place)."""
 
     # -- a neuron's voice ---------------------------------------------------------------
     def allowed(self, key: Key, chord: tuple[int, int, int], due: float, likely: list[int] | None = None) -> \
@@ -130,13 +131,15 @@ class Sonifier:
         return hashed_voices(layers, width, layer_shifts(layers, self.config.layer_octaves))
 
     def own_voice(self, channel: int, pitch: int, unit: str, due: float) -> int:
-        """``pitch``, or the same pitch class an octave away, whichever no other unit has played within
-        ``voice_hold_beats`` (the octave it moved by last time first); ``pitch`` when none is free (shared)."""
+        """Where ``unit`` plays ``pitch``: the place (octave) it found the first time it sounded, so it keeps its
+        register; the first time, ``pitch`` or the same pitch class an octave away, whichever no other unit has
+        played within ``voice_hold_beats`` (``pitch``, shared and counted, when none is free)."""
         hold = self.config.voice_hold_beats
         if hold <= 0:
             return pitch
-        last = self.octave.get(unit, 0)
-        for shift in dict.fromkeys((last, 0, 12, -12)):
+        if unit in self.octave:
+            return pitch + self.octave[unit] if 0 <= pitch + self.octave[unit] <= 127 else pitch
+        for shift in (0, 12, -12):
             owner = self.owners.get((channel, pitch + shift))
             if 0 <= pitch + shift <= 127 and (owner is None or owner[0] == unit or due - owner[1] > hold):
                 return pitch + shift
@@ -146,7 +149,7 @@ class Sonifier:
     def _claim(self, channel: int, pitch: int, base: int, unit: str, due: float) -> None:
         """``unit`` played ``pitch`` (its own choice was ``base``): the voice is its for the next hold."""
         self.owners[(channel, pitch)] = (unit, due)
-        self.octave[unit] = pitch - base
+        self.octave.setdefault(unit, pitch - base)
 
     def prediction_velocity(self, confidence: float | None) -> int:
         """Louder the surer the model: 60 % of ``prediction_velocity`` at the threshold, all of it at certainty."""
