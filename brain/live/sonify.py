@@ -193,9 +193,10 @@ class Sonifier:
                 self.counts["below_gate"] += 1
                 continue
             channel, nid, base = self.channel(hit.layer), hit.id, self.pitch(hit, allowed)
-            pitch = base if (channel, base) in out else self.own_voice(channel, base, nid, due)
+            pitch = base if (channel, base) in out and nid not in self.octave else self.own_voice(channel, base, nid, due)
             note = out.get((channel, pitch))
             if note is not None:  # another neuron already sings this pitch here: share the note
+                self.octave.setdefault(nid, pitch - base)  # its place from now on
                 note.neurons.append(nid)
                 note.velocity = max(note.velocity, self.velocity(hit.normalized))
                 self.counts["shared"] += 1
