@@ -127,7 +127,7 @@ def test_the_full_effect_names_what_removing_a_unit_takes_away():
     w_out = model.bridge.W_out[layer].float().detach()  # [d_mlp, d_model]
     push = (w_u[:, bar] - w_u.mean(1)) @ torch.linalg.pinv(w_out)  # [d_mlp]: through W_out, raises "|"
     direction = torch.stack([push, -push]) / push.norm()
-    texts = corpus_splits(model)[1][:40]
+    texts = corpus_splits(model)[1][:12]
     effects, counts = full_effects(model, texts, lambda _, acts: acts.norm(dim=-1, keepdim=True).expand(-1, 2),
                                    {layer: torch.zeros(2)}, {layer: direction})
     named = expected_outcomes(effects[layer], outcome_ids(model)).tolist()
