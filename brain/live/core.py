@@ -163,7 +163,7 @@ class BrainCore:
                 self._corrupt(stream, self.corruption_all)
             state.stream.close()
             state.stream = stream
-            state.sonifier.voices = self.voices
+            state.sonifier.play_units(self.voices)
         log.info("the brain now plays %s", units)
 
     def _static_pool(self):

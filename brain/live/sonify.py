@@ -27,8 +27,8 @@
   ``voice_hold_beats``; a unit sounding for the first time where another
   holds the voice plays its pitch class an octave up or down instead (where
   that is free) and keeps that place after, so a voice is one unit to the ear
-  and a unit one register. (With features, over a thousand units a layer, many more units are
-  heard than a layer has notes in key.)
+  and a unit one register. (With features, over a thousand units a layer,
+  many more units are heard than a layer has notes in key.)
 - **Louder means more active; silence means nothing unusual fires.** Only hits
   at or above ``gate`` × the neuron's calibration quantile sound; velocity
   rises with activation above the gate. No note starts more than
@@ -145,6 +145,13 @@ class Sonifier:
                 return pitch + shift
         self.counts["voice_shared"] += 1
         return pitch
+
+    def play_units(self, voices: NeuronVoices | None) -> None:
+        """Other units from now on (neurons ↔ features): their voices; an id now names another unit, so no place or
+        held voice carries over."""
+        self.voices = voices
+        self.owners.clear()
+        self.octave.clear()
 
     def _claim(self, channel: int, pitch: int, base: int, unit: str, due: float) -> None:
         """``unit`` played ``pitch`` (its own choice was ``base``): the voice is its for the next hold."""
