@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from brain.encoder import BAR, REST, word_note
+from recording.harmony import key_scores
 
 CLEAR = 0.75
 """AUROC below which a neuron has no clear trait."""
@@ -59,8 +60,6 @@ KEY_AFTER = 8
 def context_traits(words: list[str], chunk_index: np.ndarray) -> np.ndarray:
     """[n_tokens, len(CONTEXT_TRAITS)] bool, reading each window from its start: the key so far is the
     Krumhansl–Schmuckler key of the window's notes up to and including this one (``recording.harmony``)."""
-    from recording.harmony import key_scores
-
     out = np.zeros((len(words), len(CONTEXT_TRAITS)), dtype=bool)
     hist, notes, in_bar, prev_pc = [0.0] * 12, 0, -1, None
     for i, word in enumerate(words):
@@ -74,18 +73,25 @@ def context_traits(words: list[str], chunk_index: np.ndarray) -> np.ndarray:
             continue
         hist[note % 12] += 1
         notes += 1
-        if in_bar >= 0:
-            in_bar += 1
-            if in_bar >= 2:  # note 2, note 3, note 4 or later
-                out[i, CONTEXT_TRAITS.index("note 2 of a bar") + min(in_bar, 4) - 2] = True
-        if notes >= KEY_AFTER:
-            scores = key_scores(hist)
-            key = max(scores, key=scores.get)
-            degree = (note - key.tonic) % 12
-            out[i, 0], out[i, 1], out[i, 2] = degree == 0, degree == 7, note % 12 not in key.scale
-            out[i, 6] = degree == 0 and in_bar == 1 and prev_pc is not None and (prev_pc - key.tonic) % 12 in (2, 7, 11)
+        in_bar += in_bar >= 0
+        out[i] = _context_of(note, hist, notes, in_bar, prev_pc)
         prev_pc = note % 12
     return out
+
+
+def _context_of(note: int, hist: list[float], notes: int, in_bar: int, prev_pc: int | None) -> list[bool]:
+    """One note's :data:`CONTEXT_TRAITS`: ``hist``/``notes`` the window's notes so far (this one included),
+    ``in_bar`` its place in its bar (1 = first; -1 before the window's first bar line), ``prev_pc`` the note before."""
+    row = [False] * len(CONTEXT_TRAITS)
+    if in_bar >= 2:  # note 2, note 3, note 4 or later
+        row[CONTEXT_TRAITS.index("note 2 of a bar") + min(in_bar, 4) - 2] = True
+    if notes >= KEY_AFTER:
+        scores = key_scores(hist)
+        key = max(scores, key=scores.get)
+        degree = (note - key.tonic) % 12
+        row[0], row[1], row[2] = degree == 0, degree == 7, note % 12 not in key.scale
+        row[6] = degree == 0 and in_bar == 1 and prev_pc is not None and (prev_pc - key.tonic) % 12 in (2, 7, 11)
+    return row
 
 
 def token_traits(words: list[str], chunk_index: np.ndarray, position: np.ndarray,
@@ -324,9 +330,15 @@ def traits_now(window_words: list[str]) -> set[str]:
         out.add(POSITION_TRAITS[0])
     if i >= LATE:
         out.add(POSITION_TRAITS[1])
-    if note is not None:
-        out |= {name for name, on in zip(CONTEXT_TRAITS, context_traits(window_words, np.zeros(len(window_words)))[-1])
-                if on}
+    if note is not None:  # the last note's context alone (one key estimate: this runs once per live event)
+        notes = [n for w in window_words if (n := word_note(w)) is not None]
+        hist = [0.0] * 12
+        for n in notes:
+            hist[n % 12] += 1
+        bar = max((j for j, w in enumerate(window_words) if w == BAR), default=-1)
+        in_bar = sum(word_note(w) is not None for w in window_words[bar + 1:]) if bar >= 0 else -1
+        prev_pc = notes[-2] % 12 if len(notes) >= 2 else None
+        out |= {name for name, on in zip(CONTEXT_TRAITS, _context_of(note, hist, len(notes), in_bar, prev_pc)) if on}
     return out
 
 

@@ -26,7 +26,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
     if node == config.brain.node_id:
         print(f"on each rig and tool, set:   bridge.brain_public_key: '{key}'")
     else:
-        role = "tool" if node in ("tool", "stage") or node.startswith(("tool", "stage")) else f"rig:{node}"
+        role = "tool" if node.startswith(("tool", "stage")) else f"rig:{node}"
         print(f"on the brain, add to:        bridge.allowed_keys: [..., '{key}']")
         print(f"and say what it may do:      bridge.identities: {{'{key}': '{role}'}}  (rig:NAME plays and controls "
               f"only NAME; tool controls every rig, tool:A,B only those)")
