@@ -15,13 +15,17 @@ address                arguments                         sent by, when
                        s label, s rig                    ('L.N'; normalized 1.0 = its calibration top)
 =====================  ================================  ==================================================
 
-UDP, fire and forget: a send never blocks the node (python-osc's message builder, one datagram per target).
+UDP, fire and forget, off the hot path: a call from the rig's timeline or a pad's callback only queues the address
+and its arguments (under a microsecond); the ``osc-out`` thread builds each message (python-osc's builder, tens of
+microseconds) and sends one datagram per target. A beat, a pad's sound or a clock tick never waits for a visual.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import socket
+import threading
 
 log = logging.getLogger("neurojam.osc")
 
@@ -42,14 +46,29 @@ class OscOut:
             self._builder = OscMessageBuilder
         self.sent = 0
         self.errors = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if self.sock is not None:
+            self._thread = threading.Thread(target=self._send_queued, name="osc-out", daemon=True)
+            self._thread.start()
 
     @property
     def enabled(self) -> bool:
         return bool(self.targets)
 
     def send(self, address: str, *args) -> None:
-        if not self.targets:
-            return
+        if self._thread is not None:
+            self._queue.put((address, args))
+
+    def _send_queued(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._send_now(*item)
+            except Exception:  # an argument OSC cannot carry: counted, and the visuals go on
+                self.errors += 1
+                log.exception("OSC message %s not sent", item[0])
+
+    def _send_now(self, address: str, args: tuple) -> None:
         builder = self._builder(address=self.prefix + address)
         for a in args:
             builder.add_arg(a, "s" if isinstance(a, str) else "f" if isinstance(a, float) else "i")
@@ -80,5 +99,11 @@ class OscOut:
         self.send("/neuron", neuron_id, float(normalized), float(activation), label or "", rig)
 
     def close(self) -> None:
+        """Sends what is queued, then closes: the last note-off of a session reaches the visuals too."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=2.0)
+            self._thread = None
         if self.sock is not None:
             self.sock.close()
+            self.sock = None

@@ -1,6 +1,7 @@
 """With the rest of the studio: Ableton Link (a real second peer), MIDI clock out and routing (real JACK ports),
 OSC (a real python-osc server), and the MIDI export's tracks."""
 
+import socket
 import threading
 import time
 
@@ -197,6 +198,37 @@ def test_osc_from_the_rig_and_the_brain_with_the_documented_addresses_and_types(
     assert set(kinds("/neurojam/neuron")) == {("str", "float", "float", "str", "str")}
     neuron = next(args for addr, args in got if addr == "/neurojam/neuron")
     assert neuron[4] == "osc-rig" and "." in neuron[0]
+
+
+def test_osc_is_built_and_sent_off_the_calling_thread_and_close_sends_what_is_queued():
+    """A pad's callback or the timeline only queues: while building a message is held up, the call still returns."""
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from bridge.osc import OscOut
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    osc = OscOut([f"127.0.0.1:{receiver.getsockname()[1]}"])
+    release = threading.Event()
+
+    def held_builder(address):
+        assert release.wait(5.0)
+        return OscMessageBuilder(address=address)
+
+    osc._builder = held_builder
+    done = threading.Event()
+    threading.Thread(target=lambda: (osc.pad(3), osc.note("pet", 60, 100, 9), done.set()), daemon=True).start()
+    assert done.wait(1.0), "the sender waited for the message to be built"
+    release.set()
+    assert receiver.recv(2048).startswith(b"/neurojam/pad")
+    for pad in range(20):
+        osc.pad(pad)
+    osc.close()  # the queue is flushed before the socket closes
+    got = [receiver.recv(2048) for _ in range(21)]
+    assert got[0].startswith(b"/neurojam/note") and osc.sent == 22 and osc.errors == 0
+    osc.pad(1)  # after close: dropped, never an error
+    receiver.close()
 
 
 def test_the_export_gives_each_source_and_each_brain_voice_its_track_and_the_pet_the_drum_channel(tmp_path):
