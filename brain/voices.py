@@ -32,6 +32,15 @@ class NeuronVoices:
     """[n_layers, d_mlp, 12] the neuron's largest logit push on a note word of each pitch class."""
     from_model: bool = True
     """False: hashed (the model has no note words)."""
+    representative: np.ndarray | None = None
+    """[n_layers, d_mlp] the unit whose voice each unit plays in (a dictionary's near-duplicates share one);
+    None: each its own."""
+
+    def voice_id(self, layer: int, unit: int) -> str:
+        """The id of the unit whose place in the band ``L.unit`` takes: near-duplicates are one voice to the ear."""
+        rep = unit if self.representative is None or unit >= self.representative.shape[1] else \
+            int(self.representative[layer, unit])
+        return f"{layer}.{rep}"
 
     def pitch(self, layer: int, neuron: int, allowed: tuple[int, ...] | list[int]) -> int:
         """The allowed pitch class this neuron pushes most, placed nearest its home."""
@@ -82,17 +91,19 @@ def voices_of(model, layer_octaves: list[int], dictionary=None) -> NeuronVoices:
     midi = np.array([notes[int(i)] for i in ids])
     home = np.zeros((n_layers, d_mlp), dtype=np.int64)
     push = np.full((n_layers, d_mlp, 12), -np.inf, dtype=np.float32)
+    rep = np.tile(np.arange(d_mlp), (n_layers, 1))
     for layer in range(n_layers):
         effect = direct_logit_effect(model, layer)
         if dictionary is not None:
-            effect = dictionary[layer].W_dec @ effect
+            rep[layer] = dictionary[layer].voice_of().numpy()
+            effect = (dictionary[layer].W_dec @ effect)[rep[layer]]  # a near-duplicate sings its group's voice
         effect = effect[:, ids].numpy()  # [units, notes]
         home[layer] = midi[effect.argmax(-1)] + shift[layer]
         for pc in range(12):
             cols = pcs == pc
             if cols.any():
                 push[layer, :, pc] = effect[:, cols].max(-1)
-    return NeuronVoices(np.clip(home, 24, 108), push)
+    return NeuronVoices(np.clip(home, 24, 108), push, representative=rep if dictionary is not None else None)
 
 
 def hashed_voices(n_layers: int, d_mlp: int, shift: np.ndarray) -> NeuronVoices:

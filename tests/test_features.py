@@ -8,6 +8,7 @@ that feature at bar lines, label it "bar line" with the does side measured, and 
 import contextlib
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,6 +153,23 @@ def test_switching_units_live_keeps_the_window_and_says_what_plays(model, plante
         assert core.steer(Steer(play="features")).applied and core.units == "features"
         neurons, _ = played(core, jam(bars=1, start_beat=12))
         assert all(n.units == "features" and all(h.index < LATENTS for h in n.hits) for n in neurons)
+
+
+def test_the_shipped_dictionarys_near_duplicates_sing_in_one_voice(model):
+    """Every near-duplicate pair of the shipped dictionary gets its group's home and pushes; other features keep
+    their own (a distinct feature's voice is not overwritten)."""
+    from brain.units.features import load_features
+    from brain.voices import voices_of
+
+    dictionary = load_features(model).dictionary
+    voices = voices_of(model, [3, 4, 5, 6], dictionary)
+    pairs = [(layer, i, j) for layer in dictionary.layers for i, j in dictionary[layer].near_duplicate_pairs().tolist()]
+    assert pairs, "the shipped dictionary's card counts near-duplicates: the test needs one"
+    for layer, i, j in pairs:
+        assert voices.voice_id(layer, i) == voices.voice_id(layer, j)
+        assert voices.home[layer, i] == voices.home[layer, j] and (voices.push[layer, i] == voices.push[layer, j]).all()
+    alone = voices.representative == np.arange(voices.home.shape[1])[None, :]
+    assert alone.mean() > 0.99 and len({int(h) for h in voices.home[alone]}) > 12
 
 
 def test_a_brain_without_a_calibrated_dictionary_says_what_to_run(model, tmp_path):

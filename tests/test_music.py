@@ -82,6 +82,35 @@ def test_a_voice_keeps_its_unit_another_unit_moves_an_octave():
     assert free.note == 62 and son.counts["voice_shared"] == 1  # nobody played 62 for 32 beats: free, not shared
 
 
+def test_near_duplicate_features_are_one_voice_one_place_and_one_note_together():
+    """Features 1 and 3 write the same direction (decoder cosine 0.99): one voice to the ear. Heard one after the
+    other, 3 takes 1's place (a distinct unit pushing the same note moves an octave); heard together, one note."""
+    import numpy as np
+    import torch
+
+    from brain.units.dictionary import LayerDictionary
+
+    w = torch.nn.functional.normalize(torch.randn(5, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    w[3] = torch.nn.functional.normalize(w[1] + 0.1 * w[4], dim=0)
+    d = LayerDictionary(w.clone(), torch.zeros(5), w.clone(), torch.zeros(16), k=2)
+    assert d.voice_of().tolist() == [0, 1, 2, 1, 4] and d.near_duplicate_pairs().tolist() == [[1, 3]]
+    voices = NeuronVoices.planted({(0, u): 62 for u in range(5)}, 1, 5)
+    voices.representative = d.voice_of().numpy()[None, :]
+    assert voices.voice_id(0, 3) == "0.1" and voices.voice_id(0, 2) == "0.2"
+    rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])
+    son = Sonifier(SonifyConfig(gate=0.8, prediction_voice=False), rig, voices)
+    [a] = son.notes_for([Hit(0, 1, 2.0, 1.2)], t)
+    rig.observe(Note(source="human", note=69, t=t + 1.0))
+    [b] = son.notes_for([Hit(0, 3, 2.0, 1.2)], t + 1.0)
+    rig.observe(Note(source="human", note=69, t=t + 1.5))
+    [c] = son.notes_for([Hit(0, 2, 2.0, 1.2)], t + 1.5)
+    assert (a.note, b.note, b.neurons, c.note) == (62, 62, ["0.3"], 74)  # the duplicate in place; 0.2 moves
+    rig.observe(Note(source="human", note=69, t=t + 2.5))
+    both = son.notes_for([Hit(0, 3, 2.0, 1.3), Hit(0, 1, 2.0, 1.2)], t + 2.5)
+    assert [(n.note, n.neurons) for n in both] == [(62, ["0.3", "0.1"])] and son.counts["voice_shared"] == 0
+    assert np.array_equal(voices.shuffled().home.shape, voices.home.shape)
+
+
 def test_density_follows_the_human_two_units_a_slot_only_while_the_band_lags():
     """A human in eighth notes and two units past their gate at every event: the band starts two notes a slot until
     it has struck 0.6 × the human's notes over 8 beats, then one; a human who stopped gets no busy slots."""

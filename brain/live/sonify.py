@@ -28,7 +28,9 @@
   holds the voice plays its pitch class an octave up or down instead (where
   that is free) and keeps that place after, so a voice is one unit to the ear
   and a unit one register. (With features, over a thousand units a layer,
-  many more units are heard than a layer has notes in key.)
+  many more units are heard than a layer has notes in key.) A dictionary's
+  near-duplicates (decoder cosine > 0.9) are one voice: they sing their
+  group's notes in its place, and sounding together, share one note.
 - **Louder means more active; silence means nothing unusual fires.** Only hits
   at or above ``gate`` × the neuron's calibration quantile sound; velocity
   rises with activation above the gate. No note starts more than
@@ -199,12 +201,13 @@ class Sonifier:
             if hit.normalized < c.gate:
                 self.counts["below_gate"] += 1
                 continue
-            channel, nid, base = self.channel(hit.layer), hit.id, self.pitch(hit, allowed)
+            channel, base = self.channel(hit.layer), self.pitch(hit, allowed)
+            nid = self.voices.voice_id(hit.layer, hit.index)  # its place: near-duplicates take one
             pitch = base if (channel, base) in out and nid not in self.octave else self.own_voice(channel, base, nid, due)
             note = out.get((channel, pitch))
             if note is not None:  # another neuron already sings this pitch here: share the note
                 self.octave.setdefault(nid, pitch - base)  # its place from now on
-                note.neurons.append(nid)
+                note.neurons.append(hit.id)
                 note.velocity = max(note.velocity, self.velocity(hit.normalized))
                 self.counts["shared"] += 1
                 continue
@@ -213,7 +216,7 @@ class Sonifier:
                 continue
             self._claim(channel, pitch, base, nid, due)
             out[(channel, pitch)] = self._note(pitch, channel, self.velocity(hit.normalized), due, c.note_beats,
-                                               duration, [nid])
+                                               duration, [hit.id])
         notes = list(out.values())
         sure = confidence is None or confidence >= c.prediction_confidence
         share = (sum(self.recent) + 1) / (len(self.recent) + len(notes) + 1)

@@ -27,6 +27,8 @@ from core.errors import ModelError
 
 FILE = "dictionary.safetensors"
 CARD = "card.json"
+NEAR_DUPLICATE = 0.9
+"""Decoder cosine above which two features of a layer are one voice to the ear (and counted on the card)."""
 
 
 @dataclass
@@ -57,6 +59,27 @@ class LayerDictionary:
 
     def reconstruct(self, acts: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(acts)).to(acts.dtype)
+
+    def near_duplicate_pairs(self) -> torch.Tensor:
+        """[pairs, 2] feature indices (i < j) whose decoder directions' cosine exceeds :data:`NEAR_DUPLICATE`."""
+        w = torch.nn.functional.normalize(self.W_dec.float(), dim=-1)
+        cos = (w @ w.T).triu(diagonal=1)
+        return (cos > NEAR_DUPLICATE).nonzero()
+
+    def voice_of(self) -> torch.Tensor:
+        """[latents] each feature's representative: the lowest index among the near-duplicates it is linked to
+        (itself when it has none). Near-duplicates write the same direction; a listener hears them as one voice."""
+        rep = torch.arange(self.n_latents)
+        pairs = self.near_duplicate_pairs().tolist()
+        changed = True
+        while changed:  # a few passes join chains (a ~ b ~ c) into one group
+            changed = False
+            for i, j in pairs:
+                low = min(int(rep[i]), int(rep[j]))
+                if rep[i] != low or rep[j] != low:
+                    rep[i] = rep[j] = low
+                    changed = True
+        return rep
 
 
 class Dictionary:
