@@ -97,6 +97,10 @@ class BrainConfig(Section):
     """What the brain reads and plays: the MLP's neurons, or the features of the model's sparse dictionary
     (``brain/units/features.py``: monosemantic directions over the same neurons, each labelled by what it reads
     and what it makes the model expect)."""
+    play_rare_features: bool = False
+    """With features: let those too rare to label sound too. By default a feature that passed its gate fewer than
+    20 times on the labelling tunes (about 40 % of the shipped dictionary's) stays silent: its gate rests on a
+    handful of firings, nothing can be said of what it reads, and a listener could never learn its voice."""
     layers: list[Annotated[int, msgspec.Meta(ge=0)]] | Literal["all"] = "all"
     top_k: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     context_tokens: Annotated[int, msgspec.Meta(ge=8, le=8192)] = 128

@@ -137,6 +137,23 @@ def test_the_planted_feature_is_labelled_bar_line_on_both_sides(model, planted, 
     assert not labels[f"{LAYER}.1"].reads.trait  # a silent feature earns nothing
 
 
+def test_a_feature_too_rare_to_label_stays_silent_unless_asked(model, planted):
+    """The planted feature's labels say it never passed its gate often enough to label: the band leaves it out (its
+    hits still reach the stage at 0); ``brain.play_rare_features`` lets it sound. Labelled, it sounds by default."""
+    import dataclasses
+
+    features, _ = planted
+    fid = f"{LAYER}.0"
+    for trait, rare_play, sounds in (("", "false", False), ("", "true", True), ("bar line", "false", True)):
+        scores = {fid: {"trait": trait}, f"{LAYER}.1": {"trait": "rest"}}
+        labelled = dataclasses.replace(features, stats=dataclasses.replace(features.stats, scores=scores))
+        with core_with(model, labelled, f"brain.sonify.gate={GATE}", f"brain.play_rare_features={rare_play}") as core:
+            _, accomps = played(core, jam())
+        drove = any(fid in note.neurons for a in accomps for note in a.notes)
+        assert drove == sounds, (trait, rare_play)
+    assert torch.isfinite(features.stats.quantiles[LAYER, 0, -1])  # the shared statistics are left as they were
+
+
 def test_switching_units_live_keeps_the_window_and_says_what_plays(model, planted):
     features, _ = planted
     with core_with(model, features) as core:

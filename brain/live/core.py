@@ -30,7 +30,7 @@ from brain.models import LoadedModel
 from brain.neuron_labels import present_now, traits_now
 from brain.neuron_stats import NeuronStats, load_stats
 from brain.static_step import BATCH_SIZES
-from brain.units.features import FeatureSet, load_features
+from brain.units.features import FeatureSet, load_features, silence_the_rare
 from brain.stream import NeuronStream, StepResult, step_streams, stream_event
 from bridge.identity import IdentityBook
 from bridge.link import LinkSnapshot
@@ -114,7 +114,7 @@ class BrainCore:
         if units == "features":
             self.features = self._given["features"] or self.features or load_features(self.model)
             dictionary = self.features.dictionary
-            self.neuron_stats = self.features.stats
+            self.neuron_stats = self.features.stats if bc.play_rare_features else silence_the_rare(self.features.stats)
         else:
             self.neuron_stats = self._given["neurons"] or load_stats(self.model, bc.stats_dir)
         self.units = units

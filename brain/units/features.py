@@ -137,6 +137,22 @@ def silence_the_dead(quantiles: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def silence_the_rare(stats: NeuronStats) -> NeuronStats:
+    """The statistics the band plays by: a feature too rare to label (fewer than ``MIN_FIRINGS`` gate passes on the
+    labelling tunes, so no trait was claimed for it) gets an infinite scale, as a dead one does. A dictionary shipped
+    without labels is played whole (nothing says which are rare)."""
+    import dataclasses
+
+    if not stats.scores:
+        return stats
+    quantiles = stats.quantiles.clone()
+    for fid, score in stats.scores.items():
+        if not score.get("trait"):
+            layer, unit = map(int, fid.split("."))
+            quantiles[layer, unit, -1] = torch.inf
+    return dataclasses.replace(stats, quantiles=quantiles)
+
+
 @torch.inference_mode()
 def feature_quantiles(model, dictionary: Dictionary, texts: list[str], progress: bool = False) -> tuple[torch.Tensor, int]:
     """[n_layers, latents, levels] each feature's activation quantiles over ``texts`` (their distinct contexts),
