@@ -8,10 +8,11 @@ node id to one identity:
   ``bridge.identities`` names for it; a frame from any other identity claiming that id is dropped and counted;
 - a rig that restarts takes its id back at once: with keys, the same key; without, once its old connection has
   closed (the brain's ping to it fails; ZeroMQ heartbeats close a connection whose peer died silently);
-- with keys, a key named ``rig:NAME`` in ``bridge.identities`` speaks only as NAME and sees and steers only NAME,
-  also when it says hello as a stage or tool; ``tool`` sees and steers every rig, ``tool:A,B`` only A and B; a
-  key not named there that owns a rig sees and steers only its own rigs; without keys every local process may
-  watch and steer (the stage and ``neurojam steer`` are local tools), but only a rig's own connection plays as it;
+- with keys, a key named ``rig:NAME`` in ``bridge.identities`` speaks only as NAME and sees only NAME, also when
+  it says hello as a stage or tool, and controls nothing (:meth:`IdentityBook.rig_of_key`: a rig plays, tools
+  steer, set tempo and ask for treats); ``tool`` sees and steers every rig, ``tool:A,B`` only A and B; a key not
+  named there that owns a rig is that rig's key the same way; without keys every local process may watch and
+  steer (the stage and ``neurojam steer`` are local tools), but only a rig's own connection plays as it;
 - new ids are bounded: at most ``max_rigs`` rigs and ``max_stages`` stages and tools, and ``new_ids_per_minute``.
 """
 
@@ -124,6 +125,20 @@ class IdentityBook:
             return {r.strip() for r in named[5:].split(",") if r.strip()}
         own = {n for n, c in self.claims.items() if c.identity == claim.identity and c.role not in ROLES_WATCHING}
         return own if own or claim.role not in ROLES_WATCHING else None
+
+    def rig_of_key(self, node: str) -> str | None:
+        """With keys, the rig whose key ``node`` speaks with (named ``rig:NAME``, or unnamed and owning a rig's id),
+        else None. A rig's key plays; a control under it (tempo, treat, steer) is refused, whatever role it claims:
+        a key stolen from one Pi must not retempo or treat another pet, nor its own from a hello as a tool."""
+        if not self.keyed or (claim := self.claims.get(node)) is None:
+            return None
+        named = self.identities.get(claim.identity, "")
+        if named.startswith("rig:"):
+            return named[4:]
+        if named:
+            return None
+        return next((n for n, c in sorted(self.claims.items()) if c.identity == claim.identity and c.role == "rig"),
+                    None)
 
     def may_steer(self, node: str, rig: str) -> bool:
         """May ``node`` control rig ``rig`` ('' : every rig it may see)?"""

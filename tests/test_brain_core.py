@@ -105,7 +105,7 @@ def test_steering_is_answered_and_refused_with_reasons(model):
     assert brain.counts["refused_controls"] == 2
 
 
-def test_a_key_for_one_rig_cannot_steer_or_treat_another(model):
+def test_a_rig_cannot_steer_or_treat_another(model):
     book = IdentityBook(identities={Z: "rig:a"}, keyed=True)
     assert book.claim("a", Z, "rig") is None and book.claim("b", "Y" * 40, "rig") is None
     brain = core(model, identity=book)
@@ -113,37 +113,47 @@ def test_a_key_for_one_rig_cannot_steer_or_treat_another(model):
     out = brain.handle([Steer(layer=0, neuron=1, factor=0.0, rig="b", node="a", seq=1),
                         TreatRequest(source="manual", rig="b", node="a", seq=2)])
     assert [(to, type(m).__name__, m.applied) for to, m in out] == [("a", "SteerReply", False)]
-    assert brain.dropped_in["not_your_rig"] == 2 and brain.rigs["b"].stream.steering.factors == {}
+    assert brain.dropped_in["rig_key_control"] == 2 and brain.rigs["b"].stream.steering.factors == {}
 
 
-def test_a_rig_key_as_a_tool_and_a_tool_key_for_one_rig_control_only_their_own(model):
-    """Issue 41: rig a's key saying hello as a tool, and a key allowed as ``tool:a``, may retempo, treat and steer rig
-    a but never rig b (counted refusals); a key allowed as ``tool`` reaches both."""
+def test_a_rig_key_controls_nothing_and_a_tool_key_for_one_rig_controls_only_it(model, caplog):
+    """Issue 41: rig a's key saying hello as a tool (named ``rig:a``, or unnamed but owning rig a) may not retempo,
+    treat or steer any rig, its own included; a key allowed as ``tool:a`` controls rig a and never rig b; ``tool``
+    reaches both. Each refusal counted; logged once per sender, with the fix."""
     from bridge.messages import Tempo
 
-    rig_key, tool_a, tool_all, other = "R" * 40, "T" * 40, "A" * 40, "Y" * 40
+    rig_key, tool_a, tool_all, other, unnamed = "R" * 40, "T" * 40, "A" * 40, "Y" * 40, "U" * 40
     book = IdentityBook(identities={rig_key: "rig:a", tool_a: "tool:a", tool_all: "tool"}, keyed=True)
-    for node, key, role in (("a", rig_key, "rig"), ("b", other, "rig"), ("rig-a-as-tool", rig_key, "tool"),
+    for node, key, role in (("a", rig_key, "rig"), ("b", other, "rig"), ("c", unnamed, "rig"),
+                            ("rig-a-as-tool", rig_key, "tool"), ("rig-c-as-tool", unnamed, "tool"),
                             ("tool-a", tool_a, "tool"), ("tool-all", tool_all, "tool")):
         assert book.claim(node, key, role) is None, node
     brain = core(model, identity=book)
-    brain.handle([Beat(index=0, bar=0, beat=0, time=1.0, node=r, seq=0) for r in ("a", "b")])
-    seq = iter(range(1, 100))
+    brain.handle([Beat(index=0, bar=0, beat=0, time=1.0, node=r, seq=0) for r in ("a", "b", "c")])
+    seq = iter(range(1, 200))
 
     def controls(node: str, rig: str) -> list:
         return brain.handle([Tempo(bpm=90, rig=rig, node=node, seq=next(seq)),
                              TreatRequest(source="manual", rig=rig, node=node, seq=next(seq)),
                              Steer(layer=0, neuron=1, factor=0.0, rig=rig, node=node, seq=next(seq))])
 
-    for node in ("rig-a-as-tool", "tool-a"):
-        before = brain.dropped_in["not_your_rig"]
-        out = controls(node, "b")
-        assert [(to, m.applied) for to, m in out if isinstance(m, SteerReply)] == [(node, False)]
-        assert not [m for to, m in out if to == "b"] and brain.dropped_in["not_your_rig"] == before + 3, out
-        assert brain.rigs["b"].stream.steering.factors == {}
-        out = controls(node, "a")
-        assert [m.applied for _, m in out if isinstance(m, SteerReply)] == [True]
-        assert {type(m).__name__ for to, m in out if to == "a"} >= {"Tempo", "TreatRequest"}, out
+    for node, own in (("rig-a-as-tool", "a"), ("rig-c-as-tool", "c")):
+        for rig in (own, "b", ""):
+            before = brain.dropped_in["rig_key_control"]
+            out = controls(node, rig)
+            assert [(to, m.applied) for to, m in out if isinstance(m, SteerReply)] == [(node, False)], out
+            assert not [m for to, m in out if to in ("a", "b", "c")], out
+            assert brain.dropped_in["rig_key_control"] == before + 3
+    assert all(brain.rigs[r].stream.steering.factors == {} for r in ("a", "b", "c"))
+    told = [r.message for r in caplog.records if "rig_key_control" in r.message]
+    assert len(told) == 2 and "bridge.identities" in told[0] and "keys init" in told[0]
+    before = brain.dropped_in["not_your_rig"]
+    out = controls("tool-a", "b")
+    assert [(to, m.applied) for to, m in out if isinstance(m, SteerReply)] == [("tool-a", False)]
+    assert not [m for to, m in out if to == "b"] and brain.dropped_in["not_your_rig"] == before + 3, out
+    out = controls("tool-a", "a")
+    assert [m.applied for _, m in out if isinstance(m, SteerReply)] == [True]
+    assert {type(m).__name__ for to, m in out if to == "a"} >= {"Tempo", "TreatRequest"}, out
     out = controls("tool-all", "b")
     assert {type(m).__name__ for to, m in out if to == "b"} >= {"Tempo", "TreatRequest"}, out
 

@@ -264,7 +264,22 @@ class BrainCore:
         return out
 
     def _may_control(self, msg: Steer | Tempo | TreatRequest | CardRequest, out: list[Answer]) -> bool:
-        """A control names its rig ('' : every rig); a sender that may steer only some rigs names one of them."""
+        """A control names its rig ('' : every rig); a sender that may steer only some rigs names one of them; a
+        rig's key controls nothing (a card request only reads, and is answered for its own rig)."""
+        owner = self.identity.rig_of_key(msg.node)
+        if owner is not None and not isinstance(msg, CardRequest):
+            self.counts["refused_controls"] += 1
+            self.dropped_in["rig_key_control"] += 1
+            if (msg.node, "rig key") not in self._told:
+                self._told.add((msg.node, "rig key"))
+                log.warning("refused a %s from %s: it speaks with rig %s's key, and a rig's key plays but never "
+                            "controls (further refusals counted in rig_key_control). Give the tool a key of its own: "
+                            "`neurojam keys init --node tool` on its machine, then on the brain bridge.identities: "
+                            "{KEY: 'tool:%s'}", msg.__struct_config__.tag, msg.node, owner, owner)
+            if isinstance(msg, Steer):
+                out.append((msg.node, _steer_reply(msg, f"{msg.node} speaks with rig {owner}'s key: a rig's key "
+                                                        "controls nothing; give the tool its own key")))
+            return False
         rigs = self.identity.rigs_of(msg.node)
         if rigs is None:
             return True

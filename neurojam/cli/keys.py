@@ -28,8 +28,8 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
     else:
         role = "tool" if node.startswith(("tool", "stage")) else f"rig:{node}"
         print(f"on the brain, add to:        bridge.allowed_keys: [..., '{key}']")
-        print(f"and say what it may do:      bridge.identities: {{'{key}': '{role}'}}  (rig:NAME plays and controls "
-              f"only NAME; tool controls every rig, tool:A,B only those)")
+        print(f"and say what it may do:      bridge.identities: {{'{key}': '{role}'}}  (rig:NAME plays as NAME and "
+              f"controls nothing; tool controls every rig, tool:A,B only those)")
     return 0
 
 
