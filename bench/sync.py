@@ -202,7 +202,7 @@ def start_demo(seconds: float) -> subprocess.Popen:
     out = tempfile.mkdtemp(prefix="nj-sync-demo-")
     demo = subprocess.Popen([sys.executable, "-m", "neurojam.cli", "demo", "--seconds", str(int(seconds)), "--no-view",
                              "--out", out], cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(20)  # the model loaded and the jam playing before anything is measured
     if demo.poll() is not None:
         raise SystemExit(f"the demo ended early (exit {demo.returncode}): run `neurojam demo` alone to see why")
@@ -238,13 +238,24 @@ def main() -> None:
     try:
         timed = side_by_side(args.seconds) if args.together else link_phase(args.seconds) + clock_jitter(args.seconds)
         rows = timed + osc_and_pads(args.presses)
+        load = "a demo running" if demo is not None else "nothing else running"
+        table(f"with other gear ({args.seconds:g} s runs, {load}; tempo changed by the peer at 1/3 and by the rig at "
+              "2/3)", ["measure", "n", "p50 ms", "p99 ms", "max ms"], rows)
     finally:
         if demo is not None:
-            demo.terminate()
-            demo.wait(timeout=60)
-    load = "a demo running" if demo is not None else "nothing else running"
-    table(f"with other gear ({args.seconds:g} s runs, {load}; tempo changed by the peer at 1/3 and by the rig at 2/3)",
-          ["measure", "n", "p50 ms", "p99 ms", "max ms"], rows)
+            stop_demo(demo)
+
+
+def stop_demo(demo: subprocess.Popen) -> None:
+    """Not its export (a long jam's audio takes minutes to render): its nodes stopped, its process group ended."""
+    import signal
+
+    try:
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait(timeout=10)
 
 
 if __name__ == "__main__":
