@@ -71,7 +71,8 @@ def feature_label_text(entry: dict) -> str:
     """The one-line label a listener sees: what the feature reads (when clear), what it makes the model expect and
     how often that came on tunes it never saw."""
     reads = entry.get("reads") or ""
-    read = reads if entry.get("reads_clear") else "fires on many things"
+    read = reads if entry.get("reads_clear") else "fires on many things" if reads else \
+        "too rare to label (silent in the band unless brain.play_rare_features)"
     firings = entry.get("firings", 0)
     if not firings:
         return f"{read}; expects {entry.get('expects', '?')} (silent held out)"
