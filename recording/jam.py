@@ -4,18 +4,21 @@ Export, the session list, the demo's summary and the neuron report all read
 a session through :func:`jam_from_log`, so they agree on what happened.
 Brain notes are the ones the rig reports it played (``note`` with source
 ``brain``); a session without them (a replay, which has no rig) uses the
-brain's ``accomp`` requests at their due times instead.
+brain's ``accomp`` requests at their due times instead, played as the rig's
+arranger would beside the human and the pet (:mod:`recording.arrangement`).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from bridge.grid import BeatGrid, due_time
 from bridge.messages import Accomp, Beat, Neurons, Note, Pad, TrainingTrial, TreatResult
+from recording.arrangement import arrange
 from recording.log import SessionLog
 
 SOURCES = ("pet", "human", "brain")
@@ -60,6 +63,11 @@ class Jam:
     """Note-ons, by source, of a (channel, pitch) that was still sounding."""
     stuck: list[PlayedNote] = field(default_factory=list)
     """Notes still sounding when the log ends (a rig that stopped cleanly leaves none)."""
+    asked: list[PlayedNote] | None = None
+    """A replay's brain notes as the brain asked for them, before the arranger (None: the rig reported what it
+    played)."""
+    arranged: Counter = field(default_factory=Counter)
+    """What the arranger did to a replay's notes (moved, dropped, cut, merged)."""
 
     @property
     def duration(self) -> float:
@@ -173,6 +181,10 @@ def jam_from_log(log: SessionLog) -> Jam:
             played = PlayedNote("brain", start, start + n.duration, n.note, n.velocity, n.channel)
             sounding[(n.channel, n.note)] = played
             jam.notes.append(played)
+        jam.asked = [dataclasses.replace(n) for n in jam.notes if n.source == "brain"]
+        others = [n for n in jam.notes if n.source in ("human", "pet")]
+        arranged, jam.arranged = arrange(jam.asked, others)
+        jam.notes = [n for n in jam.notes if n.source != "brain"] + arranged
     jam.notes.sort(key=lambda n: (n.start, n.source, n.note))
     if jam.notes:
         jam.end = max(jam.end, max(n.end for n in jam.notes))

@@ -53,6 +53,8 @@ class Score:
     key_fit: float | None = None
     harmony: float | None = None
     clashes_per_min: float | None = None
+    clashes_asked_per_min: float | None = None
+    """A replay's: the brain's own choice, before the rig's arranger (a live session records what the rig played)."""
     response_rho: float | None = None
     beats_after_stop: float | None = None
     stable_voices: float | None = None
@@ -153,6 +155,8 @@ def score_session(session: Session, band: BandSettings, *, gate: float | None = 
         out.notes.append("no human part in this session: key fit, harmony and clashes need one")
     else:
         _harmony(out, tl, brain, random.Random(seed))
+        if jam.asked is not None and out.clashes_per_min is not None:
+            out.clashes_asked_per_min = round(_clashes(jam.asked, tl.human) / max(1e-9, out.minutes), 2)
     _response(out, tl, jam, brain, gate, band.prediction_channel)
     _faithfulness(out, tl, jam)
     _hygiene(out, tl, jam, brain)
@@ -321,6 +325,7 @@ SCORE_ROWS = (
     ("  same, chord tones of the human's last beat (ceiling)", None, "oracle_last_beat_chord", "harmony", ""),
     ("semitone clashes with a sounding human note, per minute", "clashes_per_min", "random_in_key", "clashes_per_min",
      "fewer than the baseline"),
+    ("  same, the brain's own choice before the rig's arranger (a replay)", "clashes_asked_per_min", None, None, ""),
     ("response: ρ(neuron activity, notes) per beat", "response_rho", None, None, "≥ 0.5"),
     ("beats played after everyone stopped", "beats_after_stop", None, None, "≤ 1"),
     ("neurons with a stable voice", "stable_voices", None, None, "≥ 95 %"),
@@ -341,7 +346,7 @@ def score_rows(score) -> list[tuple[str, str, str, str]]:
     def fmt(v, key=""):
         if v is None:
             return "–"
-        if isinstance(v, float) and key not in ("clashes_per_min", "beats_after_stop") and not key.endswith("rho"):
+        if isinstance(v, float) and key not in ("clashes_per_min", "clashes_asked_per_min", "beats_after_stop") and not key.endswith("rho"):
             return f"{v:.0%}"
         return f"{v:g}" if isinstance(v, float) else str(v)
 

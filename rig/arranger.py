@@ -2,12 +2,11 @@
 
 The brain chooses its notes tens of milliseconds before they sound and cannot know what the human will play in
 between; the rig can. So at the instant a brain note is due, :class:`Arranger` checks it against the human's and
-the pet's pitched notes sounding then: a semitone (or a minor ninth, or a major seventh: the same rub) away, the
-note moves onto the clashing note's pitch class (an octave or unison doubling, in the human's key by the human's
-own choice), or is dropped when that would rub with another or double a brain note. And when the human strikes a
-note that rubs with a brain note already sounding, that brain note ends there (at :data:`MIN_NOTE_S` after its
-onset at the earliest: a rub that short is not heard, a note that short is a click). The pet's drum pads (channel 10) have no pitch to rub.
-Counted in the rig's stats: moved, dropped, cut.
+the pet's pitched notes sounding then, by the rule in :mod:`recording.arrangement` (the one a replay is scored by):
+a semitone (or a minor ninth, or a major seventh: the same rub) away, the note moves onto the clashing note's pitch
+class, or is dropped when that would rub with another or double a brain note. And when the human strikes a note that
+rubs with a brain note already sounding, that brain note ends there (the scheduler's ``give_way``, at
+:data:`MIN_NOTE_S` after its onset at the earliest). Counted in the rig's stats: moved, dropped, cut.
 """
 
 from __future__ import annotations
@@ -15,16 +14,9 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-DRUM_CHANNEL = 9
-MIN_NOTE_S = 0.025
-"""A brain note cut for a rub still lasts this long (the score hears neither a rub under 30 ms nor counts a note
-over 20 ms as a click)."""
-RUB = (1, 11)
-"""Interval classes that clash: a semitone, a major seventh / minor ninth."""
+from recording.arrangement import DRUM_CHANNEL, MIN_NOTE_S, clear_of_rubs, rubs
 
-
-def rubs(a: int, b: int) -> bool:
-    return (a - b) % 12 in RUB
+__all__ = ["Arranger", "DRUM_CHANNEL", "MIN_NOTE_S", "rubs"]
 
 
 class Arranger:
@@ -52,14 +44,9 @@ class Arranger:
     def place(self, pitch: int, busy: set[int] = frozenset()) -> int | None:
         """Where a brain note due now should sound: ``pitch``, moved onto a rubbing note's pitch class, or None
         (dropped). ``busy``: pitches the brain sounds already (a move never doubles one of them)."""
-        others = self.sounding()
-        clashing = [o for o in others if rubs(pitch, o)]
-        if not clashing:
-            return pitch
-        for o in clashing:
-            moved = pitch + (1 if (o - pitch) % 12 == 1 else -1)
-            if 0 <= moved <= 127 and moved not in busy and not any(rubs(moved, x) for x in others):
-                self.counts["clash_moved"] += 1
-                return moved
-        self.counts["clash_dropped"] += 1
-        return None
+        placed = clear_of_rubs(pitch, self.sounding(), busy)
+        if placed is None:
+            self.counts["clash_dropped"] += 1
+        elif placed != pitch:
+            self.counts["clash_moved"] += 1
+        return placed

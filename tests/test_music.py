@@ -111,6 +111,36 @@ def test_near_duplicate_features_are_one_voice_one_place_and_one_note_together()
     assert np.array_equal(voices.shuffled().home.shape, voices.home.shape)
 
 
+def test_a_replay_is_heard_as_the_rig_would_play_it_and_the_score_says_both(tmp_path):
+    """A replay has no rig: its brain notes are played by the arranger's rule beside the human's. E asked against a
+    held F moves onto F; the score counts no clash, and the brain's own choice (one clash) beside it."""
+    from bridge.messages import Accomp, AccompNote, encode
+    from recording.log import SessionRecorder
+    from recording.score import score_session
+
+    rec = SessionRecorder(tmp_path / "replay", {"node": "brain"})
+    seq = iter(range(1000))
+
+    def put(msg, direction="out"):  # as a replay records: the rig's events out, the brain's answers in
+        msg.node, msg.seq = ("brain" if direction == "in" else "rig"), next(seq)
+        rec.record(direction, encode(msg), msg.t)
+
+    for i in range(16):
+        put(Beat(index=i, bar=i // 4, beat=i % 4, tempo_bpm=120, time=100 + i * 0.5, t=100 + i * 0.5))
+        put(Note(source="human", note=[62, 66, 69, 65][i % 4], velocity=90, on=True, channel=0, t=100 + i * 0.5))
+        put(Note(source="human", note=[62, 66, 69, 65][i % 4], velocity=0, on=False, channel=0, t=100.45 + i * 0.5))
+    put(Accomp(notes=[AccompNote(note=64, velocity=70, channel=1, duration=0.3, due_beat=3.0, neurons=["0.1"]),
+                      AccompNote(note=62, velocity=70, channel=1, duration=0.3, due_beat=4.0, neurons=["0.2"])],
+               t=101.0), "in")
+    rec.close()
+    session = open_session(tmp_path / "replay")
+    brain = [(n.start, n.note) for n in session.jam.notes if n.source == "brain"]
+    assert brain == [(101.5, 65), (102.0, 62)] and [n.note for n in session.jam.asked] == [64, 62]
+    assert session.jam.arranged["clash_moved"] == 1
+    score = score_session(session, SonifyConfig())
+    assert score.clashes_per_min == 0 and score.clashes_asked_per_min > 0
+
+
 def test_density_follows_the_human_two_units_a_slot_only_while_the_band_lags():
     """A human in eighth notes and two units past their gate at every event: the band starts two notes a slot until
     it has struck 0.6 × the human's notes over 8 beats, then one; a human who stopped gets no busy slots."""

@@ -314,6 +314,57 @@ def test_the_arranger_moves_a_note_off_a_rub_with_the_human_and_drops_one_it_can
     assert 62 not in arranger.sounding()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_replay_is_arranged_exactly_as_the_rig_plays_it(seed):
+    """The score hears a replay (no rig) through recording.arrangement.arrange; the live rig plays through its
+    scheduler and arranger. Random brain notes against a random human part: the same notes, moved, dropped and cut
+    alike. Without the arranger the two would differ (the check can fail)."""
+    import random
+
+    from recording.arrangement import arrange
+    from recording.jam import PlayedNote
+    from rig.arranger import Arranger
+
+    rng = random.Random(seed)
+    clock = ManualClock(100.0)
+    tl = Timeline(clock)
+    beats = BeatClock(tl, tempo_bpm=120, beats_per_bar=4)
+    out = RecordingOutput(clock)
+    arranger = Arranger()
+    sched = AccompScheduler(tl, beats, out, arranger=arranger)
+    human, asked = [], []
+    t = 101.0
+    for _ in range(40):
+        start, length, pitch = t + rng.choice((0.07, 0.13, 0.19)), rng.choice((0.1, 0.3, 0.6)), rng.randint(60, 72)
+        human.append(PlayedNote("human", start, start + length, pitch, 90, 0))
+        tl.at(start, lambda p=pitch: (arranger.heard(p, True), sched.give_way(p)))
+        tl.at(start + length, lambda p=pitch: arranger.heard(p, False))
+        t += 0.25
+    t = 101.0
+    for _ in range(40):
+        channel, pitch, length = rng.choice((1, 2)), rng.randint(60, 72), rng.choice((0.2, 0.45))
+        if rng.random() < 0.8:
+            sched.schedule(Accomp(notes=[AccompNote(note=pitch, due_time=t, duration=length, channel=channel)]),
+                           now=t - 0.05)
+            asked.append(PlayedNote("brain", t, t + length, pitch, 64, channel))
+        t += 0.25
+        tl.advance_to(t - 0.06)
+    tl.advance_to(t + 2.0)
+    starts: dict = {}
+    live = []
+    for when, m in out.log:
+        if m.type == "note_on":
+            starts[(m.channel, m.note)] = when
+        elif m.type == "note_off" and (m.channel, m.note) in starts:
+            live.append((round(starts.pop((m.channel, m.note)), 4), round(when, 4), m.channel, m.note))
+    replayed, counts = arrange(asked, human)
+    assert sorted(live) == sorted((round(n.start, 4), round(n.end, 4), n.channel, n.note) for n in replayed)
+    assert counts["clash_moved"] == arranger.counts["clash_moved"] and \
+        counts["clash_dropped"] == arranger.counts["clash_dropped"]
+    assert counts["clash_moved"] + counts["clash_dropped"] + counts["clash_cut"] > 0
+    assert sorted(live) != sorted((round(n.start, 4), round(n.end, 4), n.channel, n.note) for n in asked)
+
+
 def test_a_human_note_that_rubs_ends_the_brains_sounding_note_but_never_into_a_click(world):
     from rig.arranger import MIN_NOTE_S, Arranger
 

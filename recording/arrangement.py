@@ -1,0 +1,76 @@
+"""The arranger's rule, in one place for the rig that plays it live and for a replay that the rig never played.
+
+A brain note rubs with a human or pet note sounding with it a semitone (or a major seventh / minor ninth: the same
+rub) away. At its onset it moves onto the rubbing note's pitch class (a doubling the human chose), or is dropped when
+that would rub with another or double a brain note; a human or pet note that starts while a brain note it rubs with
+sounds ends that brain note there, never under :data:`MIN_NOTE_S` after its onset. The pet's drum pads have no pitch.
+
+``rig/arranger.py`` applies :func:`clear_of_rubs` at the rig's clock; :func:`arrange` applies the same rule to the
+notes a replay's brain asked for (a replay has no rig), so ``neurojam score`` hears a replay as the rig would play it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recording.jam import PlayedNote
+
+DRUM_CHANNEL = 9
+MIN_NOTE_S = 0.025
+"""A brain note cut for a rub still lasts this long (the score hears neither a rub under 30 ms nor counts a note
+over 20 ms as a click)."""
+RUB = (1, 11)
+"""Interval classes that clash: a semitone, a major seventh / minor ninth."""
+
+
+def rubs(a: int, b: int) -> bool:
+    return (a - b) % 12 in RUB
+
+
+def clear_of_rubs(pitch: int, sounding: list[int], busy: set[int] = frozenset()) -> int | None:
+    """Where a brain note due now should sound, given the human's and the pet's pitched notes ``sounding``:
+    ``pitch``, moved a semitone onto a rubbing note's pitch class, or None (dropped). ``busy``: pitches the brain
+    sounds already (a move never doubles one of them)."""
+    clashing = [o for o in sounding if rubs(pitch, o)]
+    if not clashing:
+        return pitch
+    for o in clashing:
+        moved = pitch + (1 if (o - pitch) % 12 == 1 else -1)
+        if 0 <= moved <= 127 and moved not in busy and not any(rubs(moved, x) for x in sounding):
+            return moved
+    return None
+
+
+def arrange(brain: list["PlayedNote"], others: list["PlayedNote"]) -> tuple[list["PlayedNote"], Counter]:
+    """The brain's notes as the rig's arranger plays them beside ``others`` (the human's and the pet's), in time order
+    as the rig meets them, and what it did (moved, dropped, cut, merged: the rig's stats' names). A brain note due
+    on a (channel, pitch) still sounding merges into it, as at the rig."""
+    pitched = [o for o in others if o.channel != DRUM_CHANNEL]
+    events = sorted([(o.start, 0, i) for i, o in enumerate(pitched)] + [(n.start, 1, i) for i, n in enumerate(brain)])
+    counts: Counter = Counter()
+    out: list[PlayedNote] = []
+    for t, kind, i in events:
+        ringing = [b for b in out if b.start <= t < b.end]
+        if kind == 0:  # a human or pet note starts: the brain's notes it rubs with end here (never into a click)
+            for b in ringing:
+                if rubs(b.note, pitched[i].note):
+                    counts["clash_cut"] += 1
+                    b.end = max(t, b.start + MIN_NOTE_S)
+            continue
+        n = brain[i]
+        sounding = [o.note for o in pitched if o.start <= t < o.end]
+        pitch = clear_of_rubs(n.note, sounding, {b.note for b in ringing if (b.channel, b.note) != (n.channel, n.note)})
+        if pitch is None:
+            counts["clash_dropped"] += 1
+            continue
+        counts["clash_moved"] += pitch != n.note
+        held = next((b for b in ringing if (b.channel, b.note) == (n.channel, pitch)), None)
+        if held is not None:  # sounding already: it rings on to this note's end, no second attack
+            held.end = max(n.end, held.start)
+            counts["merged"] += 1
+            continue
+        out.append(replace(n, note=pitch))
+    return out, counts
