@@ -5,7 +5,8 @@
 Tunes from the default model's *test* split (never trained on, never used to tune the sonifier: that was
 done on the demo's Soldier's Joy), rendered as even eighth notes at 112 BPM with a pet on the drum pads,
 transposed to each of the 12 keys, replayed through the brain over the real bridge, and scored by
-`recording/score.py` (`neurojam score`) with its baselines on the same sessions. Plus a pet-only session.
+`recording/score.py` (`neurojam score`) with its baselines on the same sessions. A replay has no rig: its brain notes
+are heard as the rig's arranger would play them (`recording/arrangement.py`), the brain's own choice counted beside. Plus a pet-only session.
 Targets (issue 13): key fit ≥ 95 % in every key; harmony ≥ random in key + 15 points; response ρ ≥ 0.5;
 silent within a beat after everyone stops; 0 restrikes / double onsets / stuck notes; stable voice ≥ 95 %;
 ρ(velocity, activation) ≥ 0.8.
@@ -186,7 +187,7 @@ def main() -> None:
                      pct(mean(b.get("random_in_key", {}).get("harmony") for b in base)),
                      pct(mean(b.get("shuffled_brain", {}).get("harmony") for b in base)),
                      pct(mean(b.get("oracle_last_beat_chord", {}).get("harmony") for b in base)),
-                     f"{mean(x.clashes_per_min for x in s):.0f} / "
+                     f"{mean(x.clashes_per_min for x in s):.1f} ({mean(x.clashes_asked_per_min for x in s):.0f}) / "
                      f"{mean(b.get('random_in_key', {}).get('clashes_per_min') for b in base):.0f}",
                      f"{mean(x.response_rho for x in s):.2f}", f"{max(x.beats_after_stop or 0 for x in s):.1f}",
                      pct(mean(x.stable_voices for x in s)), f"{mean(x.velocity_rho for x in s):.2f}",
@@ -195,7 +196,7 @@ def main() -> None:
                      f"{pct(mean(x.prediction_hits for x in s))} / "
                      f"{pct(mean(b.get('repeat_last_human_note', {}).get('prediction_hits') for b in base))}"])
     table(f"accompaniment on {len(tunes)} held-out tunes × {len(shifts)} keys (+ pet on the drum pads)",
-          ["shift (key)", "key fit", "harmony", "random in key", "shuffled", "oracle", "clashes/min brain / random",
+          ["shift (key)", "key fit", "harmony", "random in key", "shuffled", "oracle", "clashes/min: brain (asked) / random",
            "response ρ", "beats after stop (max)", "stable voice", "ρ(vel, act)", "restrike/double/stuck/off-grid/<20 ms",
            "prediction / repeat-last"], rows)
     all_scores = [x for s in scores.values() for x in s]
