@@ -9,6 +9,7 @@ the brain's commands, keeps heartbeats and writes stats once a second.
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import signal
 import sys
@@ -315,6 +316,11 @@ class RigNode:
         # the timeline thread wakes on time but must then win the GIL from whatever Python the rig's loop is
         # running: Python's default 5 ms switch interval is a 5 ms late note or clock tick; 0.5 ms bounds that wait
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
+        # a full garbage collection holds the GIL while it scans every object the rig built (~33k: 5-9 ms on a
+        # busy 2-core machine, a clock tick a third of a tick late); what exists now lives as long as the session,
+        # so it is frozen out of every later collection (close() thaws it)
+        gc.collect()
+        gc.freeze()
         self.timeline.start()
         self.link.hello(session=str(self.recorder.path) if self.recorder else "", software=SOFTWARE)
         t0 = self.clock() + 0.3
@@ -358,6 +364,7 @@ class RigNode:
             return
         self._closed = True
         self.dispenser.close()  # a treat pending or pulsing is cancelled before anything else
+        gc.unfreeze()
         inputs = [port for port in (self.keyboard, self.daw_input) if port is not None]
         for port in inputs:
             port.stop()  # our reader threads: nothing more comes in
