@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import shutil
 import socket
@@ -95,8 +96,10 @@ def start_jack(name: str) -> subprocess.Popen | None:
     if not shutil.which("jackd"):
         return None
     env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
+    log = open(Path(tempfile.mkdtemp()) / "jackd.log", "w")  # its xruns: periods the server itself ran late
     proc = subprocess.Popen(["jackd", "--realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "32"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc.log_path = log.name
     os.environ["JACK_DEFAULT_SERVER"], os.environ["JACK_NO_START_SERVER"] = name, "1"
     time.sleep(1.0)
     return proc if proc.poll() is None else None
@@ -147,6 +150,7 @@ def clock_jitter(seconds: float) -> list[list]:
     finally:
         jack.terminate()
         jack.wait(timeout=10)
+        late_us = [int(m.group(1)) for m in re.finditer(r"XRun = (\d+) usec", open(jack.log_path).read())]
     rows = []
     step = 0.5 / 24
     for what, times in (("as sent (the rig's timeline)", sends), ("as captured on the JACK port (frame time)", stamps)):
@@ -154,9 +158,11 @@ def clock_jitter(seconds: float) -> list[list]:
         jitter = list(np.abs(intervals - step) * 1000)
         missing = int(sum(round(i / step) - 1 for i in intervals if i > 1.5 * step))
         doubled = int(sum(i < 0.5 * step for i in intervals))
+        server = f"; jackd ran late {len(late_us)}× (max {max(late_us, default=0) / 1000:.1f} ms)" if times is stamps \
+            else ""
         rows.append([f"MIDI clock out at 120 BPM, |tick interval − 20.83 ms|, {what}",
-                     f"{len(times)} ticks, {missing} missing, {doubled} doubled", pct(jitter, 0.5), pct(jitter, 0.99),
-                     max(jitter)])
+                     f"{len(times)} ticks, {missing} missing, {doubled} doubled{server}", pct(jitter, 0.5),
+                     pct(jitter, 0.99), max(jitter)])
     return rows
 
 
