@@ -108,21 +108,26 @@ def start_jack(name: str) -> subprocess.Popen | None:
 CAPTURE = """
 import json, sys, time, rtmidi
 port, seconds = sys.argv[1], float(sys.argv[2])
-capture = rtmidi.MidiIn(rtmidi.API_UNIX_JACK)
+# no Python callback: rtmidi's JACK thread queues each event with its frame-time delta and never waits for this
+# interpreter's lock (a callback did, and a client late in its JACK cycle loses that cycle's events)
+capture = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, queue_size_limit=8192)
 deadline = time.monotonic() + 10
 while not any(port in n for n in capture.get_ports()) and time.monotonic() < deadline:
     time.sleep(0.05)
 capture.open_port(next(i for i, n in enumerate(capture.get_ports()) if port in n))
 capture.ignore_types(sysex=True, timing=False, active_sense=True)  # rtmidi drops clock by default
-stamps, now = [], [0.0]
-def on_message(event, _data=None):
-    message, delta = event
-    now[0] += delta  # JACK frame time, not when Python got it
-    if message[0] == 0xF8:
-        stamps.append(now[0])
-capture.set_callback(on_message)
+stamps, now = [], 0.0
 print("ready", flush=True)
-time.sleep(seconds)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    event = capture.get_message()
+    if event is None:
+        time.sleep(0.005)
+        continue
+    message, delta = event
+    now += delta  # JACK frame time, not when Python got it
+    if message[0] == 0xF8:
+        stamps.append(now)
 capture.close_port()
 print(json.dumps(stamps), flush=True)
 """

@@ -98,7 +98,9 @@ class SchedulerConfig(Section):
     rub moves onto the rubbing note's pitch class (or is dropped); a brain note a new human note rubs against ends
     (``rig/arranger.py``). Off: every note as the brain asked."""
     realtime_priority: Annotated[int, msgspec.Meta(ge=0, le=99)] = 20
-    """SCHED_FIFO priority of the rig's timeline thread (beats, notes, clock ticks, treat pulses); 0 = normal.
+    """SCHED_FIFO priority of the rig's timeline thread (beats, notes, clock ticks, treat pulses); while it plays,
+    the rig's other threads run real-time at a quarter of it (a thread holding Python's interpreter lock must not
+    be pre-empted by another process while the timeline waits for that lock); 0 = the normal scheduler for all.
     Needs CAP_SYS_NICE (root, or the systemd unit's CPUSchedulingPolicy); without it the rig says so and runs on."""
 
 

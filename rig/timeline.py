@@ -31,6 +31,50 @@ class ManualClock:
         return self.now
 
 
+class RealtimeThreads:
+    """Every thread of this process at SCHED_FIFO ``priority`` while the rig plays (the timeline raises itself
+    above). The timeline thread runs real-time, but it needs Python's interpreter lock to send anything, and a thread
+    of the rig at normal priority holding that lock can be pre-empted by any busy process: the timeline then waits
+    for it (a priority inversion, a clock tick 2-20 ms late on a loaded machine). Threads started later inherit
+    the policy. :meth:`restore` puts each thread back (those that inherited it: the normal scheduler)."""
+
+    def __init__(self, priority: int) -> None:
+        self.priority = priority
+        self._before: dict[int, tuple[int, int]] = {}
+
+    @staticmethod
+    def _tasks() -> list[int]:
+        try:
+            return [int(t) for t in os.listdir("/proc/self/task")]
+        except OSError:
+            return []
+
+    def raise_all(self) -> bool:
+        """True if every thread now runs real-time (False without CAP_SYS_NICE, or off Linux: nothing changed)."""
+        if not self.priority or not hasattr(os, "sched_setscheduler"):
+            return False
+        for tid in self._tasks():
+            try:
+                before = (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority)
+                if before[0] == os.SCHED_OTHER:
+                    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(self.priority))
+                    self._before[tid] = before
+            except (PermissionError, OSError):
+                self.restore()
+                return False
+        return True
+
+    def restore(self) -> None:
+        for tid in self._tasks():
+            try:
+                if tid in self._before or (os.sched_getscheduler(tid) == os.SCHED_FIFO and
+                                           os.sched_getparam(tid).sched_priority == self.priority):
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            except OSError:  # a thread that ended meanwhile
+                pass
+        self._before.clear()
+
+
 class Timeline:
     def __init__(self, clock: Callable[[], float] = time.monotonic, spin_s: float = 0.0005,
                  realtime_priority: int = 0) -> None:

@@ -139,6 +139,39 @@ def test_a_playing_rig_keeps_its_objects_out_of_the_garbage_collectors_full_scan
     assert gc.get_freeze_count() == 0
 
 
+def test_while_a_rig_plays_its_threads_run_real_time_under_the_timeline_and_are_put_back_after(tmp_path, ports):
+    """A rig thread holding the interpreter lock at normal priority, pre-empted by a busy process, holds up the
+    real-time timeline waiting for that lock: while the rig plays every thread of it runs SCHED_FIFO (the timeline at
+    rig.scheduler.realtime_priority, the rest at a quarter of it); after close, the normal scheduler again. Where the
+    machine refuses real-time scheduling, nothing changes."""
+    import os
+
+    def policies():
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                out[int(tid)] = (os.sched_getscheduler(int(tid)), os.sched_getparam(int(tid)).sched_priority)
+            except OSError:
+                pass
+        return out
+
+    before = policies()
+    node = make_node(tmp_path, ports, "rig.training.enabled=false", "rig.scheduler.realtime_priority=20")
+    try:
+        node.start()
+        time.sleep(0.3)
+        during = policies()
+        if node.timeline.realtime:
+            assert set(during.values()) <= {(os.SCHED_FIFO, 5), (os.SCHED_FIFO, 20)}, during
+            assert list(during.values()).count((os.SCHED_FIFO, 20)) == 1  # the timeline alone above the rest
+        else:
+            assert during[os.getpid()] == before[os.getpid()]
+    finally:
+        node.close()
+    after = policies()
+    assert all(after[tid] == before[tid] for tid in after if tid in before), (before, after)
+
+
 def test_midi_routing_a_port_per_source_and_a_virtual_input(jack_server, tmp_path, ports):
     tag = id(tmp_path)
     node = make_node(tmp_path, ports, f"rig.midi.backend={JACK}", f"rig.midi.virtual_output=nj-main-{tag}",
