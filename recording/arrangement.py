@@ -13,10 +13,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from recording.jam import PlayedNote
+
+class Sounding(Protocol):
+    """A note with a span (``recording.jam.PlayedNote``)."""
+
+    start: float
+    end: float
+    note: int
+    channel: int
+
+
+N = TypeVar("N", bound=Sounding)
 
 DRUM_CHANNEL = 9
 MIN_NOTE_S = 0.025
@@ -44,14 +53,14 @@ def clear_of_rubs(pitch: int, sounding: list[int], busy: set[int] = frozenset())
     return None
 
 
-def arrange(brain: list["PlayedNote"], others: list["PlayedNote"]) -> tuple[list["PlayedNote"], Counter]:
+def arrange(brain: list[N], others: list[Sounding]) -> tuple[list[N], Counter]:
     """The brain's notes as the rig's arranger plays them beside ``others`` (the human's and the pet's), in time order
     as the rig meets them, and what it did (moved, dropped, cut, merged: the rig's stats' names). A brain note due
     on a (channel, pitch) still sounding merges into it, as at the rig."""
     pitched = [o for o in others if o.channel != DRUM_CHANNEL]
     events = sorted([(o.start, 0, i) for i, o in enumerate(pitched)] + [(n.start, 1, i) for i, n in enumerate(brain)])
     counts: Counter = Counter()
-    out: list[PlayedNote] = []
+    out: list[N] = []
     for t, kind, i in events:
         ringing = [b for b in out if b.start <= t < b.end]
         if kind == 0:  # a human or pet note starts: the brain's notes it rubs with end here (never into a click)

@@ -146,10 +146,12 @@ def silence_the_rare(stats: NeuronStats) -> NeuronStats:
 
     if not stats.scores:
         return stats
+    from core.units import NeuronId
+
     quantiles = stats.quantiles.clone()
     for fid, score in stats.scores.items():
         if not score.get("trait"):
-            layer, unit = map(int, fid.split("."))
+            layer, unit = NeuronId.parse(fid)
             quantiles[layer, unit, -1] = torch.inf
     return dataclasses.replace(stats, quantiles=quantiles)
 
