@@ -56,22 +56,27 @@ def clear_of_rubs(pitch: int, sounding: list[int], busy: set[int] = frozenset())
 def arrange(brain: list[N], others: list[Sounding]) -> tuple[list[N], Counter]:
     """The brain's notes as the rig's arranger plays them beside ``others`` (the human's and the pet's), in time order
     as the rig meets them, and what it did (moved, dropped, cut, merged: the rig's stats' names). A brain note due
-    on a (channel, pitch) still sounding merges into it, as at the rig."""
+    on a (channel, pitch) still sounding merges into it, as at the rig. One pass: what sounds at each moment is kept
+    as it goes (an hour's session is as quick as a minute's, per note)."""
     pitched = [o for o in others if o.channel != DRUM_CHANNEL]
     events = sorted([(o.start, 0, i) for i, o in enumerate(pitched)] + [(n.start, 1, i) for i, n in enumerate(brain)])
     counts: Counter = Counter()
     out: list[N] = []
+    human: list[Sounding] = []  # the human's and the pet's notes sounding now
+    ringing: list[N] = []  # the brain's notes sounding now
     for t, kind, i in events:
-        ringing = [b for b in out if b.start <= t < b.end]
+        human = [o for o in human if o.end > t]
+        ringing = [b for b in ringing if b.end > t]
         if kind == 0:  # a human or pet note starts: the brain's notes it rubs with end here (never into a click)
             for b in ringing:
                 if rubs(b.note, pitched[i].note):
                     counts["clash_cut"] += 1
                     b.end = max(t, b.start + MIN_NOTE_S)
+            human.append(pitched[i])
             continue
         n = brain[i]
-        sounding = [o.note for o in pitched if o.start <= t < o.end]
-        pitch = clear_of_rubs(n.note, sounding, {b.note for b in ringing if (b.channel, b.note) != (n.channel, n.note)})
+        pitch = clear_of_rubs(n.note, [o.note for o in human],
+                              {b.note for b in ringing if (b.channel, b.note) != (n.channel, n.note)})
         if pitch is None:
             counts["clash_dropped"] += 1
             continue
@@ -81,5 +86,7 @@ def arrange(brain: list[N], others: list[Sounding]) -> tuple[list[N], Counter]:
             held.end = max(n.end, held.start)
             counts["merged"] += 1
             continue
-        out.append(replace(n, note=pitch))
+        played = replace(n, note=pitch)
+        out.append(played)
+        ringing.append(played)
     return out, counts
