@@ -19,7 +19,7 @@ effects being linear in the neuron space); steering a feature scales its part of
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,7 @@ import torch
 from brain.neuron_stats import NeuronStats, fingerprint
 from brain.units.dictionary import Dictionary
 from core.errors import ConfigError
+from core.units import NeuronId
 
 Units = Literal["neurons", "features"]
 QUANTILES_FILE = "feature_quantiles.safetensors"
@@ -142,18 +143,14 @@ def silence_the_rare(stats: NeuronStats) -> NeuronStats:
     """The statistics the band plays by: a feature too rare to label (fewer than ``MIN_FIRINGS`` gate passes on the
     labelling tunes, so no trait was claimed for it) gets an infinite scale, as a dead one does. A dictionary shipped
     without labels is played whole (nothing says which are rare)."""
-    import dataclasses
-
     if not stats.scores:
         return stats
-    from core.units import NeuronId
-
     quantiles = stats.quantiles.clone()
     for fid, score in stats.scores.items():
         if not score.get("trait"):
             layer, unit = NeuronId.parse(fid)
             quantiles[layer, unit, -1] = torch.inf
-    return dataclasses.replace(stats, quantiles=quantiles)
+    return replace(stats, quantiles=quantiles)
 
 
 @torch.inference_mode()
