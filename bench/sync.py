@@ -133,6 +133,29 @@ print(json.dumps(stamps), flush=True)
 """
 
 
+def machine_floor(seconds: float, priority: int) -> subprocess.Popen | None:
+    """cyclictest (rt-tests): one C thread at the timeline's priority waking every millisecond for the same
+    seconds. No Python, no lock, no MIDI: how late this machine wakes a real-time thread at all, the floor under
+    any tick's lateness (a virtual machine's host can hold a vCPU for milliseconds)."""
+    if not shutil.which("cyclictest"):
+        return None
+    return subprocess.Popen(["cyclictest", f"--priority={max(1, priority)}", "--interval=1000", f"--duration={int(seconds)}",
+                             "--quiet", "--mlockall", "--histogram=30000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+
+
+def floor_row(floor: subprocess.Popen | None, priority: int) -> list:
+    what = f"the machine's floor: a C thread at SCHED_FIFO {priority} woken every 1 ms (cyclictest), lateness"
+    if floor is None:
+        return [what, "not measured: apt-get install rt-tests", "–", "–", "–"]
+    out, _ = floor.communicate(timeout=120)
+    hist = [tuple(map(int, line.split()[:2])) for line in out.splitlines() if line[:1].isdigit()]
+    us = np.repeat([h[0] for h in hist], [h[1] for h in hist]) / 1000
+    if not len(us):
+        return [what, "no samples", "–", "–", "–"]
+    return [what, f"{len(us)} wake-ups, {int((us >= 2).sum())} ≥ 2 ms", pct(us, 0.5), pct(us, 0.99), float(us.max())]
+
+
 def clock_jitter(seconds: float) -> list[list]:
     jack = start_jack(f"nj-bench-{os.getpid()}")
     if jack is None:
@@ -148,6 +171,8 @@ def clock_jitter(seconds: float) -> list[list]:
         capture = subprocess.Popen([sys.executable, "-c", CAPTURE, port, str(seconds + 1)], stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, text=True)  # another process, as a DAW would be
         assert capture.stdout.readline().strip() == "ready"
+        priority = node.config.rig.scheduler.realtime_priority
+        floor = machine_floor(seconds, priority)
         node.start()
         time.sleep(seconds)
         node.close()
@@ -168,7 +193,7 @@ def clock_jitter(seconds: float) -> list[list]:
         rows.append([f"MIDI clock out at 120 BPM, |tick interval − 20.83 ms|, {what}",
                      f"{len(times)} ticks, {missing} missing, {doubled} doubled{server}", pct(jitter, 0.5),
                      pct(jitter, 0.99), max(jitter)])
-    return rows
+    return rows + [floor_row(floor, priority)]
 
 
 def osc_and_pads(n: int) -> list[list]:

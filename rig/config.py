@@ -97,10 +97,13 @@ class SchedulerConfig(Section):
     """Keep the brain's notes clear of semitone rubs with the human's and the pet's sounding notes: a note due on a
     rub moves onto the rubbing note's pitch class (or is dropped); a brain note a new human note rubs against ends
     (``rig/arranger.py``). Off: every note as the brain asked."""
-    realtime_priority: Annotated[int, msgspec.Meta(ge=0, le=99)] = 20
+    realtime_priority: Annotated[int, msgspec.Meta(ge=0, le=99)] = 4
     """SCHED_FIFO priority of the rig's timeline thread (beats, notes, clock ticks, treat pulses); while it plays,
     the rig's other threads run real-time at a quarter of it (a thread holding Python's interpreter lock must not
     be pre-empted by another process while the timeline waits for that lock); 0 = the normal scheduler for all.
+    Kept under the audio server's: jackd (default ``-P 10``) runs its clients' process threads at 5, and a rig
+    thread above them, or beside them at the same priority, can hold a JACK cycle up past its deadline (the server
+    then drops that cycle's MIDI: a clock tick lost). With jackd at ``-P P``, anything under P - 5 keeps clear.
     Needs CAP_SYS_NICE (root, or the systemd unit's CPUSchedulingPolicy); without it the rig says so and runs on."""
 
 
