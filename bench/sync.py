@@ -190,8 +190,9 @@ def clock_jitter(seconds: float) -> list[list]:
         doubled = int(sum(i < 0.5 * step for i in intervals))
         server = f"; jackd ran late {len(late_us)}× (max {max(late_us, default=0) / 1000:.1f} ms)" if times is stamps \
             else ""
+        worst = f", worst at {times[int(np.argmax(jitter)) + 1] - times[0]:.0f} s" if len(jitter) else ""
         rows.append([f"MIDI clock out at 120 BPM, |tick interval − 20.83 ms|, {what}",
-                     f"{len(times)} ticks, {missing} missing, {doubled} doubled{server}", pct(jitter, 0.5),
+                     f"{len(times)} ticks, {missing} missing, {doubled} doubled{worst}{server}", pct(jitter, 0.5),
                      pct(jitter, 0.99), max(jitter)])
     return rows + [floor_row(floor, priority)]
 
