@@ -45,7 +45,11 @@ class SonifyConfig(Section):
     the last 8 beats, up to this many units above their gate sound on a slot (a busy human, a busier band; never
     a unit under its gate). ``max_voices`` otherwise."""
     density_low: Annotated[float, msgspec.Meta(ge=0, le=4)] = 0.6
-    """The band's notes ÷ the human's, over the last 8 beats, under which ``busy_voices`` apply."""
+    """The band's notes ÷ the human's, over the last 8 beats, under which ``busy_voices`` and ``busy_gate`` apply."""
+    busy_gate: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.7
+    """While the band lags the human (``density_low``), a unit sounds from this share of its calibration quantile
+    (``gate`` otherwise): in a key the model reads less surely its units fire lower, and a busy human would get a
+    sparse band. Set it to ``gate`` to keep one gate."""
     velocity_min: Midi7 = 45
     velocity_max: Midi7 = 105
     note_beats: Annotated[float, msgspec.Meta(gt=0, le=8)] = 1.0

@@ -158,7 +158,29 @@ def test_density_follows_the_human_two_units_a_slot_only_while_the_band_lags():
     assert 0.6 * human <= band + 2 <= 1.5 * human, per_slot  # kept near the rule's floor, not at one a slot
     quiet = Sonifier(SonifyConfig(gate=0.8, prediction_voice=False), rig_in([62, 66, 69])[0],
                      NeuronVoices.planted(promoted, 2, 4))
-    assert quiet.voices_now(due=10.0, event_time=t, period=0.5) == 1  # three human notes: too few to follow
+    assert quiet.voices_now(due=10.0, event_time=t, period=0.5) == (1, 0.8)  # three human notes: too few to follow
+
+
+def test_a_unit_past_the_busy_gate_sounds_only_while_a_busy_human_outplays_the_band():
+    """A unit at 0.75 of its quantile (gate 0.9, busy_gate 0.7) at every eighth note of a busy human: heard while
+    the band lags, silent once it keeps up (the band hovers at the rule's floor, not at one note a slot); with
+    busy_gate at the gate it is never heard."""
+    def band(busy_gate: float) -> tuple[list[int], Sonifier]:
+        rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])
+        son = Sonifier(SonifyConfig(gate=0.9, busy_gate=busy_gate, prediction_voice=False, note_beats=0.25), rig,
+                       NeuronVoices.planted({(0, 1): 62}, 1, 4))
+        per_slot = []
+        for i in range(64):  # 16 beats of eighth notes
+            when = t + i * 0.25
+            rig.observe(Note(source="human", note=[62, 66, 69, 66][i % 4], t=when))
+            per_slot.append(len(son.notes_for([Hit(0, 1, 2.0, 0.75)], when)))
+        return per_slot, son
+
+    busy, son = band(0.7)
+    assert son.counts["busy_slots"] > 0 and 0 in busy[16:], busy  # it rests once the band keeps up
+    assert 0.4 * 64 <= sum(busy) <= 0.9 * 64, busy
+    one_gate, _ = band(0.9)
+    assert sum(one_gate) == 0
 
 
 def rig_in(key_notes, t0=100.0):
@@ -172,7 +194,7 @@ def rig_in(key_notes, t0=100.0):
 def test_gating_ties_and_no_double_onsets():
     promoted = {(0, 1): 62, (0, 2): 62, (0, 3): 69, (1, 4): 66}
     rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 67, 69])  # D major, last beat F# G A
-    son = Sonifier(SonifyConfig(gate=0.8), rig, NeuronVoices.planted(promoted, 2, 8))
+    son = Sonifier(SonifyConfig(gate=0.8, busy_gate=0.8), rig, NeuronVoices.planted(promoted, 2, 8))  # one gate
     quiet = son.notes_for([Hit(0, 1, 1.0, 0.5), Hit(0, 3, 1.0, 0.79)], t)
     assert [n for n in quiet if n.neurons != ["prediction"]] == []  # below the gate: nothing sounds
     first = son.notes_for([Hit(0, 1, 2.0, 1.2), Hit(0, 2, 2.0, 0.9), Hit(1, 4, 2.0, 1.0)], t)

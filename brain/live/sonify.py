@@ -38,9 +38,13 @@
 - **Density follows the human.** One unit note a slot (``max_voices``) while
   the band keeps up; when it has struck fewer than ``density_low`` × the
   human's notes over the last :data:`DENSITY_BEATS` beats, up to
-  ``busy_voices`` units sound together (each still past its own gate). A
-  sparse human leaves the band sparse: units sound only when they fire, and
-  nothing starts more than ``listen_beats`` after the last played note.
+  ``busy_voices`` units sound together, each past the lower ``busy_gate``
+  (in a key the model reads less surely its units fire lower: at the full
+  gate a busy human in C got half the band the same tune got in D). Which
+  units sound, and when, is still the model's: the most active first, none
+  under its own quantile's ``busy_gate`` share. A sparse human leaves the
+  band sparse: units sound only when they fire, and nothing starts more than
+  ``listen_beats`` after the last played note.
 - **No restrikes, no doubled notes.** A neuron whose note is still ringing past
   the next slot is *tied* (the rig extends it; a tie whose note has already
   ended starts nothing); two neurons landing on one pitch share one note; the
@@ -196,9 +200,9 @@ class Sonifier:
             del self.ringing[k]
         duration = _seconds(c.note_beats * grid.period)
         out: dict[tuple[int, int], AccompNote] = {}
-        voices = self.voices_now(due, event_time, grid.period)
+        voices, gate = self.voices_now(due, event_time, grid.period)
         for hit in sorted(hits, key=lambda h: -h.normalized):
-            if hit.normalized < c.gate:
+            if hit.normalized < gate:
                 self.counts["below_gate"] += 1
                 continue
             channel, base = self.channel(hit.layer), self.pitch(hit, allowed)
@@ -234,17 +238,18 @@ class Sonifier:
         self.struck.extend(n.due_beat for n in notes if not n.tie)
         return notes
 
-    def voices_now(self, due: float, event_time: float, period: float) -> int:
-        """Unit notes this slot may start: ``busy_voices`` while the band lags the human (the density rule)."""
+    def voices_now(self, due: float, event_time: float, period: float) -> tuple[int, float]:
+        """Unit notes this slot may start, and the gate each must pass: ``busy_voices`` from ``busy_gate`` while
+        the band lags the human (the density rule), else ``max_voices`` from ``gate``."""
         c = self.config
-        if c.busy_voices <= c.max_voices:
-            return c.max_voices
+        if c.busy_voices <= c.max_voices and c.busy_gate >= c.gate:
+            return c.max_voices, c.gate
         human = sum(1 for t, _ in self.rig.human_notes if t > event_time - DENSITY_BEATS * period)
         band = sum(1 for b in self.struck if b > due - DENSITY_BEATS)
         if human >= 4 and band < c.density_low * human:
             self.counts["busy_slots"] += 1
-            return c.busy_voices
-        return c.max_voices
+            return max(c.busy_voices, c.max_voices), min(c.busy_gate, c.gate)
+        return c.max_voices, c.gate
 
     def _note(self, pitch: int, channel: int, velocity: int, due: float, beats: float, duration: float,
               neurons: list[str]) -> AccompNote:
