@@ -194,16 +194,21 @@ def main() -> None:
                      f"{sum(x.restrikes for x in s)}/{sum(x.double_onsets for x in s)}/{sum(x.stuck for x in s)}/"
                      f"{sum(x.off_grid for x in s)}/{sum(x.short_notes for x in s)}",
                      f"{pct(mean(x.prediction_hits for x in s))} / "
-                     f"{pct(mean(b.get('repeat_last_human_note', {}).get('prediction_hits') for b in base))}"])
+                     f"{pct(mean(b.get('repeat_last_human_note', {}).get('prediction_hits') for b in base))}",
+                     f"{min(x.brain_notes / x.human_notes for x in s):.2f}–{max(x.brain_notes / x.human_notes for x in s):.2f}"])
     table(f"accompaniment on {len(tunes)} held-out tunes × {len(shifts)} keys (+ pet on the drum pads)",
           ["shift (key)", "key fit", "harmony", "random in key", "shuffled", "oracle", "clashes/min: brain (asked) / random",
            "response ρ", "beats after stop (max)", "stable voice", "ρ(vel, act)", "restrike/double/stuck/off-grid/<20 ms",
-           "prediction / repeat-last"], rows)
+           "prediction / repeat-last", "band ÷ human (0.5–1.5)"], rows)
     all_scores = [x for s in scores.values() for x in s]
     worst = min(shifts, key=lambda sh: mean(x.key_fit for x in scores[sh]))
     print(f"overall: key fit {pct(mean(x.key_fit for x in all_scores))} (worst key {worst:+d}: "
-          f"{pct(mean(x.key_fit for x in scores[worst]))}), harmony {pct(mean(x.harmony for x in all_scores))} vs "
-          f"random in key {pct(mean(x.baselines['random_in_key']['harmony'] for x in all_scores))}")
+          f"{pct(mean(x.key_fit for x in scores[worst]))}), harmony {mean(x.harmony for x in all_scores):.1%} vs "
+          f"random in key {mean(x.baselines['random_in_key']['harmony'] for x in all_scores):.1%} and the oracle "
+          f"{mean(x.baselines['oracle_last_beat_chord']['harmony'] for x in all_scores):.1%}; brain notes ÷ "
+          f"human notes {sum(x.brain_notes for x in all_scores) / sum(x.human_notes for x in all_scores):.2f} "
+          f"({min(x.brain_notes / x.human_notes for x in all_scores):.2f}–"
+          f"{max(x.brain_notes / x.human_notes for x in all_scores):.2f} by rendering)")
 
     controls_table(model, root)
 

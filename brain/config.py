@@ -46,7 +46,7 @@ class SonifyConfig(Section):
     a unit under its gate). ``max_voices`` otherwise."""
     density_low: Annotated[float, msgspec.Meta(ge=0, le=4)] = 0.6
     """The band's notes ÷ the human's, over the last 8 beats, under which ``busy_voices`` and ``busy_gate`` apply."""
-    busy_gate: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.7
+    busy_gate: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.75
     """While the band lags the human (``density_low``), a unit sounds from this share of its calibration quantile
     (``gate`` otherwise): in a key the model reads less surely its units fire lower, and a busy human would get a
     sparse band. Set it to ``gate`` to keep one gate."""

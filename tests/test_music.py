@@ -183,6 +183,23 @@ def test_a_unit_past_the_busy_gate_sounds_only_while_a_busy_human_outplays_the_b
     assert sum(one_gate) == 0
 
 
+def test_a_unit_heard_only_because_the_band_lags_fills_in_the_chord():
+    """Off the beat a unit past its gate plays the note of the key it pushes (here E, outside the chord); the same
+    unit heard only through the busy gate takes a tone of the chord instead."""
+    def off_beat_note(normalized: float) -> tuple[int, tuple[int, int, int]]:
+        rig, t = rig_in([62, 66, 69, 74, 73, 71, 69, 66, 69, 66])  # D major, a busy human, the band silent so far
+        son = Sonifier(SonifyConfig(gate=0.9, busy_gate=0.75, prediction_voice=False), rig,
+                       NeuronVoices.planted({(0, 1): 64}, 1, 4))
+        notes = son.notes_for([Hit(0, 1, 2.0, normalized)], t + 0.1)  # due half a beat on: off the beat
+        assert len(notes) == 1 and notes[0].due_beat % 1 == 0.5, notes
+        return notes[0].note, son.chord
+
+    strong, chord = off_beat_note(1.2)
+    assert strong % 12 == 4 and 4 not in chord  # its own note, a passing tone
+    filler, chord = off_beat_note(0.8)
+    assert filler % 12 in chord
+
+
 def rig_in(key_notes, t0=100.0):
     rig = RigView()
     rig.observe(Beat(index=0, bar=0, beat=0, tempo_bpm=120, time=t0))

@@ -42,7 +42,11 @@
   (in a key the model reads less surely its units fire lower: at the full
   gate a busy human in C got half the band the same tune got in D). Which
   units sound, and when, is still the model's: the most active first, none
-  under its own quantile's ``busy_gate`` share. A sparse human leaves the
+  under its own quantile's ``busy_gate`` share. A unit heard only so (under
+  its gate) fills in the chord: it takes the chord tone it pushes most, on
+  or off the beat (on validation tunes the denser band kept its
+  note-in-chord 11 points above random notes in key; choosing in the whole
+  key there, 9). A sparse human leaves the
   band sparse: units sound only when they fire, and nothing starts more than
   ``listen_beats`` after the last played note.
 - **No restrikes, no doubled notes.** A neuron whose note is still ringing past
@@ -201,11 +205,13 @@ class Sonifier:
         duration = _seconds(c.note_beats * grid.period)
         out: dict[tuple[int, int], AccompNote] = {}
         voices, gate = self.voices_now(due, event_time, grid.period)
+        filler = tuple(pc for pc in allowed if pc in chord) or tuple(chord)
         for hit in sorted(hits, key=lambda h: -h.normalized):
             if hit.normalized < gate:
                 self.counts["below_gate"] += 1
                 continue
-            channel, base = self.channel(hit.layer), self.pitch(hit, allowed)
+            # a unit heard only because the band lags (under the gate, past busy_gate) fills in the chord
+            channel, base = self.channel(hit.layer), self.pitch(hit, allowed if hit.normalized >= c.gate else filler)
             nid = self.voices.voice_id(hit.layer, hit.index)  # its place: near-duplicates take one
             pitch = base if (channel, base) in out and nid not in self.octave else self.own_voice(channel, base, nid, due)
             note = out.get((channel, pitch))
