@@ -13,7 +13,7 @@ demo: setup
 
 test:
 	@NEUROJAM_WITH_CHROMIUM=1 ./scripts/setup.sh  # the stage's tests drive a real headless Chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile  # two workers, each test file whole on one (its fixtures built once)
 
 bench: setup
 	$(PY) bench/wire.py

@@ -330,8 +330,8 @@ def _finish(console, out_dir: Path, session: Path, rig_code: int | None, brain_d
                   f"chord pad sounds three), {summary['human_notes']} human notes, "
                   f"{summary['brain_notes']} brain notes, {summary['treats_dispensed']} treats on the beat "
                   f"({summary['treats_refused']} refused by the safety caps)")
-    for name, path in paths.items():
-        console.print(f"  {name:8s} {path}")
+    for name, path in paths.items():  # never broken across lines: a path is copied and pasted whole
+        console.print(f"  {name:8s} {path}", soft_wrap=True, highlight=False)
     if brain_died_at is not None:
         console.print(f"[yellow]the brain stopped after {brain_died_at:.1f} s; everything the rig played was kept[/yellow]")
     return 0 if rig_code == 0 else 1
