@@ -45,10 +45,10 @@
   under its own quantile's ``busy_gate`` share. A unit heard only so (under
   its gate) fills in the chord: it takes the chord tone it pushes most, on
   or off the beat (on validation tunes the denser band kept its
-  note-in-chord 11 points above random notes in key; choosing in the whole
-  key there, 9). A sparse human leaves the
-  band sparse: units sound only when they fire, and nothing starts more than
-  ``listen_beats`` after the last played note.
+  note-in-chord 13 points above random notes in key; choosing in the whole
+  key, 9). A sparse human leaves the band sparse: units sound only when they
+  fire, and nothing starts more than ``listen_beats`` after the last played
+  note.
 - **No restrikes, no doubled notes.** A neuron whose note is still ringing past
   the next slot is *tied* (the rig extends it; a tie whose note has already
   ended starts nothing); two neurons landing on one pitch share one note; the
