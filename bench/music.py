@@ -195,11 +195,12 @@ def main() -> None:
                      f"{sum(x.off_grid for x in s)}/{sum(x.short_notes for x in s)}",
                      f"{pct(mean(x.prediction_hits for x in s))} / "
                      f"{pct(mean(b.get('repeat_last_human_note', {}).get('prediction_hits') for b in base))}",
-                     f"{min(x.brain_notes / x.human_notes for x in s):.2f}–{max(x.brain_notes / x.human_notes for x in s):.2f}"])
+                     f"{min(x.brain_notes / x.human_notes for x in s):.2f}–{max(x.brain_notes / x.human_notes for x in s):.2f}",
+                     f"{pct(mean(x.crowded for x in s))} ({pct(mean(x.crowded_asked for x in s))})"])
     table(f"accompaniment on {len(tunes)} held-out tunes × {len(shifts)} keys (+ pet on the drum pads)",
           ["shift (key)", "key fit", "harmony", "random in key", "shuffled", "oracle", "clashes/min: brain (asked) / random",
            "response ρ", "beats after stop (max)", "stable voice", "ρ(vel, act)", "restrike/double/stuck/off-grid/<20 ms",
-           "prediction / repeat-last", "band ÷ human (0.5–1.5)"], rows)
+           "prediction / repeat-last", "band ÷ human (0.5–1.5)", "crowding the human: heard (asked)"], rows)
     all_scores = [x for s in scores.values() for x in s]
     worst = min(shifts, key=lambda sh: mean(x.key_fit for x in scores[sh]))
     print(f"overall: key fit {pct(mean(x.key_fit for x in all_scores))} (worst key {worst:+d}: "

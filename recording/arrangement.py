@@ -5,7 +5,11 @@ rub) away. At its onset it moves onto the rubbing note's pitch class (a doubling
 that would rub with another or double a brain note; a human or pet note that starts while a brain note it rubs with
 sounds ends that brain note there, never under :data:`MIN_NOTE_S` after its onset. The pet's drum pads have no pitch.
 
-``rig/arranger.py`` applies :func:`clear_of_rubs` at the rig's clock; :func:`arrange` applies the same rule to the
+Registers apart: a brain note that crowds a sounding human or pet note (the same pitch, or a step away: the ear
+hears one voice, and the brain's is lost in the human's) moves an octave away from it (:func:`apart`), where it
+crowds none and doubles no brain note. An octave keeps the pitch class, so key, chord and rubs are as before.
+
+``rig/arranger.py`` applies :func:`clear_of_rubs` and :func:`apart` at the rig's clock; :func:`arrange` applies the same rule to the
 notes a replay's brain asked for (a replay has no rig), so ``neurojam score`` hears a replay as the rig would play it.
 """
 
@@ -35,6 +39,28 @@ RUB = (1, 11)
 """Interval classes that clash: a semitone, a major seventh / minor ninth."""
 
 
+CROWD = 2
+"""A brain note this many semitones or fewer from a sounding human or pet note (a unison included) crowds it."""
+
+
+def crowds(a: int, b: int) -> bool:
+    return abs(a - b) <= CROWD
+
+
+def apart(pitch: int, sounding: list[int], busy: set[int] = frozenset()) -> int:
+    """Where a brain note due now is heard as a voice of its own: ``pitch``, or an octave away from the sounding note
+    it crowds (below it if it was at or under that note, else above; the other way where that crowds another note
+    or doubles a brain note ``busy`` sounds); ``pitch`` where neither is free."""
+    near = [o for o in sounding if crowds(pitch, o)]
+    if not near:
+        return pitch
+    for shift in ((-12, 12) if pitch <= near[0] else (12, -12)):
+        moved = pitch + shift
+        if 0 <= moved <= 127 and moved not in busy and not any(crowds(moved, o) for o in sounding):
+            return moved
+    return pitch
+
+
 def rubs(a: int, b: int) -> bool:
     return (a - b) % 12 in RUB
 
@@ -55,7 +81,7 @@ def clear_of_rubs(pitch: int, sounding: list[int], busy: set[int] = frozenset())
 
 def arrange(brain: list[N], others: list[Sounding]) -> tuple[list[N], Counter]:
     """The brain's notes as the rig's arranger plays them beside ``others`` (the human's and the pet's), in time order
-    as the rig meets them, and what it did (moved, dropped, cut, merged: the rig's stats' names). A brain note due
+    as the rig meets them, and what it did (moved, dropped, cut, merged, moved an octave: the rig's stats' names). A brain note due
     on a (channel, pitch) still sounding merges into it, as at the rig. One pass: what sounds at each moment is kept
     as it goes (an hour's session is as quick as a minute's, per note)."""
     pitched = [o for o in others if o.channel != DRUM_CHANNEL]
@@ -75,12 +101,16 @@ def arrange(brain: list[N], others: list[Sounding]) -> tuple[list[N], Counter]:
             human.append(pitched[i])
             continue
         n = brain[i]
-        pitch = clear_of_rubs(n.note, [o.note for o in human],
-                              {b.note for b in ringing if (b.channel, b.note) != (n.channel, n.note)})
+        sounding = [o.note for o in human]
+        busy = {b.note for b in ringing if (b.channel, b.note) != (n.channel, n.note)}
+        pitch = clear_of_rubs(n.note, sounding, busy)
         if pitch is None:
             counts["clash_dropped"] += 1
             continue
         counts["clash_moved"] += pitch != n.note
+        spaced = apart(pitch, sounding, busy)
+        counts["register_moved"] += spaced != pitch
+        pitch = spaced
         held = next((b for b in ringing if (b.channel, b.note) == (n.channel, pitch)), None)
         if held is not None:  # sounding already: it rings on to this note's end, no second attack
             held.end = max(n.end, held.start)

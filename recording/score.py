@@ -37,6 +37,7 @@ from typing import Protocol
 
 from bridge.messages import Beat
 from recording import Session
+from recording.arrangement import crowds
 from recording.harmony import Key, beat_chord
 from recording.jam import PlayedNote
 
@@ -54,6 +55,10 @@ class Score:
     harmony: float | None = None
     clashes_per_min: float | None = None
     clashes_asked_per_min: float | None = None
+    crowded: float | None = None
+    """Share of the brain's notes sounding with a human or pet note a step or less away (a unison included): lost
+    in it, one voice to the ear."""
+    crowded_asked: float | None = None
     """A replay's: the brain's own choice, before the rig's arranger (a live session records what the rig played)."""
     response_rho: float | None = None
     beats_after_stop: float | None = None
@@ -157,6 +162,10 @@ def score_session(session: Session, band: BandSettings, *, gate: float | None = 
         _harmony(out, tl, brain, random.Random(seed))
         if jam.asked is not None and out.clashes_per_min is not None:
             out.clashes_asked_per_min = round(_clashes(jam.asked, tl.human) / max(1e-9, out.minutes), 2)
+        if brain:
+            out.crowded = round(_crowded(brain, tl.human) / len(brain), 3)
+        if jam.asked:
+            out.crowded_asked = round(_crowded(jam.asked, tl.human) / len(jam.asked), 3)
     _response(out, tl, jam, brain, gate, band.prediction_channel)
     _faithfulness(out, tl, jam)
     _hygiene(out, tl, jam, brain)
@@ -206,6 +215,13 @@ def _clashes(notes: list[PlayedNote], human: list[PlayedNote]) -> int:
     together at least :data:`CLASH_OVERLAP_S`."""
     return sum(1 for n in notes for h in human if min(h.end, n.end) - max(h.start, n.start) >= CLASH_OVERLAP_S
                and (n.note - h.note) % 12 in (1, 11))
+
+
+def _crowded(notes: list[PlayedNote], human: list[PlayedNote]) -> int:
+    """Notes sounding at least :data:`CLASH_OVERLAP_S` with a human or pet note :data:`CROWD` semitones or fewer
+    away."""
+    return sum(1 for n in notes if any(min(h.end, n.end) - max(h.start, n.start) >= CLASH_OVERLAP_S
+                                       and crowds(n.note, h.note) for h in human))
 
 
 def _response(out: Score, tl: _Timeline, jam, brain: list[PlayedNote], gate: float, prediction_channel: int) -> None:
@@ -326,6 +342,8 @@ SCORE_ROWS = (
     ("semitone clashes with a sounding human note, per minute", "clashes_per_min", "random_in_key", "clashes_per_min",
      "fewer than the baseline"),
     ("  same, the brain's own choice before the rig's arranger (a replay)", "clashes_asked_per_min", None, None, ""),
+    ("brain notes crowding a sounding human note (a step or less: one voice to the ear)", "crowded", None, None, ""),
+    ("  same, the brain's own choice before the rig's arranger (a replay)", "crowded_asked", None, None, ""),
     ("response: ρ(neuron activity, notes) per beat", "response_rho", None, None, "≥ 0.5"),
     ("beats played after everyone stopped", "beats_after_stop", None, None, "≤ 1"),
     ("neurons with a stable voice", "stable_voices", None, None, "≥ 95 %"),

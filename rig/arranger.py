@@ -6,7 +6,9 @@ the pet's pitched notes sounding then, by the rule in :mod:`recording.arrangemen
 a semitone (or a minor ninth, or a major seventh: the same rub) away, the note moves onto the clashing note's pitch
 class, or is dropped when that would rub with another or double a brain note. And when the human strikes a note that
 rubs with a brain note already sounding, that brain note ends there (the scheduler's ``give_way``, at
-:data:`MIN_NOTE_S` after its onset at the earliest). Counted in the rig's stats: moved, dropped, cut.
+:data:`MIN_NOTE_S` after its onset at the earliest). A brain note that would crowd a sounding note (a unison or a
+step away: one voice to the ear) sounds an octave away instead. Counted in the rig's stats: moved, dropped, cut,
+moved an octave.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from recording.arrangement import DRUM_CHANNEL, MIN_NOTE_S, clear_of_rubs, rubs
+from recording.arrangement import DRUM_CHANNEL, MIN_NOTE_S, apart, clear_of_rubs, rubs
 
 __all__ = ["Arranger", "DRUM_CHANNEL", "MIN_NOTE_S", "rubs"]
 
@@ -43,10 +45,15 @@ class Arranger:
 
     def place(self, pitch: int, busy: set[int] = frozenset()) -> int | None:
         """Where a brain note due now should sound: ``pitch``, moved onto a rubbing note's pitch class, or None
-        (dropped). ``busy``: pitches the brain sounds already (a move never doubles one of them)."""
-        placed = clear_of_rubs(pitch, self.sounding(), busy)
+        (dropped); then an octave away from a note it crowds. ``busy``: pitches the brain sounds already (a move never doubles one of them)."""
+        sounding = self.sounding()
+        placed = clear_of_rubs(pitch, sounding, busy)
         if placed is None:
             self.counts["clash_dropped"] += 1
-        elif placed != pitch:
+            return None
+        if placed != pitch:
             self.counts["clash_moved"] += 1
-        return placed
+        spaced = apart(placed, sounding, busy)
+        if spaced != placed:
+            self.counts["register_moved"] += 1
+        return spaced

@@ -113,7 +113,9 @@ def test_near_duplicate_features_are_one_voice_one_place_and_one_note_together()
 
 def test_a_replay_is_heard_as_the_rig_would_play_it_and_the_score_says_both(tmp_path):
     """A replay has no rig: its brain notes are played by the arranger's rule beside the human's. E asked against a
-    held F moves onto F; the score counts no clash, and the brain's own choice (one clash) beside it."""
+    held F moves onto F's pitch class, an octave below the human's (a unison is one voice to the ear); D asked on the
+    human's D also sounds an octave down. The score counts no clash and no crowding, and the brain's own choice (a
+    clash, both crowding) beside it."""
     from bridge.messages import Accomp, AccompNote, encode
     from recording.log import SessionRecorder
     from recording.score import score_session
@@ -135,10 +137,11 @@ def test_a_replay_is_heard_as_the_rig_would_play_it_and_the_score_says_both(tmp_
     rec.close()
     session = open_session(tmp_path / "replay")
     brain = [(n.start, n.note) for n in session.jam.notes if n.source == "brain"]
-    assert brain == [(101.5, 65), (102.0, 62)] and [n.note for n in session.jam.asked] == [64, 62]
-    assert session.jam.arranged["clash_moved"] == 1
+    assert brain == [(101.5, 53), (102.0, 50)] and [n.note for n in session.jam.asked] == [64, 62]
+    assert session.jam.arranged["clash_moved"] == 1 and session.jam.arranged["register_moved"] == 2
     score = score_session(session, SonifyConfig())
     assert score.clashes_per_min == 0 and score.clashes_asked_per_min > 0
+    assert score.crowded == 0 and score.crowded_asked == 1.0
 
 
 def test_density_follows_the_human_two_units_a_slot_only_while_the_band_lags():

@@ -305,13 +305,36 @@ def test_the_arranger_moves_a_note_off_a_rub_with_the_human_and_drops_one_it_can
         s.schedule(Accomp(notes=[AccompNote(note=64, due_time=101.0, duration=0.5, channel=1)]), now=100.5)
     tl.advance_to(101.2)
     assert notes_on(out) == [(101.0, 64)]  # as asked: E against F
-    assert notes_on(out2) == [(101.0, 65)] and arranger.counts["clash_moved"] == 1  # onto the human's pitch class
+    # onto the human's pitch class, an octave below the human's F (a unison is one voice to the ear)
+    assert notes_on(out2) == [(101.0, 53)] and arranger.counts["clash_moved"] == 1
+    assert arranger.counts["register_moved"] == 1
     arranger.heard(66, True)  # F and F# held: E can move nowhere clear
     sched.schedule(Accomp(notes=[AccompNote(note=64, due_time=102.0, duration=0.5, channel=2)]), now=101.5)
     tl.advance_to(102.2)
-    assert notes_on(out2) == [(101.0, 65)] and arranger.counts["clash_dropped"] == 1
+    assert notes_on(out2) == [(101.0, 53)] and arranger.counts["clash_dropped"] == 1
     arranger.heard(62, True, channel=9)  # a drum pad has no pitch to rub
     assert 62 not in arranger.sounding()
+
+
+def test_the_arranger_keeps_a_brain_note_out_of_the_humans_register_by_an_octave(world):
+    """Issue 39: a brain note the same as the human's sounding note, or a step from it, is one voice to the ear: it
+    sounds an octave away (below when at or under the human's note, above when over it; the other way when that
+    crowds another note), its pitch class kept. Three semitones away it stays; without the arranger it crowds."""
+    from rig.arranger import Arranger
+
+    clock, tl, beats = world
+    arranger = Arranger()
+    out = RecordingOutput(clock)
+    sched = AccompScheduler(tl, beats, out, arranger=arranger)
+    arranger.heard(67, True)  # the human holds G4
+    for i, asked in enumerate((67, 69, 65, 64, 70)):
+        sched.schedule(Accomp(notes=[AccompNote(note=asked, due_time=101.0 + i, duration=0.5, channel=1)]), now=100.5)
+    tl.advance_to(105.5)
+    arranger.heard(55, True)  # and now G3 too: F4 a step under G4 moves up, not down onto F3, a step from G3
+    sched.schedule(Accomp(notes=[AccompNote(note=65, due_time=106.0, duration=0.5, channel=1)]), now=100.5)
+    tl.advance_to(106.2)
+    assert [n for _, n in notes_on(out)] == [55, 81, 53, 64, 70, 77]
+    assert arranger.counts["register_moved"] == 4 and not arranger.counts["clash_moved"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
