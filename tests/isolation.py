@@ -92,7 +92,13 @@ class JackServer:
         with self.log.open("wb") as sink:
             self.proc = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000",
                                           "-p", "256"], stdout=sink, stderr=subprocess.STDOUT, env=env)
-        time.sleep(1.0)
+        # ready when a client can connect (a fixed sleep was too short on a loaded machine: the first test's ports
+        # then found no server)
+        ready = shutil.which("jack_wait") and subprocess.run(
+            ["jack_wait", "-s", name, "-w", "-t", "30"], env={**env, "JACK_NO_START_SERVER": "1"}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, timeout=40).returncode == 0
+        if not ready:
+            time.sleep(1.0)
         if self.proc.poll() is not None:
             pytest.fail(f"jackd did not start: {self.log.read_text(errors='replace')[-500:]}")
         os.environ["JACK_DEFAULT_SERVER"] = name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -129,7 +130,7 @@ def check_brain_reachable(config: Config, timeout: float = 2.0) -> Check:
     except NeurojamError as exc:
         return Check("brain reachable", False, str(exc), f"neurojam keys init --node {TOOL_KEY}, and allow its key "
                      f"on the brain")
-    link = Link("tool", f"doctor-{os.getpid()}", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
+    link = Link("tool", f"doctor-{os.getpid()}-{secrets.token_hex(3)}", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
                 security=security)
     try:
         deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 
 from core.errors import SessionError
 from core.units import NeuronId
@@ -52,7 +53,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
         except MessageError as exc:
             raise SessionError(f"steer: {args.neuron} {args.factor:g} cannot be sent: {exc}. The factor is "
                                f"-10..10 (0 silences a neuron, 1 leaves it alone, 2 doubles it).") from exc
-    link = Link("tool", f"steer-{os.getpid()}", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
+    link = Link("tool", f"steer-{os.getpid()}-{secrets.token_hex(3)}", host=b.host, events_port=b.events_port, commands_port=b.commands_port,
                 security=security_for(b, TOOL_KEY, server=False))
     try:
         deadline = time.monotonic() + args.timeout
