@@ -9,8 +9,8 @@ Registers apart: a brain note that crowds a sounding human or pet note (the same
 hears one voice, and the brain's is lost in the human's) moves an octave away from it (:func:`apart`), where it
 crowds none and doubles no brain note. An octave keeps the pitch class, so key, chord and rubs are as before.
 
-``rig/arranger.py`` applies :func:`clear_of_rubs` and :func:`apart` at the rig's clock; :func:`arrange` applies the same rule to the
-notes a replay's brain asked for (a replay has no rig), so ``neurojam score`` hears a replay as the rig would play it.
+``rig/arranger.py`` applies :func:`place` at the rig's clock; :func:`arrange` applies the same rule to the notes a
+replay's brain asked for (a replay has no rig), so ``neurojam score`` hears a replay as the rig would play it.
 """
 
 from __future__ import annotations
@@ -79,10 +79,25 @@ def clear_of_rubs(pitch: int, sounding: list[int], busy: set[int] = frozenset())
     return None
 
 
+def place(pitch: int, sounding: list[int], busy: set[int], counts: Counter) -> int | None:
+    """Where a brain note due now sounds beside ``sounding``: off any rub (:func:`clear_of_rubs`), then apart from a
+    note it crowds (:func:`apart`); None: dropped. What it did is counted in ``counts`` (the rig's stats' names)."""
+    placed = clear_of_rubs(pitch, sounding, busy)
+    if placed is None:
+        counts["clash_dropped"] += 1
+        return None
+    if placed != pitch:
+        counts["clash_moved"] += 1
+    spaced = apart(placed, sounding, busy)
+    if spaced != placed:
+        counts["register_moved"] += 1
+    return spaced
+
+
 def arrange(brain: list[N], others: list[Sounding]) -> tuple[list[N], Counter]:
     """The brain's notes as the rig's arranger plays them beside ``others`` (the human's and the pet's), in time order
-    as the rig meets them, and what it did (moved, dropped, cut, merged, moved an octave: the rig's stats' names). A brain note due
-    on a (channel, pitch) still sounding merges into it, as at the rig. One pass: what sounds at each moment is kept
+    as the rig meets them, and what it did (moved, dropped, cut, merged, moved an octave: the rig's stats' names). A
+    brain note due on a (channel, pitch) still sounding merges into it, as at the rig. One pass: what sounds at each moment is kept
     as it goes (an hour's session is as quick as a minute's, per note)."""
     pitched = [o for o in others if o.channel != DRUM_CHANNEL]
     events = sorted([(o.start, 0, i) for i, o in enumerate(pitched)] + [(n.start, 1, i) for i, n in enumerate(brain)])
@@ -101,16 +116,10 @@ def arrange(brain: list[N], others: list[Sounding]) -> tuple[list[N], Counter]:
             human.append(pitched[i])
             continue
         n = brain[i]
-        sounding = [o.note for o in human]
-        busy = {b.note for b in ringing if (b.channel, b.note) != (n.channel, n.note)}
-        pitch = clear_of_rubs(n.note, sounding, busy)
+        pitch = place(n.note, [o.note for o in human],
+                      {b.note for b in ringing if (b.channel, b.note) != (n.channel, n.note)}, counts)
         if pitch is None:
-            counts["clash_dropped"] += 1
             continue
-        counts["clash_moved"] += pitch != n.note
-        spaced = apart(pitch, sounding, busy)
-        counts["register_moved"] += spaced != pitch
-        pitch = spaced
         held = next((b for b in ringing if (b.channel, b.note) == (n.channel, pitch)), None)
         if held is not None:  # sounding already: it rings on to this note's end, no second attack
             held.end = max(n.end, held.start)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from recording.arrangement import DRUM_CHANNEL, MIN_NOTE_S, apart, clear_of_rubs, rubs
+from recording.arrangement import DRUM_CHANNEL, MIN_NOTE_S, place, rubs
 
 __all__ = ["Arranger", "DRUM_CHANNEL", "MIN_NOTE_S", "rubs"]
 
@@ -45,15 +45,6 @@ class Arranger:
 
     def place(self, pitch: int, busy: set[int] = frozenset()) -> int | None:
         """Where a brain note due now should sound: ``pitch``, moved onto a rubbing note's pitch class, or None
-        (dropped); then an octave away from a note it crowds. ``busy``: pitches the brain sounds already (a move never doubles one of them)."""
-        sounding = self.sounding()
-        placed = clear_of_rubs(pitch, sounding, busy)
-        if placed is None:
-            self.counts["clash_dropped"] += 1
-            return None
-        if placed != pitch:
-            self.counts["clash_moved"] += 1
-        spaced = apart(placed, sounding, busy)
-        if spaced != placed:
-            self.counts["register_moved"] += 1
-        return spaced
+        (dropped); then an octave away from a note it crowds. ``busy``: pitches the brain sounds already (a move
+        never doubles one of them)."""
+        return place(pitch, self.sounding(), busy, self.counts)

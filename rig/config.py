@@ -104,7 +104,8 @@ class SchedulerConfig(Section):
     Kept under the audio server's: jackd (default ``-P 10``) runs its clients' process threads at 5, and a rig
     thread above them, or beside them at the same priority, can hold a JACK cycle up past its deadline (the server
     then drops that cycle's MIDI: a clock tick lost). With jackd at ``-P P``, anything under P - 5 keeps clear.
-    Needs CAP_SYS_NICE (root, or the systemd unit's CPUSchedulingPolicy); without it the rig says so and runs on."""
+    Needs CAP_SYS_NICE (root) or an RLIMIT_RTPRIO this high (the systemd unit's ``LimitRTPRIO``); without it the
+    rig says so and runs on."""
 
 
 class DispenserConfig(Section):

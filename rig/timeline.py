@@ -182,7 +182,7 @@ class Timeline:
             self.realtime = True
         except (PermissionError, OSError) as exc:
             log.info("timeline at normal priority (%s): give the rig CAP_SYS_NICE or a systemd "
-                     "CPUSchedulingPolicy=fifo for steadier timing on a busy machine", exc)
+                     "LimitRTPRIO (deploy/neurojam-rig.service) for steadier timing on a busy machine", exc)
 
     def _loop(self) -> None:
         self._raise_priority()
